@@ -1,0 +1,29 @@
+# qcache: a query result cache in PostgreSQL shared memory.  PGXS build.
+
+MODULE_big = qcache
+OBJS = \
+	src/qcache.o \
+	src/shmem.o \
+	src/stats.o \
+	src/store.o \
+	src/sqlfuncs.o \
+	src/fetch.o \
+	src/worker.o
+
+EXTENSION = qcache
+DATA = qcache--1.0.sql
+PGFILEDESC = "qcache - query result cache in shared memory"
+
+# pg_regress suites (sql/ and expected/), on a temporary instance with
+# qcache preloaded; then isolation specs; then TAP tests.
+REGRESS = api ttl tags isolation_db privileges fetch
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/qcache.conf
+ISOLATION = set_get invalidate clear
+ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
+	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/qcache.conf
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,132 @@
+/*-------------------------------------------------------------------------
+ *
+ * qcache.c
+ *		Module load: the GUCs, the shared memory hooks and the sweeper.
+ *
+ * qcache must be in shared_preload_libraries: its cache lives in the main
+ * shared memory segment, which only the postmaster can size.  Loaded any
+ * other way, _PG_init defines nothing and every SQL function raises
+ * ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE with a hint (see
+ * qc_require_loaded in shmem.c), as pg_stat_statements does.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/guc.h"
+
+#include "qcache.h"
+
+PG_MODULE_MAGIC;
+
+/* GUC variables */
+int			qc_memory_kb = 64 * 1024;
+int			qc_max_entries = 65536;
+int			qc_default_ttl = 300;
+int			qc_max_entry_size = 1024 * 1024;
+bool		qc_enabled = true;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+/* Chains qc_shmem_request behind any previous shmem_request hook. */
+static void
+qcache_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	qc_shmem_request();
+}
+
+/* Chains qc_shmem_startup behind any previous shmem_startup hook. */
+static void
+qcache_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	qc_shmem_startup();
+}
+
+/* Module load callback. */
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomIntVariable("qcache.memory",
+							"Shared memory for cache entries, their index included.",
+							NULL,
+							&qc_memory_kb,
+							64 * 1024,
+							2 * 1024,
+							INT_MAX / 2,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomIntVariable("qcache.max_entries",
+							"Maximum number of cache entries.",
+							NULL,
+							&qc_max_entries,
+							65536,
+							1024,
+							INT_MAX / 4,
+							PGC_POSTMASTER,
+							0,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomIntVariable("qcache.default_ttl",
+							"Time to live of an entry when a call gives none; 0 means no expiry.",
+							NULL,
+							&qc_default_ttl,
+							300,
+							0,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomIntVariable("qcache.max_entry_size",
+							"Largest value that is cached; larger ones are not cached.",
+							NULL,
+							&qc_max_entry_size,
+							1024 * 1024,
+							64,
+							INT_MAX,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomBoolVariable("qcache.enabled",
+							 "Serve and store cache entries.",
+							 "Off: gets miss, sets store nothing, qcache_fetch runs its query.",
+							 &qc_enabled,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL,
+							 NULL,
+							 NULL);
+
+	MarkGUCPrefixReserved("qcache");
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = qcache_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = qcache_shmem_startup;
+
+	qc_register_worker();
+}

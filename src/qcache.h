@@ -1,0 +1,254 @@
+/*-------------------------------------------------------------------------
+ *
+ * qcache.h
+ *		Types and entry points shared by the files of the qcache extension.
+ *
+ * The extension is split by concern: qcache.c holds _PG_init and the GUCs,
+ * shmem.c sizes, creates and attaches the shared memory, store.c is the
+ * shared hash of entries (no fmgr, no SQL), stats.c the counters, sqlfuncs.c
+ * the SQL-callable functions, fetch.c the read-through qcache_fetch and
+ * worker.c the sweeper background worker.  This header is the contract
+ * between them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef QCACHE_H
+#define QCACHE_H
+
+#include "nodes/pg_list.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+#include "utils/dsa.h"
+#include "utils/timestamp.h"
+
+/* Number of index partitions, each with its own LWLock.  A power of 2. */
+#define QC_NUM_PARTITIONS		128
+
+/* Limits on what one entry may carry; errors past them name the limit. */
+#define QC_MAX_KEY_LEN			8192	/* bytes */
+#define QC_MAX_TAGS				64
+#define QC_MAX_TAG_LEN			512 	/* bytes */
+
+/* Resolution of the LRU clock, in microseconds. */
+#define QC_TICK_USEC			10000
+
+/* Interval between two sweeps of the background worker, in milliseconds. */
+#define QC_SWEEP_INTERVAL_MS	1000
+
+/* ---------- GUCs (qcache.c) ---------- */
+extern int	qc_memory_kb;
+extern int	qc_max_entries;
+extern int	qc_default_ttl;
+extern int	qc_max_entry_size;
+extern bool qc_enabled;
+
+/* ---------- counters (stats.c) ---------- */
+
+/*
+ * Cumulative counters.  Each backend counts into its own slot (indexed by
+ * pgprocno), so the hot path never writes a cache line that another backend
+ * writes; readers sum the slots.  The gauges (entries, bytes) live in
+ * QcShared instead.
+ */
+typedef enum QcCounter
+{
+	QC_STAT_HITS,
+	QC_STAT_MISSES,
+	QC_STAT_L2_HITS,
+	QC_STAT_L2_MISSES,
+	QC_STAT_L2_ERRORS,
+	QC_STAT_SETS,
+	QC_STAT_SETS_REJECTED,
+	QC_STAT_EVICTIONS_EXPIRED,
+	QC_STAT_EVICTIONS_MEMORY,
+	QC_STAT_INVALIDATIONS,
+	QC_STAT_FETCH_WAITS,
+	QC_NUM_COUNTERS
+} QcCounter;
+
+typedef struct QcStatSlot
+{
+	pg_atomic_uint64 c[QC_NUM_COUNTERS];
+} QcStatSlot;
+
+/* ---------- shared state (shmem.c) ---------- */
+
+/*
+ * An index partition: the LWLock that guards a slice of the bucket array.
+ * Padded to a cache line so that two partitions never share one.
+ */
+typedef union QcPartition
+{
+	LWLock		lock;
+	char		pad[PG_CACHE_LINE_SIZE];
+} QcPartition;
+
+/*
+ * The one fixed shared structure.  Locking:
+ *
+ * - buckets[b] and the chain hanging off it are protected by
+ *   partitions[b % QC_NUM_PARTITIONS].lock: shared to walk a chain and read
+ *   entries, exclusive to link or unlink.  No code holds two partition locks
+ *   at once.
+ * - The DSA area has its own internal locks; we never call dsa_allocate or
+ *   dsa_free while holding a partition lock, so they order after nothing.
+ * - nentries, bytes_used, evict_hand and the stats slots are atomics and
+ *   need no lock.  reset_base is guarded by stats_lock (a spinlock held for
+ *   a copy of a few counters only).
+ * - Everything else is set once by the postmaster and then only read.
+ */
+typedef struct QcShared
+{
+	int			dsa_tranche;	/* LWLock tranche of the DSA area */
+	uint32		nbuckets;		/* power of 2, multiple of QC_NUM_PARTITIONS */
+	uint32		max_entries;	/* copy of qcache.max_entries at start */
+	Size		dsa_size;		/* bytes of the in-place DSA area */
+	Size		bytes_limit;	/* qcache.memory in bytes */
+	Size		index_bytes;	/* fixed part charged to bytes_used */
+	TimestampTz epoch;			/* origin of the LRU tick clock */
+
+	pg_atomic_uint32 nentries;	/* live entries */
+	pg_atomic_uint64 bytes_used;	/* index + bytes of live entries */
+	pg_atomic_uint32 evict_hand;	/* next partition to evict from */
+
+	int			nslots;			/* number of stat slots */
+	slock_t		stats_lock;		/* protects reset_base, stats_reset */
+	uint64		reset_base[QC_NUM_COUNTERS];
+	TimestampTz stats_reset;
+
+	QcPartition partitions[QC_NUM_PARTITIONS];
+
+	/* Variable-size tail, each part MAXALIGNed, offsets from this struct. */
+	Size		slots_off;		/* QcStatSlot[nslots] */
+	Size		buckets_off;	/* dsa_pointer[nbuckets] */
+	Size		dsa_off;		/* the DSA area, dsa_size bytes */
+} QcShared;
+
+extern QcShared *qc_shared;
+extern dsa_area *qc_dsa;
+extern dsa_pointer *qc_buckets;
+
+extern Size qc_shmem_size(void);
+extern void qc_shmem_request(void);
+extern void qc_shmem_startup(void);
+extern void qc_attach(void);
+extern void qc_require_loaded(void);
+
+/* ---------- entries (store.c) ---------- */
+
+/*
+ * One cache entry: a single DSA chunk laid out as
+ *
+ *		QcEntry | uint32 taghash[ntags] | key | value | tag strings
+ *
+ * where the value is the whole jsonb varlena and each tag string is NUL
+ * terminated.  Nothing is aligned past the header: values are copied out
+ * before use.  An entry is immutable once linked, except for last_used and
+ * hits, which readers update atomically under a shared partition lock.
+ */
+typedef struct QcEntry
+{
+	dsa_pointer next;			/* next entry of the bucket chain */
+	uint32		hash;			/* low 32 bits of the key hash: bucket bits */
+	Oid			dbid;			/* database the key belongs to */
+	Oid			owner;			/* role that stored the entry */
+	uint32		keylen;
+	uint32		vallen;			/* VARSIZE of the stored jsonb */
+	uint16		tagbytes;		/* bytes of the tag strings */
+	uint8		ntags;
+	uint8		flags;			/* reserved, 0 */
+	TimestampTz created;
+	TimestampTz expires;		/* 0: never */
+	pg_atomic_uint32 last_used; /* LRU tick of the last hit */
+	pg_atomic_uint32 hits;
+} QcEntry;
+
+#define QcEntryTagHashes(e)	((uint32 *) ((char *) (e) + sizeof(QcEntry)))
+#define QcEntryKey(e)		((char *) QcEntryTagHashes(e) + sizeof(uint32) * (e)->ntags)
+#define QcEntryValue(e)		(QcEntryKey(e) + (e)->keylen)
+#define QcEntryTags(e)		(QcEntryValue(e) + (e)->vallen)
+#define QcEntrySize(e) \
+	(sizeof(QcEntry) + sizeof(uint32) * (e)->ntags + (e)->keylen + \
+	 (e)->vallen + (e)->tagbytes)
+
+/* A key as callers pass it: the database is part of it. */
+typedef struct QcKey
+{
+	Oid			dbid;
+	const char *data;
+	uint32		len;
+	uint64		hash;			/* qc_hash_key() */
+} QcKey;
+
+/* Tags as callers pass them. */
+typedef struct QcTags
+{
+	int			ntags;
+	const char **tag;			/* NUL-terminated */
+	uint32	   *len;
+} QcTags;
+
+/* What a lookup hands back: a palloc'd copy. */
+typedef struct QcValue
+{
+	void	   *value;			/* palloc'd jsonb varlena */
+	TimestampTz expires;
+} QcValue;
+
+/* Result of qc_store_set(). */
+typedef enum QcSetResult
+{
+	QC_SET_STORED,
+	QC_SET_TOO_LARGE,			/* over qcache.max_entry_size */
+	QC_SET_NO_MEMORY			/* could not be stored even after eviction */
+} QcSetResult;
+
+/* Which entries a bulk removal takes (qc_store_remove_matching). */
+typedef enum QcMatchKind
+{
+	QC_MATCH_TAG,
+	QC_MATCH_PREFIX,
+	QC_MATCH_ALL
+} QcMatchKind;
+
+/* A copied-out entry description, for qcache_entries. */
+typedef struct QcEntryInfo
+{
+	char	   *key;			/* palloc'd, NUL-terminated */
+	uint32		keylen;
+	Oid			owner;
+	int			ntags;
+	char	  **tags;
+	Size		size;
+	TimestampTz created;
+	TimestampTz expires;
+	uint32		hits;
+} QcEntryInfo;
+
+extern uint64 qc_hash_key(Oid dbid, const char *data, uint32 len);
+extern uint32 qc_hash_tag(const char *tag, uint32 len);
+extern uint32 qc_now_tick(TimestampTz now);
+extern bool qc_store_get(const QcKey *key, TimestampTz now, QcValue *out);
+extern QcSetResult qc_store_set(const QcKey *key, const void *value,
+								uint32 vallen, const QcTags *tags,
+								TimestampTz now, TimestampTz expires,
+								Oid owner);
+extern bool qc_store_remove(const QcKey *key);
+extern uint64 qc_store_remove_matching(Oid dbid, QcMatchKind kind,
+									   const char *arg, uint32 arglen);
+extern uint64 qc_store_sweep(TimestampTz now);
+extern List *qc_store_list(Oid dbid);
+
+/* ---------- counters (stats.c) ---------- */
+extern Size qc_stats_size(int nslots);
+extern void qc_stats_init(void);
+extern void qc_count(QcCounter c, uint64 n);
+extern void qc_stats_read(uint64 *out);
+extern void qc_stats_reset(void);
+
+/* ---------- the sweeper (worker.c) ---------- */
+extern void qc_register_worker(void);
+extern PGDLLEXPORT void qcache_sweeper_main(Datum arg);
+
+#endif							/* QCACHE_H */

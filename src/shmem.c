@@ -1,0 +1,208 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *		Sizing, creation and attachment of qcache's shared memory.
+ *
+ * Everything qcache keeps lives in one block of the main shared memory
+ * segment, of exactly qcache.memory bytes, requested by the postmaster:
+ *
+ *		QcShared | stat slots | bucket array | DSA area (the rest)
+ *
+ * The DSA area is created in place (the postmaster cannot create DSM
+ * segments) with a size limit equal to its own size, so it never grows
+ * past qcache.memory: when it is full, dsa_allocate_extended with
+ * DSA_ALLOC_NO_OOM fails and store.c evicts.  Each backend attaches to the
+ * area once, lazily, on its first call (qc_require_loaded).
+ *
+ * After a crash the postmaster reinitialises shared memory and this file's
+ * startup hook builds an empty cache again: a backend that died holding a
+ * partition lock cannot leave the cache locked or half-linked.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/twophase.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/memutils.h"
+
+#include "qcache.h"
+
+QcShared   *qc_shared = NULL;
+dsa_area   *qc_dsa = NULL;
+dsa_pointer *qc_buckets = NULL;
+
+/* Smallest DSA area we accept: room for a few superblocks. */
+#define QC_MIN_DSA_SIZE		(1024 * 1024)
+
+/* Number of stat slots: one per PGPROC. */
+static int
+qc_num_slots(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+/* Number of buckets: a power of 2 >= max_entries, one per entry at most. */
+static uint32
+qc_num_buckets(void)
+{
+	uint32		n = QC_NUM_PARTITIONS;
+
+	while (n < (uint32) qc_max_entries)
+		n <<= 1;
+	return n;
+}
+
+/* Bytes of the fixed part (everything but the DSA area), MAXALIGNed. */
+static Size
+qc_fixed_size(void)
+{
+	Size		size;
+
+	size = MAXALIGN(sizeof(QcShared));
+	size = add_size(size, MAXALIGN(qc_stats_size(qc_num_slots())));
+	size = add_size(size, MAXALIGN(mul_size(qc_num_buckets(),
+											sizeof(dsa_pointer))));
+	return size;
+}
+
+/* Total shared memory qcache asks for: qcache.memory. */
+Size
+qc_shmem_size(void)
+{
+	return (Size) qc_memory_kb * 1024;
+}
+
+/*
+ * shmem_request_hook: reserve the block, after checking that the index
+ * leaves room for entries.
+ */
+void
+qc_shmem_request(void)
+{
+	Size		fixed = qc_fixed_size();
+
+	if (qc_shmem_size() < fixed || qc_shmem_size() - fixed < QC_MIN_DSA_SIZE)
+		ereport(FATAL,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("qcache.memory is too small for qcache.max_entries"),
+				 errdetail("The index for %d entries takes %zu kB; at least %d kB more are needed for the entries themselves.",
+						   qc_max_entries, fixed / 1024, QC_MIN_DSA_SIZE / 1024),
+				 errhint("Raise qcache.memory or lower qcache.max_entries.")));
+
+	RequestAddinShmemSpace(qc_shmem_size());
+}
+
+/*
+ * shmem_startup_hook: create the shared state, or find it (EXEC_BACKEND).
+ * Also runs after a crash, on freshly initialised memory.
+ */
+void
+qc_shmem_startup(void)
+{
+	bool		found;
+	char	   *base;
+	Size		off;
+	int			i;
+
+	/* reset in case this is a restart within the postmaster */
+	qc_shared = NULL;
+	qc_dsa = NULL;
+	qc_buckets = NULL;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	base = ShmemInitStruct("qcache", qc_shmem_size(), &found);
+	qc_shared = (QcShared *) base;
+
+	if (!found)
+	{
+		QcShared   *s = qc_shared;
+		int			part_tranche = LWLockNewTrancheId();
+		dsa_area   *area;
+
+		memset(s, 0, sizeof(QcShared));
+		s->nslots = qc_num_slots();
+		s->nbuckets = qc_num_buckets();
+		s->max_entries = qc_max_entries;
+		s->bytes_limit = qc_shmem_size();
+		s->index_bytes = qc_fixed_size();
+		s->epoch = GetCurrentTimestamp();
+
+		off = MAXALIGN(sizeof(QcShared));
+		s->slots_off = off;
+		off += MAXALIGN(qc_stats_size(s->nslots));
+		s->buckets_off = off;
+		off += MAXALIGN(mul_size(s->nbuckets, sizeof(dsa_pointer)));
+		s->dsa_off = off;
+		s->dsa_size = qc_shmem_size() - off;
+
+		pg_atomic_init_u32(&s->nentries, 0);
+		pg_atomic_init_u64(&s->bytes_used, s->index_bytes);
+		pg_atomic_init_u32(&s->evict_hand, 0);
+		SpinLockInit(&s->stats_lock);
+		s->stats_reset = s->epoch;
+
+		for (i = 0; i < QC_NUM_PARTITIONS; i++)
+			LWLockInitialize(&s->partitions[i].lock, part_tranche);
+
+		qc_buckets = (dsa_pointer *) (base + s->buckets_off);
+		for (i = 0; i < (int) s->nbuckets; i++)
+			qc_buckets[i] = InvalidDsaPointer;
+
+		qc_stats_init();
+
+		/*
+		 * The area outlives every backend: pin it, and let the postmaster
+		 * drop its own mapping object; backends attach their own.
+		 */
+		s->dsa_tranche = LWLockNewTrancheId();
+		area = dsa_create_in_place(base + s->dsa_off, s->dsa_size,
+								   s->dsa_tranche, NULL);
+		dsa_set_size_limit(area, s->dsa_size);
+		dsa_pin(area);
+		dsa_detach(area);
+	}
+	qc_buckets = (dsa_pointer *) (base + qc_shared->buckets_off);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Attach this backend to the DSA area (once) and name the tranches.
+ */
+void
+qc_attach(void)
+{
+	MemoryContext oldcxt;
+
+	if (qc_dsa != NULL)
+		return;
+
+	LWLockRegisterTranche(qc_shared->partitions[0].lock.tranche,
+						  "qcache_partition");
+	LWLockRegisterTranche(qc_shared->dsa_tranche, "qcache_dsa");
+
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	qc_dsa = dsa_attach_in_place((char *) qc_shared + qc_shared->dsa_off,
+								 NULL);
+	dsa_pin_mapping(qc_dsa);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Raise the not-preloaded error, or make sure this backend is attached.
+ * Every SQL entry point calls this first.
+ */
+void
+qc_require_loaded(void)
+{
+	if (unlikely(qc_shared == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("qcache must be loaded via \"shared_preload_libraries\""),
+				 errhint("Add qcache to shared_preload_libraries in postgresql.conf and restart the server.")));
+	if (unlikely(qc_dsa == NULL))
+		qc_attach();
+}

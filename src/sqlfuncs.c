@@ -1,0 +1,410 @@
+/*-------------------------------------------------------------------------
+ *
+ * sqlfuncs.c
+ *		The SQL-callable functions of qcache, except qcache_fetch.
+ *
+ * This file checks arguments and turns them into store calls; store.c knows
+ * nothing of fmgr.  Argument errors carry their SQLSTATE: a NULL key, value
+ * or tag is 22004 (null_value_not_allowed), a negative ttl 22023
+ * (invalid_parameter_value), a multi-dimensional tags array 2202E
+ * (array_subscript_error), a key or tag past its limit 54000
+ * (program_limit_exceeded).  Functions that only read are STRICT and answer
+ * NULL to a NULL key.  A value that cannot be cached is not an error:
+ * qcache_set returns false and counts it (SPEC section 4).
+ *
+ * Every key is scoped to MyDatabaseId.  qcache_entries shows keys and tags
+ * only to roles that could have stored them (the entry's owner, its members)
+ * and to members of pg_read_all_stats, as pg_stat_statements does for query
+ * texts.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "qcache.h"
+#include "sqlfuncs.h"
+
+PG_FUNCTION_INFO_V1(qcache_get);
+PG_FUNCTION_INFO_V1(qcache_set);
+PG_FUNCTION_INFO_V1(qcache_invalidate);
+PG_FUNCTION_INFO_V1(qcache_invalidate_tag);
+PG_FUNCTION_INFO_V1(qcache_invalidate_prefix);
+PG_FUNCTION_INFO_V1(qcache_clear);
+PG_FUNCTION_INFO_V1(qcache_stats);
+PG_FUNCTION_INFO_V1(qcache_entries);
+PG_FUNCTION_INFO_V1(qcache_reset_stats);
+
+/* Raise the error for a NULL argument that must not be NULL. */
+void
+qc_null_arg_error(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("%s must not be null", what)));
+}
+
+/* Build a QcKey from a text argument of the current database. */
+void
+qc_key_from_text(text *t, QcKey *key)
+{
+	key->dbid = MyDatabaseId;
+	key->data = VARDATA_ANY(t);
+	key->len = VARSIZE_ANY_EXHDR(t);
+	if (key->len > QC_MAX_KEY_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cache key is too long"),
+				 errdetail("The key is %u bytes; the limit is %d bytes.",
+						   key->len, QC_MAX_KEY_LEN)));
+	key->hash = qc_hash_key(key->dbid, key->data, key->len);
+}
+
+/*
+ * Decode a text[] of tags (NULL: none) into tags, checking the limits.
+ * The strings point into palloc'd copies.
+ */
+void
+qc_tags_from_array(ArrayType *arr, QcTags *tags)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	tags->ntags = 0;
+	tags->tag = NULL;
+	tags->len = NULL;
+	if (arr == NULL)
+		return;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("tags array must be one-dimensional")));
+	if (ARR_NDIM(arr) == 0)
+		return;
+
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	if (n > QC_MAX_TAGS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many tags"),
+				 errdetail("The entry has %d tags; the limit is %d.",
+						   n, QC_MAX_TAGS)));
+
+	tags->tag = palloc(sizeof(char *) * n);
+	tags->len = palloc(sizeof(uint32) * n);
+	for (i = 0; i < n; i++)
+	{
+		text	   *t;
+		uint32		len;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("tags array must not contain nulls")));
+		t = DatumGetTextPP(elems[i]);
+		len = VARSIZE_ANY_EXHDR(t);
+		if (len > QC_MAX_TAG_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("cache tag is too long"),
+					 errdetail("The tag is %u bytes; the limit is %d bytes.",
+							   len, QC_MAX_TAG_LEN)));
+		if (memchr(VARDATA_ANY(t), '\0', len) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+					 errmsg("cache tag must not contain a zero byte")));
+		tags->tag[i] = text_to_cstring(t);
+		tags->len[i] = len;
+	}
+	tags->ntags = n;
+}
+
+/* The expiry time for a ttl argument (NULL: qcache.default_ttl). */
+TimestampTz
+qc_expiry(bool ttl_isnull, int32 ttl, TimestampTz now)
+{
+	if (ttl_isnull)
+		ttl = qc_default_ttl;
+	else if (ttl < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must not be negative"),
+				 errdetail("The ttl is %d.", ttl),
+				 errhint("Use 0 for an entry that does not expire.")));
+	if (ttl == 0)
+		return 0;
+	return now + (TimestampTz) ttl * USECS_PER_SEC;
+}
+
+/*
+ * Look a key up, counting the hit or miss.  Returns the palloc'd jsonb or
+ * NULL.
+ */
+Jsonb *
+qc_lookup(const QcKey *key)
+{
+	QcValue		v;
+
+	if (qc_enabled && qc_store_get(key, GetCurrentTimestamp(), &v))
+	{
+		qc_count(QC_STAT_HITS, 1);
+		return (Jsonb *) v.value;
+	}
+	qc_count(QC_STAT_MISSES, 1);
+	return NULL;
+}
+
+/*
+ * Store a value, counting the set or the rejection.  With qcache.enabled
+ * off nothing is stored, but the key's previous entry is still removed.
+ */
+bool
+qc_store(const QcKey *key, Jsonb *value, const QcTags *tags,
+		 TimestampTz now, TimestampTz expires)
+{
+	if (!qc_enabled)
+	{
+		qc_store_remove(key);
+		return false;
+	}
+	if (qc_store_set(key, value, VARSIZE(value), tags, now, expires,
+					 GetUserId()) == QC_SET_STORED)
+	{
+		qc_count(QC_STAT_SETS, 1);
+		return true;
+	}
+	qc_count(QC_STAT_SETS_REJECTED, 1);
+	return false;
+}
+
+/* qcache_get(key text) returns jsonb; STRICT */
+Datum
+qcache_get(PG_FUNCTION_ARGS)
+{
+	QcKey		key;
+	Jsonb	   *v;
+
+	qc_require_loaded();
+	qc_key_from_text(PG_GETARG_TEXT_PP(0), &key);
+	v = qc_lookup(&key);
+	if (v == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(v);
+}
+
+/* qcache_set(key text, value jsonb, ttl int, tags text[]) returns boolean */
+Datum
+qcache_set(PG_FUNCTION_ARGS)
+{
+	QcKey		key;
+	QcTags		tags;
+	TimestampTz now;
+	TimestampTz expires;
+
+	qc_require_loaded();
+	if (PG_ARGISNULL(0))
+		qc_null_arg_error("cache key");
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cache value must not be null"),
+				 errhint("Store the JSON value 'null'::jsonb to cache an empty result.")));
+	qc_key_from_text(PG_GETARG_TEXT_PP(0), &key);
+	now = GetCurrentTimestamp();
+	expires = qc_expiry(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), now);
+	qc_tags_from_array(PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3), &tags);
+
+	PG_RETURN_BOOL(qc_store(&key, PG_GETARG_JSONB_P(1), &tags, now, expires));
+}
+
+/* qcache_invalidate(key text) returns boolean */
+Datum
+qcache_invalidate(PG_FUNCTION_ARGS)
+{
+	QcKey		key;
+	bool		removed;
+
+	qc_require_loaded();
+	if (PG_ARGISNULL(0))
+		qc_null_arg_error("cache key");
+	qc_key_from_text(PG_GETARG_TEXT_PP(0), &key);
+	removed = qc_store_remove(&key);
+	if (removed)
+		qc_count(QC_STAT_INVALIDATIONS, 1);
+	PG_RETURN_BOOL(removed);
+}
+
+/* Shared body of the bulk invalidations. */
+static int64
+qc_invalidate_matching(QcMatchKind kind, text *arg)
+{
+	uint64		n;
+
+	n = qc_store_remove_matching(MyDatabaseId, kind,
+								 arg ? VARDATA_ANY(arg) : NULL,
+								 arg ? VARSIZE_ANY_EXHDR(arg) : 0);
+	if (n > 0)
+		qc_count(QC_STAT_INVALIDATIONS, n);
+	return (int64) n;
+}
+
+/* qcache_invalidate_tag(tag text) returns bigint */
+Datum
+qcache_invalidate_tag(PG_FUNCTION_ARGS)
+{
+	qc_require_loaded();
+	if (PG_ARGISNULL(0))
+		qc_null_arg_error("cache tag");
+	PG_RETURN_INT64(qc_invalidate_matching(QC_MATCH_TAG,
+										   PG_GETARG_TEXT_PP(0)));
+}
+
+/* qcache_invalidate_prefix(prefix text) returns bigint */
+Datum
+qcache_invalidate_prefix(PG_FUNCTION_ARGS)
+{
+	qc_require_loaded();
+	if (PG_ARGISNULL(0))
+		qc_null_arg_error("key prefix");
+	PG_RETURN_INT64(qc_invalidate_matching(QC_MATCH_PREFIX,
+										   PG_GETARG_TEXT_PP(0)));
+}
+
+/* qcache_clear() returns bigint */
+Datum
+qcache_clear(PG_FUNCTION_ARGS)
+{
+	qc_require_loaded();
+	PG_RETURN_INT64(qc_invalidate_matching(QC_MATCH_ALL, NULL));
+}
+
+/* qcache_stats(): one row of counters; see the install script for columns */
+Datum
+qcache_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[16];
+	bool		nulls[16];
+	uint64		c[QC_NUM_COUNTERS];
+	uint64		lookups;
+	TimestampTz reset;
+	int			i = 0;
+
+	qc_require_loaded();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	qc_stats_read(c);
+	SpinLockAcquire(&qc_shared->stats_lock);
+	reset = qc_shared->stats_reset;
+	SpinLockRelease(&qc_shared->stats_lock);
+
+	memset(nulls, 0, sizeof(nulls));
+	values[i++] = Int64GetDatum(c[QC_STAT_HITS]);
+	values[i++] = Int64GetDatum(c[QC_STAT_MISSES]);
+	lookups = c[QC_STAT_HITS] + c[QC_STAT_MISSES];
+	if (lookups > 0)
+		values[i++] = Float8GetDatum((double) c[QC_STAT_HITS] / lookups);
+	else
+		nulls[i++] = true;
+	values[i++] = Int64GetDatum(c[QC_STAT_L2_HITS]);
+	values[i++] = Int64GetDatum(c[QC_STAT_L2_MISSES]);
+	values[i++] = Int64GetDatum(c[QC_STAT_L2_ERRORS]);
+	values[i++] = Int64GetDatum(c[QC_STAT_SETS]);
+	values[i++] = Int64GetDatum(c[QC_STAT_SETS_REJECTED]);
+	values[i++] = Int64GetDatum(c[QC_STAT_EVICTIONS_EXPIRED]);
+	values[i++] = Int64GetDatum(c[QC_STAT_EVICTIONS_MEMORY]);
+	values[i++] = Int64GetDatum(c[QC_STAT_INVALIDATIONS]);
+	values[i++] = Int64GetDatum(c[QC_STAT_FETCH_WAITS]);
+	values[i++] = Int64GetDatum(pg_atomic_read_u32(&qc_shared->nentries));
+	values[i++] = Int64GetDatum(pg_atomic_read_u64(&qc_shared->bytes_used));
+	values[i++] = Int64GetDatum(qc_shared->bytes_limit);
+	values[i++] = TimestampTzGetDatum(reset);
+	Assert(i == tupdesc->natts);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* qcache_reset_stats() returns void */
+Datum
+qcache_reset_stats(PG_FUNCTION_ARGS)
+{
+	qc_require_loaded();
+	qc_stats_reset();
+	PG_RETURN_VOID();
+}
+
+/* May the current role see the keys this owner stored? */
+static bool
+qc_may_see_keys(Oid owner)
+{
+	Oid			me = GetUserId();
+
+	return me == owner || has_privs_of_role(me, owner) ||
+		has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
+}
+
+/*
+ * qcache_entries(): key, tags, size, created, expires, hits of every entry
+ * of the current database.  Keys and tags the caller may not see are NULL.
+ */
+Datum
+qcache_entries(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	List	   *list;
+	ListCell   *lc;
+
+	qc_require_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+
+	list = qc_store_list(MyDatabaseId);
+	foreach(lc, list)
+	{
+		QcEntryInfo *info = lfirst(lc);
+		Datum		values[6];
+		bool		nulls[6];
+
+		memset(nulls, 0, sizeof(nulls));
+		if (qc_may_see_keys(info->owner))
+		{
+			Datum	   *tags = palloc(sizeof(Datum) * Max(info->ntags, 1));
+			int			i;
+
+			values[0] = PointerGetDatum(cstring_to_text_with_len(info->key,
+																 info->keylen));
+			for (i = 0; i < info->ntags; i++)
+				tags[i] = CStringGetTextDatum(info->tags[i]);
+			values[1] = PointerGetDatum(construct_array(tags, info->ntags,
+														TEXTOID, -1, false,
+														TYPALIGN_INT));
+		}
+		else
+			nulls[0] = nulls[1] = true;
+		values[2] = Int64GetDatum(info->size);
+		values[3] = TimestampTzGetDatum(info->created);
+		if (info->expires == 0)
+			nulls[4] = true;
+		else
+			values[4] = TimestampTzGetDatum(info->expires);
+		values[5] = Int64GetDatum(info->hits);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+							 values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,775 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.c
+ *		The shared hash of cache entries: lookup, insert, removal, eviction.
+ *
+ * Design.  The index is a fixed array of nbuckets bucket heads (a power of
+ * 2 no smaller than qcache.max_entries) in shared memory, split into
+ * QC_NUM_PARTITIONS contiguous ranges, each guarded by its own LWLock; a
+ * key's 64-bit hash (of the database oid and the key bytes) picks both its
+ * bucket and, by the bucket's high bits, its partition.  Chains link
+ * entries through dsa_pointers.  Each entry is one chunk of the DSA area
+ * (see QcEntry in qcache.h) holding its header, key, value and tags, so an
+ * entry costs one allocation and one free.
+ *
+ * Locking.  A reader takes its partition's lock in shared mode, walks the
+ * chain, copies the value out into palloc'd memory and releases it:
+ * readers never wait for each other, and no lock is global.  A writer
+ * builds its entry completely before it takes the partition lock in
+ * exclusive mode, and holds it only to swap chain pointers; the allocator
+ * (which has its own locks) is never called under a partition lock, and
+ * memory is freed only after the entry is unlinked and the lock released.
+ * No function here holds two partition locks at once.  Bulk removals scan
+ * a partition in shared mode first and retake it exclusively only when it
+ * holds something to remove.
+ *
+ * Eviction.  nentries is reserved by compare-and-swap before an insert, so
+ * the cache never holds more than max_entries.  When the count is at the
+ * limit, or the DSA area cannot satisfy an allocation, the setter evicts:
+ * a clock hand picks the next partition, and one scan of it removes every
+ * expired entry and the QC_EVICT_BATCH least recently used ones (a sampled
+ * LRU: each partition is a random sample of the keys).  Allocation retries
+ * escalate the amount to free, because freed small chunks only return
+ * pages to the area when whole superblocks empty.  Expired entries are
+ * never returned by a lookup, and the sweeper (worker.c) reclaims them
+ * without waiting for a read.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "port/pg_bitutils.h"
+#include "nodes/pg_list.h"
+#include "utils/memutils.h"
+
+#include "qcache.h"
+
+/* Entries evicted for recency by one scan of a partition. */
+#define QC_EVICT_BATCH			16
+
+/* Allocation attempts before a set gives up. */
+#define QC_ALLOC_ATTEMPTS		12
+
+/* Least amount that one eviction round for memory tries to free. */
+#define QC_EVICT_MIN_BYTES		(64 * 1024)
+
+/* Bit shift from a bucket number to its partition number. */
+static inline int
+qc_partition_shift(void)
+{
+	return pg_leftmost_one_pos32(qc_shared->nbuckets) -
+		pg_leftmost_one_pos32(QC_NUM_PARTITIONS);
+}
+
+static inline uint32
+qc_bucket_of(uint64 hash)
+{
+	return (uint32) hash & (qc_shared->nbuckets - 1);
+}
+
+static inline int
+qc_partition_of_bucket(uint32 bucket)
+{
+	return bucket >> qc_partition_shift();
+}
+
+static inline LWLock *
+qc_partition_lock(int partition)
+{
+	return &qc_shared->partitions[partition].lock;
+}
+
+static inline QcEntry *
+qc_entry(dsa_pointer dp)
+{
+	return (QcEntry *) dsa_get_address(qc_dsa, dp);
+}
+
+/* Hash of a key within its database. */
+uint64
+qc_hash_key(Oid dbid, const char *data, uint32 len)
+{
+	return hash_bytes_extended((const unsigned char *) data, (int) len,
+							   (uint64) dbid);
+}
+
+/* Hash of a tag, stored beside it to make tag scans cheap. */
+uint32
+qc_hash_tag(const char *tag, uint32 len)
+{
+	return hash_bytes((const unsigned char *) tag, (int) len);
+}
+
+/* The LRU clock: QC_TICK_USEC units since the cache was created. */
+uint32
+qc_now_tick(TimestampTz now)
+{
+	return (uint32) ((now - qc_shared->epoch) / QC_TICK_USEC);
+}
+
+static inline bool
+qc_entry_expired(const QcEntry *e, TimestampTz now)
+{
+	return e->expires != 0 && e->expires <= now;
+}
+
+static inline bool
+qc_entry_is_key(const QcEntry *e, const QcKey *key, uint32 h32)
+{
+	return e->hash == h32 && e->dbid == key->dbid &&
+		e->keylen == key->len &&
+		memcmp(QcEntryKey(e), key->data, key->len) == 0;
+}
+
+/* Does the entry carry this tag?  (hash first, then the bytes) */
+static bool
+qc_entry_has_tag(const QcEntry *e, const char *tag, uint32 len, uint32 h)
+{
+	const uint32 *hashes = QcEntryTagHashes(e);
+	const char *p = QcEntryTags(e);
+	int			i;
+
+	for (i = 0; i < e->ntags; i++)
+	{
+		size_t		l = strlen(p);
+
+		if (hashes[i] == h && l == len && memcmp(p, tag, len) == 0)
+			return true;
+		p += l + 1;
+	}
+	return false;
+}
+
+/* Account for entries leaving the cache, and free them.  No lock held. */
+static void
+qc_free_entries(dsa_pointer *dps, int n)
+{
+	uint64		bytes = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		bytes += QcEntrySize(qc_entry(dps[i]));
+		dsa_free(qc_dsa, dps[i]);
+	}
+	if (n > 0)
+	{
+		pg_atomic_sub_fetch_u64(&qc_shared->bytes_used, bytes);
+		pg_atomic_sub_fetch_u32(&qc_shared->nentries, n);
+	}
+}
+
+/*
+ * Look a key up; on a hit copy its value into out->value (palloc'd in the
+ * current memory context) and return true.  Takes the key's partition lock
+ * in shared mode; the caller must hold no qcache lock.
+ */
+bool
+qc_store_get(const QcKey *key, TimestampTz now, QcValue *out)
+{
+	uint32		bucket = qc_bucket_of(key->hash);
+	uint32		h32 = (uint32) key->hash;
+	LWLock	   *lock = qc_partition_lock(qc_partition_of_bucket(bucket));
+	dsa_pointer dp;
+	bool		found = false;
+
+	LWLockAcquire(lock, LW_SHARED);
+	for (dp = qc_buckets[bucket]; DsaPointerIsValid(dp);)
+	{
+		QcEntry    *e = qc_entry(dp);
+
+		if (qc_entry_is_key(e, key, h32))
+		{
+			if (!qc_entry_expired(e, now))
+			{
+				uint32		tick = qc_now_tick(now);
+
+				out->value = palloc(e->vallen);
+				memcpy(out->value, QcEntryValue(e), e->vallen);
+				out->expires = e->expires;
+				if (pg_atomic_read_u32(&e->last_used) != tick)
+					pg_atomic_write_u32(&e->last_used, tick);
+				pg_atomic_fetch_add_u32(&e->hits, 1);
+				found = true;
+			}
+			break;
+		}
+		dp = e->next;
+	}
+	LWLockRelease(lock);
+	return found;
+}
+
+/*
+ * Unlink from bucket chain *head every entry that satisfies match(), and
+ * append their pointers to (*out)[*nout] (growing it).  Caller holds the
+ * partition lock exclusively.  palloc happens only when the array must
+ * grow, which a caller sizing it from a shared pre-scan avoids.
+ */
+typedef bool (*QcMatchFn) (const QcEntry *e, const void *arg);
+
+static void
+qc_unlink_matching(dsa_pointer *head, QcMatchFn match, const void *arg,
+				   dsa_pointer **out, int *nout, int *maxout)
+{
+	dsa_pointer *link = head;
+
+	while (DsaPointerIsValid(*link))
+	{
+		QcEntry    *e = qc_entry(*link);
+
+		if (match(e, arg))
+		{
+			if (*nout >= *maxout)
+			{
+				*maxout *= 2;
+				*out = repalloc(*out, sizeof(dsa_pointer) * *maxout);
+			}
+			(*out)[(*nout)++] = *link;
+			*link = e->next;
+		}
+		else
+			link = &e->next;
+	}
+}
+
+/*
+ * Remove every entry of one partition that satisfies match().  A shared
+ * pass counts them; only if there are any is the lock retaken exclusively
+ * to unlink them.  Returns the number removed; frees them.
+ */
+static int
+qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
+{
+	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
+	uint32		first = (uint32) partition * nper;
+	LWLock	   *lock = qc_partition_lock(partition);
+	uint32		b;
+	int			nmatch = 0;
+	int			nout = 0;
+	int			maxout;
+	dsa_pointer *out;
+
+	LWLockAcquire(lock, LW_SHARED);
+	for (b = first; b < first + nper; b++)
+	{
+		dsa_pointer dp;
+
+		for (dp = qc_buckets[b]; DsaPointerIsValid(dp);)
+		{
+			QcEntry    *e = qc_entry(dp);
+
+			if (match(e, arg))
+				nmatch++;
+			dp = e->next;
+		}
+	}
+	LWLockRelease(lock);
+	if (nmatch == 0)
+		return 0;
+
+	/* Room for what we saw plus some that may have arrived meanwhile. */
+	maxout = nmatch + 16;
+	out = palloc(sizeof(dsa_pointer) * maxout);
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	for (b = first; b < first + nper; b++)
+		qc_unlink_matching(&qc_buckets[b], match, arg, &out, &nout, &maxout);
+	LWLockRelease(lock);
+
+	qc_free_entries(out, nout);
+	pfree(out);
+	return nout;
+}
+
+/* Argument of the bulk-removal predicates. */
+typedef struct QcMatchArg
+{
+	Oid			dbid;
+	const char *str;
+	uint32		len;
+	uint32		hash;			/* tag hash, for QC_MATCH_TAG */
+	TimestampTz now;
+} QcMatchArg;
+
+static bool
+qc_match_tag(const QcEntry *e, const void *arg)
+{
+	const QcMatchArg *a = arg;
+
+	return e->dbid == a->dbid && e->ntags > 0 &&
+		qc_entry_has_tag(e, a->str, a->len, a->hash);
+}
+
+static bool
+qc_match_prefix(const QcEntry *e, const void *arg)
+{
+	const QcMatchArg *a = arg;
+
+	return e->dbid == a->dbid && e->keylen >= a->len &&
+		memcmp(QcEntryKey(e), a->str, a->len) == 0;
+}
+
+static bool
+qc_match_db(const QcEntry *e, const void *arg)
+{
+	const QcMatchArg *a = arg;
+
+	return e->dbid == a->dbid;
+}
+
+static bool
+qc_match_expired(const QcEntry *e, const void *arg)
+{
+	const QcMatchArg *a = arg;
+
+	return qc_entry_expired(e, a->now);
+}
+
+/*
+ * Remove every entry of a database that carries a tag, starts with a
+ * prefix, or all of them.  Exact: returns the number removed.  Takes each
+ * partition lock in turn, never two at once.
+ */
+uint64
+qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
+						 uint32 arglen)
+{
+	QcMatchArg	a;
+	QcMatchFn	fn;
+	uint64		n = 0;
+	int			p;
+
+	a.dbid = dbid;
+	a.str = arg;
+	a.len = arglen;
+	a.hash = 0;
+	a.now = 0;
+	switch (kind)
+	{
+		case QC_MATCH_TAG:
+			a.hash = qc_hash_tag(arg, arglen);
+			fn = qc_match_tag;
+			break;
+		case QC_MATCH_PREFIX:
+			fn = qc_match_prefix;
+			break;
+		case QC_MATCH_ALL:
+		default:
+			fn = qc_match_db;
+			break;
+	}
+
+	for (p = 0; p < QC_NUM_PARTITIONS; p++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		n += qc_remove_in_partition(p, fn, &a);
+	}
+	return n;
+}
+
+/*
+ * Remove every expired entry of every database.  Returns the number
+ * removed and counts them as expired evictions.  The sweeper's work.
+ */
+uint64
+qc_store_sweep(TimestampTz now)
+{
+	QcMatchArg	a;
+	uint64		n = 0;
+	int			p;
+
+	memset(&a, 0, sizeof(a));
+	a.now = now;
+	for (p = 0; p < QC_NUM_PARTITIONS; p++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		n += qc_remove_in_partition(p, qc_match_expired, &a);
+	}
+	if (n > 0)
+		qc_count(QC_STAT_EVICTIONS_EXPIRED, n);
+	return n;
+}
+
+/*
+ * Remove one key.  Returns true if an entry was removed.
+ */
+bool
+qc_store_remove(const QcKey *key)
+{
+	uint32		bucket = qc_bucket_of(key->hash);
+	uint32		h32 = (uint32) key->hash;
+	LWLock	   *lock = qc_partition_lock(qc_partition_of_bucket(bucket));
+	dsa_pointer *link;
+	dsa_pointer victim = InvalidDsaPointer;
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	for (link = &qc_buckets[bucket]; DsaPointerIsValid(*link);)
+	{
+		QcEntry    *e = qc_entry(*link);
+
+		if (qc_entry_is_key(e, key, h32))
+		{
+			victim = *link;
+			*link = e->next;
+			break;
+		}
+		link = &e->next;
+	}
+	LWLockRelease(lock);
+
+	if (!DsaPointerIsValid(victim))
+		return false;
+	qc_free_entries(&victim, 1);
+	return true;
+}
+
+/*
+ * One eviction round: scan the partition under the clock hand, unlink all
+ * of its expired entries and its QC_EVICT_BATCH least recently used ones,
+ * then free them.  Returns the bytes freed, and the entries through
+ * *nfreed.  Takes one partition lock, exclusively.
+ */
+static uint64
+qc_evict_round(TimestampTz now, int *nfreed)
+{
+	int			partition;
+	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
+	uint32		first;
+	uint32		tick = qc_now_tick(now);
+	LWLock	   *lock;
+	dsa_pointer victims[QC_EVICT_BATCH];
+	uint32		ages[QC_EVICT_BATCH];
+	int			nvictims = 0;
+	dsa_pointer expired_stack[64];
+	dsa_pointer *expired = expired_stack;
+	int			nexpired = 0;
+	int			maxexpired = lengthof(expired_stack);
+	uint64		bytes = 0;
+	uint32		b;
+	int			i;
+
+	partition = pg_atomic_fetch_add_u32(&qc_shared->evict_hand, 1) %
+		QC_NUM_PARTITIONS;
+	first = (uint32) partition * nper;
+	lock = qc_partition_lock(partition);
+
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+
+	/* Pass 1: unlink expired entries, and find the LRU batch. */
+	for (b = first; b < first + nper; b++)
+	{
+		dsa_pointer *link = &qc_buckets[b];
+
+		while (DsaPointerIsValid(*link))
+		{
+			QcEntry    *e = qc_entry(*link);
+
+			if (qc_entry_expired(e, now))
+			{
+				if (nexpired >= maxexpired)
+				{
+					/* rare: more expired than the stack holds */
+					if (expired == expired_stack)
+					{
+						expired = palloc(sizeof(dsa_pointer) * maxexpired * 2);
+						memcpy(expired, expired_stack, sizeof(expired_stack));
+					}
+					else
+						expired = repalloc(expired,
+										   sizeof(dsa_pointer) * maxexpired * 2);
+					maxexpired *= 2;
+				}
+				expired[nexpired++] = *link;
+				*link = e->next;
+				continue;
+			}
+			else
+			{
+				uint32		age = tick - pg_atomic_read_u32(&e->last_used);
+
+				/* keep the QC_EVICT_BATCH oldest, oldest first */
+				if (nvictims < QC_EVICT_BATCH || age > ages[nvictims - 1])
+				{
+					int			j = nvictims < QC_EVICT_BATCH ? nvictims++ : nvictims - 1;
+
+					while (j > 0 && ages[j - 1] < age)
+					{
+						ages[j] = ages[j - 1];
+						victims[j] = victims[j - 1];
+						j--;
+					}
+					ages[j] = age;
+					victims[j] = *link;
+				}
+			}
+			link = &e->next;
+		}
+	}
+
+	/*
+	 * Pass 2: unlink the LRU batch.  Only when nothing expired was found:
+	 * expired entries are the cheaper victims.
+	 */
+	if (nexpired == 0)
+	{
+		for (i = 0; i < nvictims; i++)
+		{
+			QcEntry    *v = qc_entry(victims[i]);
+			dsa_pointer *link = &qc_buckets[v->hash & (qc_shared->nbuckets - 1)];
+
+			while (*link != victims[i])
+				link = &qc_entry(*link)->next;
+			*link = v->next;
+		}
+	}
+	else
+		nvictims = 0;
+	LWLockRelease(lock);
+
+	for (i = 0; i < nexpired; i++)
+		bytes += QcEntrySize(qc_entry(expired[i]));
+	for (i = 0; i < nvictims; i++)
+		bytes += QcEntrySize(qc_entry(victims[i]));
+	qc_free_entries(expired, nexpired);
+	qc_free_entries(victims, nvictims);
+	if (nexpired > 0)
+		qc_count(QC_STAT_EVICTIONS_EXPIRED, nexpired);
+	if (nvictims > 0)
+		qc_count(QC_STAT_EVICTIONS_MEMORY, nvictims);
+	if (expired != expired_stack)
+		pfree(expired);
+
+	*nfreed = nexpired + nvictims;
+	return bytes;
+}
+
+/*
+ * Evict until at least `bytes` bytes have been freed, or every partition
+ * has been visited twice without finding anything.  Returns bytes freed.
+ */
+static uint64
+qc_evict(TimestampTz now, uint64 bytes)
+{
+	uint64		freed = 0;
+	int			empty_rounds = 0;
+
+	while (freed < bytes && empty_rounds < 2 * QC_NUM_PARTITIONS)
+	{
+		int			n;
+
+		freed += qc_evict_round(now, &n);
+		empty_rounds = (n == 0) ? empty_rounds + 1 : 0;
+	}
+	return freed;
+}
+
+/*
+ * Reserve room for one more entry under max_entries, evicting if the cache
+ * is at the limit.  Returns false if nothing could be evicted.
+ */
+static bool
+qc_reserve_entry(TimestampTz now)
+{
+	int			tries = 0;
+
+	for (;;)
+	{
+		uint32		cur = pg_atomic_read_u32(&qc_shared->nentries);
+
+		if (cur < qc_shared->max_entries)
+		{
+			if (pg_atomic_compare_exchange_u32(&qc_shared->nentries, &cur,
+											   cur + 1))
+				return true;
+			continue;
+		}
+		if (++tries > 2 * QC_NUM_PARTITIONS)
+			return false;
+		(void) qc_evict(now, 1);
+	}
+}
+
+/*
+ * Allocate `size` bytes from the area, evicting as needed.  Each failed
+ * attempt frees twice as much as the one before.
+ */
+static dsa_pointer
+qc_allocate(Size size, TimestampTz now)
+{
+	uint64		target = Max(size, QC_EVICT_MIN_BYTES);
+	int			attempt;
+
+	for (attempt = 0; attempt < QC_ALLOC_ATTEMPTS; attempt++)
+	{
+		dsa_pointer dp;
+
+		dp = dsa_allocate_extended(qc_dsa, size, DSA_ALLOC_NO_OOM);
+		if (DsaPointerIsValid(dp))
+			return dp;
+		if (qc_evict(now, target) == 0 &&
+			pg_atomic_read_u32(&qc_shared->nentries) <= 1)
+			break;				/* nothing left to evict */
+		target *= 2;
+	}
+	return InvalidDsaPointer;
+}
+
+/*
+ * Store a value under a key, replacing any entry of the same key.
+ * expires is 0 for no expiry.  The value is a whole jsonb varlena.  Returns
+ * QC_SET_STORED, or why the value could not be cached; in that case the
+ * previous entry of the key is removed too, so that a failed set never
+ * leaves an older value to be served.  Takes partition locks one at a time
+ * (eviction), then the key's partition exclusively to link the entry.
+ */
+QcSetResult
+qc_store_set(const QcKey *key, const void *value, uint32 vallen,
+			 const QcTags *tags, TimestampTz now, TimestampTz expires,
+			 Oid owner)
+{
+	uint32		bucket = qc_bucket_of(key->hash);
+	uint32		h32 = (uint32) key->hash;
+	LWLock	   *lock = qc_partition_lock(qc_partition_of_bucket(bucket));
+	Size		tagbytes = 0;
+	Size		size;
+	dsa_pointer dp;
+	dsa_pointer old = InvalidDsaPointer;
+	dsa_pointer *link;
+	QcEntry    *e;
+	char	   *p;
+	int			i;
+
+	for (i = 0; i < tags->ntags; i++)
+		tagbytes += tags->len[i] + 1;
+	Assert(tags->ntags <= QC_MAX_TAGS && tagbytes <= PG_UINT16_MAX);
+
+	size = sizeof(QcEntry) + sizeof(uint32) * tags->ntags + key->len +
+		vallen + tagbytes;
+	if (vallen > (uint32) qc_max_entry_size || !AllocSizeIsValid(size))
+	{
+		qc_store_remove(key);
+		return QC_SET_TOO_LARGE;
+	}
+
+	if (!qc_reserve_entry(now))
+	{
+		qc_store_remove(key);
+		return QC_SET_NO_MEMORY;
+	}
+	dp = qc_allocate(size, now);
+	if (!DsaPointerIsValid(dp))
+	{
+		pg_atomic_sub_fetch_u32(&qc_shared->nentries, 1);
+		qc_store_remove(key);
+		return QC_SET_NO_MEMORY;
+	}
+
+	/* Build the entry completely before anyone can see it. */
+	e = qc_entry(dp);
+	e->next = InvalidDsaPointer;
+	e->hash = h32;
+	e->dbid = key->dbid;
+	e->owner = owner;
+	e->keylen = key->len;
+	e->vallen = vallen;
+	e->tagbytes = (uint16) tagbytes;
+	e->ntags = (uint8) tags->ntags;
+	e->flags = 0;
+	e->created = now;
+	e->expires = expires;
+	pg_atomic_init_u32(&e->last_used, qc_now_tick(now));
+	pg_atomic_init_u32(&e->hits, 0);
+	for (i = 0; i < tags->ntags; i++)
+		QcEntryTagHashes(e)[i] = qc_hash_tag(tags->tag[i], tags->len[i]);
+	memcpy(QcEntryKey(e), key->data, key->len);
+	memcpy(QcEntryValue(e), value, vallen);
+	p = QcEntryTags(e);
+	for (i = 0; i < tags->ntags; i++)
+	{
+		memcpy(p, tags->tag[i], tags->len[i]);
+		p[tags->len[i]] = '\0';
+		p += tags->len[i] + 1;
+	}
+	pg_atomic_add_fetch_u64(&qc_shared->bytes_used, size);
+
+	/* Link it, unlinking the entry it replaces. */
+	LWLockAcquire(lock, LW_EXCLUSIVE);
+	for (link = &qc_buckets[bucket]; DsaPointerIsValid(*link);)
+	{
+		QcEntry    *o = qc_entry(*link);
+
+		if (qc_entry_is_key(o, key, h32))
+		{
+			old = *link;
+			*link = o->next;
+			break;
+		}
+		link = &o->next;
+	}
+	e->next = qc_buckets[bucket];
+	qc_buckets[bucket] = dp;
+	LWLockRelease(lock);
+
+	if (DsaPointerIsValid(old))
+		qc_free_entries(&old, 1);
+	return QC_SET_STORED;
+}
+
+/*
+ * Copy out the description of every entry of a database (not the values),
+ * for qcache_entries.  Takes each partition lock in shared mode in turn.
+ */
+List *
+qc_store_list(Oid dbid)
+{
+	List	   *result = NIL;
+	uint32		b;
+
+	for (b = 0; b < qc_shared->nbuckets; b++)
+	{
+		int			partition = qc_partition_of_bucket(b);
+		dsa_pointer dp;
+
+		if (b % (qc_shared->nbuckets / QC_NUM_PARTITIONS) == 0)
+		{
+			if (b > 0)
+				LWLockRelease(qc_partition_lock(partition - 1));
+			CHECK_FOR_INTERRUPTS();
+			LWLockAcquire(qc_partition_lock(partition), LW_SHARED);
+		}
+		for (dp = qc_buckets[b]; DsaPointerIsValid(dp);)
+		{
+			QcEntry    *e = qc_entry(dp);
+
+			if (e->dbid == dbid)
+			{
+				QcEntryInfo *info = palloc(sizeof(QcEntryInfo));
+				const char *t = QcEntryTags(e);
+				int			i;
+
+				info->key = palloc(e->keylen + 1);
+				memcpy(info->key, QcEntryKey(e), e->keylen);
+				info->key[e->keylen] = '\0';
+				info->keylen = e->keylen;
+				info->owner = e->owner;
+				info->ntags = e->ntags;
+				info->tags = palloc(sizeof(char *) * Max(e->ntags, 1));
+				for (i = 0; i < e->ntags; i++)
+				{
+					info->tags[i] = pstrdup(t);
+					t += strlen(t) + 1;
+				}
+				info->size = QcEntrySize(e);
+				info->created = e->created;
+				info->expires = e->expires;
+				info->hits = pg_atomic_read_u32(&e->hits);
+				result = lappend(result, info);
+			}
+			dp = e->next;
+		}
+	}
+	LWLockRelease(qc_partition_lock(QC_NUM_PARTITIONS - 1));
+	return result;
+}

@@ -1,0 +1,83 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The sweeper: a background worker that reclaims expired entries.
+ *
+ * Lookups never return an expired entry, but they do not remove it (that
+ * would need the partition lock in exclusive mode on the read path).  The
+ * sweeper wakes every QC_SWEEP_INTERVAL_MS, scans each partition in shared
+ * mode and, where it finds expired entries, retakes that one partition
+ * exclusively to unlink and free them (store.c, qc_store_sweep).  So the
+ * memory of an expired entry comes back within about a second, read or
+ * not.  It is registered by library and function name, has no database
+ * connection, follows the latch loop of worker_spi and autoprewarm, and is
+ * restarted by the postmaster if it fails.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "qcache.h"
+
+/* Register the sweeper; from _PG_init, while preloading. */
+void
+qc_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "qcache", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "qcache_sweeper_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "qcache sweeper", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "qcache sweeper", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Entry point of the sweeper. */
+void
+qcache_sweeper_main(Datum arg)
+{
+	MemoryContext cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	qc_require_loaded();
+	cxt = AllocSetContextCreate(TopMemoryContext, "qcache sweeper",
+								ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 QC_SWEEP_INTERVAL_MS,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextSwitchTo(cxt);
+		(void) qc_store_sweep(GetCurrentTimestamp());
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(cxt);
+	}
+}
