@@ -202,43 +202,19 @@ qc_store_get(const QcKey *key, TimestampTz now, QcValue *out)
 	return found;
 }
 
-/*
- * Unlink from bucket chain *head every entry that satisfies match(), and
- * append their pointers to (*out)[*nout] (growing it).  Caller holds the
- * partition lock exclusively.  palloc happens only when the array must
- * grow, which a caller sizing it from a shared pre-scan avoids.
- */
 typedef bool (*QcMatchFn) (const QcEntry *e, const void *arg);
 
-static void
-qc_unlink_matching(dsa_pointer *head, QcMatchFn match, const void *arg,
-				   dsa_pointer **out, int *nout, int *maxout)
-{
-	dsa_pointer *link = head;
-
-	while (DsaPointerIsValid(*link))
-	{
-		QcEntry    *e = qc_entry(*link);
-
-		if (match(e, arg))
-		{
-			if (*nout >= *maxout)
-			{
-				*maxout *= 2;
-				*out = repalloc(*out, sizeof(dsa_pointer) * *maxout);
-			}
-			(*out)[(*nout)++] = *link;
-			*link = e->next;
-		}
-		else
-			link = &e->next;
-	}
-}
+/* Victims unlinked per exclusive hold of a partition lock, at most. */
+#define QC_UNLINK_BATCH			256
 
 /*
  * Remove every entry of one partition that satisfies match().  A shared
- * pass counts them; only if there are any is the lock retaken exclusively
- * to unlink them.  Returns the number removed; frees them.
+ * pass looks for one first; only if there is one is the lock retaken
+ * exclusively, to unlink up to QC_UNLINK_BATCH of them into a local array
+ * (no allocation while entries are unlinked but not yet freed, so an error
+ * cannot leak them).  They are freed after the lock is released, and the
+ * exclusive pass repeats while a batch came back full.  Returns the number
+ * removed.
  */
 static int
 qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
@@ -246,14 +222,14 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
 	uint32		first = (uint32) partition * nper;
 	LWLock	   *lock = qc_partition_lock(partition);
+	dsa_pointer out[QC_UNLINK_BATCH];
 	uint32		b;
-	int			nmatch = 0;
-	int			nout = 0;
-	int			maxout;
-	dsa_pointer *out;
+	bool		any = false;
+	int			total = 0;
+	int			nout;
 
 	LWLockAcquire(lock, LW_SHARED);
-	for (b = first; b < first + nper; b++)
+	for (b = first; b < first + nper && !any; b++)
 	{
 		dsa_pointer dp;
 
@@ -262,25 +238,44 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 			QcEntry    *e = qc_entry(dp);
 
 			if (match(e, arg))
-				nmatch++;
+			{
+				any = true;
+				break;
+			}
 			dp = e->next;
 		}
 	}
 	LWLockRelease(lock);
-	if (nmatch == 0)
+	if (!any)
 		return 0;
 
-	/* Room for what we saw plus some that may have arrived meanwhile. */
-	maxout = nmatch + 16;
-	out = palloc(sizeof(dsa_pointer) * maxout);
-	LWLockAcquire(lock, LW_EXCLUSIVE);
-	for (b = first; b < first + nper; b++)
-		qc_unlink_matching(&qc_buckets[b], match, arg, &out, &nout, &maxout);
-	LWLockRelease(lock);
+	do
+	{
+		nout = 0;
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		for (b = first; b < first + nper && nout < QC_UNLINK_BATCH; b++)
+		{
+			dsa_pointer *link = &qc_buckets[b];
 
-	qc_free_entries(out, nout);
-	pfree(out);
-	return nout;
+			while (DsaPointerIsValid(*link) && nout < QC_UNLINK_BATCH)
+			{
+				QcEntry    *e = qc_entry(*link);
+
+				if (match(e, arg))
+				{
+					out[nout++] = *link;
+					*link = e->next;
+				}
+				else
+					link = &e->next;
+			}
+		}
+		LWLockRelease(lock);
+		qc_free_entries(out, nout);
+		total += nout;
+	} while (nout == QC_UNLINK_BATCH);
+
+	return total;
 }
 
 /* Argument of the bulk-removal predicates. */
@@ -442,10 +437,8 @@ qc_evict_round(TimestampTz now, int *nfreed)
 	dsa_pointer victims[QC_EVICT_BATCH];
 	uint32		ages[QC_EVICT_BATCH];
 	int			nvictims = 0;
-	dsa_pointer expired_stack[64];
-	dsa_pointer *expired = expired_stack;
+	dsa_pointer expired[QC_UNLINK_BATCH];
 	int			nexpired = 0;
-	int			maxexpired = lengthof(expired_stack);
 	uint64		bytes = 0;
 	uint32		b;
 	int			i;
@@ -468,26 +461,19 @@ qc_evict_round(TimestampTz now, int *nfreed)
 
 			if (qc_entry_expired(e, now))
 			{
-				if (nexpired >= maxexpired)
+				/* the rest waits for the next round or the sweeper */
+				if (nexpired < QC_UNLINK_BATCH)
 				{
-					/* rare: more expired than the stack holds */
-					if (expired == expired_stack)
-					{
-						expired = palloc(sizeof(dsa_pointer) * maxexpired * 2);
-						memcpy(expired, expired_stack, sizeof(expired_stack));
-					}
-					else
-						expired = repalloc(expired,
-										   sizeof(dsa_pointer) * maxexpired * 2);
-					maxexpired *= 2;
+					expired[nexpired++] = *link;
+					*link = e->next;
+					continue;
 				}
-				expired[nexpired++] = *link;
-				*link = e->next;
-				continue;
 			}
 			else
 			{
-				uint32		age = tick - pg_atomic_read_u32(&e->last_used);
+				/* a reader's clock may be ahead of ours: age 0, not 2^32 */
+				int32		sage = (int32) (tick - pg_atomic_read_u32(&e->last_used));
+				uint32		age = sage > 0 ? (uint32) sage : 0;
 
 				/* keep the QC_EVICT_BATCH oldest, oldest first */
 				if (nvictims < QC_EVICT_BATCH || age > ages[nvictims - 1])
@@ -538,8 +524,6 @@ qc_evict_round(TimestampTz now, int *nfreed)
 		qc_count(QC_STAT_EVICTIONS_EXPIRED, nexpired);
 	if (nvictims > 0)
 		qc_count(QC_STAT_EVICTIONS_MEMORY, nvictims);
-	if (expired != expired_stack)
-		pfree(expired);
 
 	*nfreed = nexpired + nvictims;
 	return bytes;

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The test command: installs what the suites need (Debian 12), builds and
+# installs qcache, then runs every suite -- pg_regress, isolation, TAP -- with
+# `make installcheck` as the unprivileged user postgres (initdb refuses root)
+# in a copy of the tree that postgres owns.  Every server the suites start is
+# a temporary instance on loopback that the suites stop themselves.
+#
+# Usage: bash test/run.sh            all suites, warnings are errors
+#        SUITE=regress|isolation|tap bash test/run.sh     one kind only
+#        UBSAN=1 bash test/run.sh    build with -fsanitize=undefined first
+set -Eeuo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+
+need=(postgresql-15 postgresql-server-dev-15 libipc-run-perl make gcc)
+missing=()
+for p in "${need[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "test/run.sh: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+export PATH=/usr/lib/postgresql/15/bin:$PATH
+cflags="-Wall -Wextra -Wno-unused-parameter -Werror"
+if [ "${UBSAN:-0}" = 1 ]; then
+	cflags="$cflags -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+fi
+make -s clean
+make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config PG_CFLAGS="$cflags" \
+	$( [ "${UBSAN:-0}" = 1 ] && echo SHLIB_LINK=-fsanitize=undefined )
+make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install
+
+work=$(mktemp -d /tmp/qcache-test.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp -a "$top/." "$work/"
+chown -R postgres:postgres "$work"
+
+targets=installcheck
+case "${SUITE:-all}" in
+	regress)   extra=(ISOLATION= TAP_TESTS=) ;;
+	isolation) extra=(REGRESS= TAP_TESTS=) ;;
+	tap)       extra=(REGRESS= ISOLATION=) ;;
+	*)         extra=() ;;
+esac
+
+rc=0
+runuser -u postgres -- make -C "$work" -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config \
+	"${extra[@]}" $targets || rc=$?
+if [ $rc -ne 0 ]; then
+	for f in "$work"/regression.diffs "$work"/output_iso/regression.diffs; do
+		[ -f "$f" ] && { echo "=== $f"; cat "$f"; }
+	done
+	for f in "$work"/tmp_check/log/*; do
+		[ -f "$f" ] && { echo "=== $f (tail)"; tail -n 40 "$f"; }
+	done
+	echo "test/run.sh: FAILED"
+	exit $rc
+fi
+echo "test/run.sh: all suites passed"
