@@ -181,6 +181,7 @@ qcache_fetch(PG_FUNCTION_ARGS)
 		qc_null_arg_error("query");
 	qc_key_from_text(PG_GETARG_TEXT_PP(0), &key);
 	wrapped = qc_checked_query(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+
 	/*
 	 * Check ttl and tags before the lookup, so that bad arguments fail on
 	 * hits too.  With now = 0 the expiry is the ttl itself (0: none).

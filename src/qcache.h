@@ -28,7 +28,7 @@
 /* Limits on what one entry may carry; errors past them name the limit. */
 #define QC_MAX_KEY_LEN			8192	/* bytes */
 #define QC_MAX_TAGS				64
-#define QC_MAX_TAG_LEN			512 	/* bytes */
+#define QC_MAX_TAG_LEN			512 /* bytes */
 
 /* Resolution of the LRU clock, in microseconds. */
 #define QC_TICK_USEC			10000
