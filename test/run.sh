@@ -26,18 +26,24 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 export PATH=/usr/lib/postgresql/15/bin:$PATH
-cflags="-Wall -Wextra -Wno-unused-parameter -Werror"
-if [ "${UBSAN:-0}" = 1 ]; then
-	cflags="$cflags -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
-fi
-make -s clean
-make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config PG_CFLAGS="$cflags" \
-	$( [ "${UBSAN:-0}" = 1 ] && echo SHLIB_LINK=-fsanitize=undefined )
-make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install
+PGC=/usr/lib/postgresql/15/bin/pg_config
 
+# Build and run in a private copy: the source tree stays clean, and two runs
+# at once do not race on its object files.
 work=$(mktemp -d /tmp/qcache-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-cp -a "$top/." "$work/"
+tar -C "$top" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
+	--exclude=tmp_check --exclude=tmp_check_iso --exclude=results \
+	--exclude=output_iso --exclude=bench/results -cf - . | tar -C "$work" -xf -
+
+cflags="-Wall -Wextra -Wno-unused-parameter -Werror"
+shlib=()
+if [ "${UBSAN:-0}" = 1 ]; then
+	cflags="$cflags -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+	shlib=(SHLIB_LINK=-fsanitize=undefined)
+fi
+make -C "$work" -s PG_CONFIG=$PGC PG_CFLAGS="$cflags" "${shlib[@]}"
+make -C "$work" -s PG_CONFIG=$PGC install
 chown -R postgres:postgres "$work"
 
 targets=installcheck
@@ -49,8 +55,7 @@ case "${SUITE:-all}" in
 esac
 
 rc=0
-runuser -u postgres -- make -C "$work" -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config \
-	"${extra[@]}" $targets || rc=$?
+runuser -u postgres -- make -C "$work" -s PG_CONFIG=$PGC "${extra[@]}" $targets || rc=$?
 if [ $rc -ne 0 ]; then
 	for f in "$work"/regression.diffs "$work"/output_iso/regression.diffs; do
 		[ -f "$f" ] && { echo "=== $f"; cat "$f"; }
