@@ -16,9 +16,9 @@ PGFILEDESC = "qcache - query result cache in shared memory"
 
 # pg_regress suites (sql/ and expected/), on a temporary instance with
 # qcache preloaded; then isolation specs; then TAP tests.
-REGRESS = api ttl tags isolation_db privileges fetch
+REGRESS = api errors ttl tags config stats eviction isolation_db privileges fetch fetch_checked
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/qcache.conf
-ISOLATION = set_get invalidate clear
+ISOLATION = set_get concurrent_set invalidate clear
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/qcache.conf
 TAP_TESTS = 1

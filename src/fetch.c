@@ -10,16 +10,19 @@
  * The query must be exactly one read-only SELECT (or VALUES, or a set
  * operation of them).  The check is made on the raw parse tree, before
  * anything runs and on hits too: a statement list, any other statement,
- * SELECT INTO, a data-modifying WITH and FOR UPDATE/SHARE are rejected with
- * 22023 (invalid_parameter_value).  The raw grammar depends on no catalog,
- * so each backend remembers the query texts it has accepted (a small
- * direct-mapped cache) and a hit costs one hash and one strcmp, not a
- * parse.  The query then runs wrapped as
+ * and anywhere in the tree SELECT INTO, a data-modifying WITH and FOR
+ * UPDATE/SHARE are rejected with 22023 (invalid_parameter_value).  The raw
+ * grammar depends on no catalog, only on the lexer's settings, so each
+ * backend remembers the query texts it has accepted under the current
+ * settings (a small direct-mapped cache) and a hit costs one hash and one
+ * strcmp, not a parse.  The query then runs wrapped as
  *
  *		SELECT COALESCE(jsonb_agg(qcache_r.*), '[]') FROM (<query>) qcache_r
  *
  * with SPI in read-only mode (the caller's snapshot, and SPI's own check
- * that every plan is read-only, as a second line of defence).  A query that
+ * that every plan is read-only, as a second line of defence).  The wrapped
+ * text is parsed again when it is built and checked once more when it is
+ * prepared: one statement, one jsonb column, or nothing runs.  A query that
  * fails raises its own error and caches nothing; a result that cannot be
  * cached is still returned (SPEC section 4).
  *
@@ -32,8 +35,11 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
+#include "utils/plancache.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -48,6 +54,8 @@ PG_FUNCTION_INFO_V1(qcache_fetch);
 typedef struct QcCheckedQuery
 {
 	uint32		hash;
+	bool		scs;			/* standard_conforming_strings when checked */
+	int			bq;				/* backslash_quote when checked */
 	char	   *query;			/* the text as given; NULL: empty slot */
 	char	   *wrapped;		/* the statement to run */
 } QcCheckedQuery;
@@ -65,20 +73,39 @@ qc_reject_query(const char *why)
 }
 
 /*
- * Parse the query text, reject anything but one read-only SELECT, and
- * return the wrapped statement to run (palloc'd).
+ * Walk a raw parse tree and reject what is not read-only anywhere in it:
+ * SELECT INTO, FOR UPDATE/SHARE (in subqueries, CTEs and sublinks too) and
+ * data-modifying WITH queries.
  */
-static char *
-qc_check_query(const char *query)
+static bool
+qc_check_raw_walker(Node *node, void *context)
 {
-	List	   *stmts;
-	RawStmt    *raw;
-	SelectStmt *sel;
-	ListCell   *lc;
-	StringInfoData buf;
-	int			len;
+	if (node == NULL)
+		return false;
+	if (IsA(node, SelectStmt))
+	{
+		SelectStmt *sel = (SelectStmt *) node;
 
-	stmts = raw_parser(query, RAW_PARSE_DEFAULT);
+		if (sel->intoClause != NULL)
+			qc_reject_query("SELECT INTO creates a table.");
+		if (sel->lockingClause != NIL)
+			qc_reject_query("SELECT FOR UPDATE or FOR SHARE locks rows.");
+	}
+	else if (IsA(node, CommonTableExpr))
+	{
+		if (!IsA(((CommonTableExpr *) node)->ctequery, SelectStmt))
+			qc_reject_query("A WITH query modifies data.");
+	}
+	return raw_expression_tree_walker(node, qc_check_raw_walker, context);
+}
+
+/* Parse a text that must hold exactly one SELECT; returns its RawStmt. */
+static RawStmt *
+qc_parse_one_select(const char *query)
+{
+	List	   *stmts = raw_parser(query, RAW_PARSE_DEFAULT);
+	RawStmt    *raw;
+
 	if (list_length(stmts) != 1)
 		qc_reject_query(list_length(stmts) == 0 ?
 						"The query is empty." :
@@ -86,21 +113,24 @@ qc_check_query(const char *query)
 	raw = linitial_node(RawStmt, stmts);
 	if (!IsA(raw->stmt, SelectStmt))
 		qc_reject_query("The statement is not a SELECT.");
-	sel = (SelectStmt *) raw->stmt;
-	if (sel->intoClause != NULL)
-		qc_reject_query("SELECT INTO creates a table.");
-	if (sel->lockingClause != NIL)
-		qc_reject_query("SELECT FOR UPDATE or FOR SHARE locks rows.");
-	if (sel->withClause != NULL)
-	{
-		foreach(lc, sel->withClause->ctes)
-		{
-			CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
+	return raw;
+}
 
-			if (!IsA(cte->ctequery, SelectStmt))
-				qc_reject_query("A WITH query modifies data.");
-		}
-	}
+/*
+ * Parse the query text, reject anything but one read-only SELECT, and
+ * return the wrapped statement to run (palloc'd).  The wrapped text is
+ * parsed again: it too must be exactly one SELECT, whatever the query
+ * holds (comments, quotes).
+ */
+static char *
+qc_check_query(const char *query)
+{
+	RawStmt    *raw;
+	StringInfoData buf;
+	int			len;
+
+	raw = qc_parse_one_select(query);
+	(void) qc_check_raw_walker(raw->stmt, NULL);
 
 	/* The statement's own text, without a trailing semicolon. */
 	len = raw->stmt_len > 0 ? raw->stmt_len :
@@ -111,11 +141,18 @@ qc_check_query(const char *query)
 						   "'[]'::pg_catalog.jsonb) FROM (\n");
 	appendBinaryStringInfo(&buf, query + Max(raw->stmt_location, 0), len);
 	appendStringInfoString(&buf, "\n) qcache_r");
+
+	raw = qc_parse_one_select(buf.data);
+	(void) qc_check_raw_walker(raw->stmt, NULL);
 	return buf.data;
 }
 
-/* The wrapped statement for a query, from the per-backend cache or parsed. */
-static const char *
+/*
+ * The wrapped statement for a query (palloc'd), from the per-backend cache
+ * or parsed.  The lexer's settings are part of the cache key: the same text
+ * may lex differently with another standard_conforming_strings.
+ */
+static char *
 qc_checked_query(const char *query)
 {
 	uint32		h = hash_bytes((const unsigned char *) query, strlen(query));
@@ -123,8 +160,10 @@ qc_checked_query(const char *query)
 	char	   *wrapped;
 
 	if (slot->query != NULL && slot->hash == h &&
+		slot->scs == standard_conforming_strings &&
+		slot->bq == backslash_quote &&
 		strcmp(slot->query, query) == 0)
-		return slot->wrapped;
+		return pstrdup(slot->wrapped);
 
 	wrapped = qc_check_query(query);	/* raises if not acceptable */
 
@@ -134,23 +173,39 @@ qc_checked_query(const char *query)
 		pfree(slot->wrapped);
 	}
 	slot->hash = h;
+	slot->scs = standard_conforming_strings;
+	slot->bq = backslash_quote;
 	slot->query = MemoryContextStrdup(TopMemoryContext, query);
 	slot->wrapped = MemoryContextStrdup(TopMemoryContext, wrapped);
-	pfree(wrapped);
-	return slot->wrapped;
+	return wrapped;
 }
 
-/* Run the wrapped query; returns its jsonb array in the caller's context. */
+/*
+ * Run the wrapped query; returns its jsonb array in the caller's context.
+ * Prepared first, so that what runs is checked to be one statement with
+ * one jsonb column, whatever the text turned out to hold.
+ */
 static Jsonb *
 qc_run_query(const char *wrapped)
 {
+	SPIPlanPtr	plan;
+	List	   *sources;
+	CachedPlanSource *src;
 	Datum		d;
 	bool		isnull;
 	int			rc;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute(wrapped, true, 1);
+	plan = SPI_prepare(wrapped, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	sources = SPI_plan_get_plan_sources(plan);
+	src = list_length(sources) == 1 ? linitial(sources) : NULL;
+	if (src == NULL || src->resultDesc == NULL || src->resultDesc->natts != 1 ||
+		TupleDescAttr(src->resultDesc, 0)->atttypid != JSONBOID)
+		qc_reject_query("The query does not stand alone as one SELECT.");
+	rc = SPI_execute_plan(plan, NULL, NULL, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "qcache_fetch query returned %s", SPI_result_code_string(rc));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -169,7 +224,7 @@ qcache_fetch(PG_FUNCTION_ARGS)
 {
 	QcKey		key;
 	QcTags		tags;
-	const char *wrapped;
+	char	   *wrapped;
 	TimestampTz ttl_usec;
 	TimestampTz now;
 	Jsonb	   *v;

@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include "catalog/objectaccess.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "utils/guc.h"
@@ -30,6 +32,7 @@ bool		qc_enabled = true;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static object_access_hook_type prev_object_access_hook = NULL;
 
 void		_PG_init(void);
 
@@ -49,6 +52,23 @@ qcache_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	qc_shmem_startup();
+}
+
+/*
+ * object_access_hook: when a database is dropped, drop its entries, so that
+ * a database created later with the same oid starts with none.
+ */
+static void
+qcache_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					 int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access == OAT_DROP && classId == DatabaseRelationId && qc_shared)
+	{
+		qc_require_loaded();
+		(void) qc_store_remove_matching(objectId, QC_MATCH_ALL, NULL, 0);
+	}
 }
 
 /* Module load callback. */
@@ -127,6 +147,8 @@ _PG_init(void)
 	shmem_request_hook = qcache_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = qcache_shmem_startup;
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = qcache_object_access;
 
 	qc_register_worker();
 }
