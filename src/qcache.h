@@ -30,9 +30,6 @@
 #define QC_MAX_TAGS				64
 #define QC_MAX_TAG_LEN			512 /* bytes */
 
-/* Resolution of the LRU clock, in microseconds. */
-#define QC_TICK_USEC			10000
-
 /* Interval between two sweeps of the background worker, in milliseconds. */
 #define QC_SWEEP_INTERVAL_MS	1000
 
@@ -75,12 +72,20 @@ typedef struct QcStatSlot
 /* ---------- shared state (shmem.c) ---------- */
 
 /*
- * An index partition: the LWLock that guards a slice of the bucket array.
- * Padded to a cache line so that two partitions never share one.
+ * An index partition: the LWLock that guards a slice of the bucket array,
+ * and the partition's logical clock, which orders its entries for eviction
+ * (advanced under the lock in exclusive mode).  Padded to a cache line so
+ * that two partitions never share one.
  */
-typedef union QcPartition
+typedef struct QcPartitionData
 {
 	LWLock		lock;
+	uint32		clock;
+} QcPartitionData;
+
+typedef union QcPartition
+{
+	QcPartitionData d;
 	char		pad[PG_CACHE_LINE_SIZE];
 } QcPartition;
 
@@ -106,7 +111,7 @@ typedef struct QcShared
 	Size		dsa_size;		/* bytes of the in-place DSA area */
 	Size		bytes_limit;	/* qcache.memory in bytes */
 	Size		index_bytes;	/* fixed part charged to bytes_used */
-	TimestampTz epoch;			/* origin of the LRU tick clock */
+	TimestampTz started;		/* when this shared memory was created */
 
 	pg_atomic_uint32 nentries;	/* live entries */
 	pg_atomic_uint64 bytes_used;	/* index + bytes of live entries */
@@ -144,7 +149,7 @@ extern void qc_require_loaded(void);
  *
  * where the value is the whole jsonb varlena and each tag string is NUL
  * terminated.  Nothing is aligned past the header: values are copied out
- * before use.  An entry is immutable once linked, except for last_used and
+ * before use.  An entry is immutable once linked, except for clock and
  * hits, which readers update atomically under a shared partition lock.
  */
 typedef struct QcEntry
@@ -160,7 +165,8 @@ typedef struct QcEntry
 	uint8		flags;			/* reserved, 0 */
 	TimestampTz created;
 	TimestampTz expires;		/* 0: never */
-	pg_atomic_uint32 last_used; /* LRU tick of the last hit */
+	pg_atomic_uint32 clock;		/* partition clock at insert or last second
+								 * chance << 1 | referenced bit */
 	pg_atomic_uint32 hits;
 } QcEntry;
 
@@ -228,7 +234,6 @@ typedef struct QcEntryInfo
 
 extern uint64 qc_hash_key(Oid dbid, const char *data, uint32 len);
 extern uint32 qc_hash_tag(const char *tag, uint32 len);
-extern uint32 qc_now_tick(TimestampTz now);
 extern bool qc_store_get(const QcKey *key, TimestampTz now, QcValue *out);
 extern QcSetResult qc_store_set(const QcKey *key, const void *value,
 								uint32 vallen, const QcTags *tags,

@@ -129,7 +129,7 @@ qc_shmem_startup(void)
 		s->max_entries = qc_max_entries;
 		s->bytes_limit = qc_shmem_size();
 		s->index_bytes = qc_fixed_size();
-		s->epoch = GetCurrentTimestamp();
+		s->started = GetCurrentTimestamp();
 
 		off = MAXALIGN(sizeof(QcShared));
 		s->slots_off = off;
@@ -143,10 +143,13 @@ qc_shmem_startup(void)
 		pg_atomic_init_u64(&s->bytes_used, s->index_bytes);
 		pg_atomic_init_u32(&s->evict_hand, 0);
 		SpinLockInit(&s->stats_lock);
-		s->stats_reset = s->epoch;
+		s->stats_reset = s->started;
 
 		for (i = 0; i < QC_NUM_PARTITIONS; i++)
-			LWLockInitialize(&s->partitions[i].lock, part_tranche);
+		{
+			LWLockInitialize(&s->partitions[i].d.lock, part_tranche);
+			s->partitions[i].d.clock = 0;
+		}
 
 		qc_buckets = (dsa_pointer *) (base + s->buckets_off);
 		for (i = 0; i < (int) s->nbuckets; i++)
@@ -180,7 +183,7 @@ qc_attach(void)
 	if (qc_dsa != NULL)
 		return;
 
-	LWLockRegisterTranche(qc_shared->partitions[0].lock.tranche,
+	LWLockRegisterTranche(qc_shared->partitions[0].d.lock.tranche,
 						  "qcache_partition");
 	LWLockRegisterTranche(qc_shared->dsa_tranche, "qcache_dsa");
 

@@ -25,12 +25,15 @@
  *
  * Eviction.  nentries is reserved by compare-and-swap before an insert, so
  * the cache never holds more than max_entries.  When the count is at the
- * limit, or the DSA area cannot satisfy an allocation, the setter evicts:
- * a clock hand picks the next partition, and one scan of it removes every
- * expired entry and the QC_EVICT_BATCH least recently used ones (a sampled
- * LRU: each partition is a random sample of the keys).  Allocation retries
- * escalate the amount to free, because freed small chunks only return
- * pages to the area when whole superblocks empty.  Expired entries are
+ * limit, or the DSA area cannot satisfy an allocation, the setter evicts,
+ * CLOCK-style: a shared hand moves over the partitions; in the partition
+ * under it, expired entries go first, then, oldest first and only as many
+ * as needed, entries nobody read since the hand last passed there.  A read
+ * entry gets a second chance, so keys in use survive and the cold ones go
+ * (an approximate LRU); an entry starts unreferenced, so a burst of sets
+ * that are never read cannot push out the keys that are.  Allocation retries escalate the amount to free,
+ * because freed small chunks only return pages to the area when whole
+ * superblocks empty, up to a cap, past which the value is not cached.  Expired entries are
  * never returned by a lookup, and the sweeper (worker.c) reclaims them
  * without waiting for a read.
  *
@@ -46,11 +49,11 @@
 
 #include "qcache.h"
 
-/* Entries evicted for recency by one scan of a partition. */
+/* Entries evicted for recency by one scan of a partition, at most. */
 #define QC_EVICT_BATCH			16
 
-/* Allocation attempts before a set gives up. */
-#define QC_ALLOC_ATTEMPTS		12
+/* Largest allocation DSA serves from a size class (dsa.c's last class). */
+#define QC_SMALL_ALLOC			8192
 
 /* Least amount that one eviction round for memory tries to free. */
 #define QC_EVICT_MIN_BYTES		(64 * 1024)
@@ -78,7 +81,7 @@ qc_partition_of_bucket(uint32 bucket)
 static inline LWLock *
 qc_partition_lock(int partition)
 {
-	return &qc_shared->partitions[partition].lock;
+	return &qc_shared->partitions[partition].d.lock;
 }
 
 static inline QcEntry *
@@ -102,11 +105,18 @@ qc_hash_tag(const char *tag, uint32 len)
 	return hash_bytes((const unsigned char *) tag, (int) len);
 }
 
-/* The LRU clock: QC_TICK_USEC units since the cache was created. */
-uint32
-qc_now_tick(TimestampTz now)
+/*
+ * An entry's clock field holds, shifted left by one, its partition's clock
+ * when it was inserted or last given a second chance (a FIFO position), and
+ * in bit 0 the CLOCK reference bit: set by reads, cleared by the hand.
+ */
+#define QC_REFERENCED			((uint32) 1)
+
+/* Next FIFO position of a partition; caller holds its lock exclusively. */
+static inline uint32
+qc_next_position(int partition)
 {
-	return (uint32) ((now - qc_shared->epoch) / QC_TICK_USEC);
+	return (qc_shared->partitions[partition].d.clock++) << 1;
 }
 
 static inline bool
@@ -184,13 +194,12 @@ qc_store_get(const QcKey *key, TimestampTz now, QcValue *out)
 		{
 			if (!qc_entry_expired(e, now))
 			{
-				uint32		tick = qc_now_tick(now);
-
 				out->value = palloc(e->vallen);
 				memcpy(out->value, QcEntryValue(e), e->vallen);
 				out->expires = e->expires;
-				if (pg_atomic_read_u32(&e->last_used) != tick)
-					pg_atomic_write_u32(&e->last_used, tick);
+				/* set only when clear: hot keys stay read-mostly */
+				if (!(pg_atomic_read_u32(&e->clock) & QC_REFERENCED))
+					pg_atomic_fetch_or_u32(&e->clock, QC_REFERENCED);
 				pg_atomic_fetch_add_u32(&e->hits, 1);
 				found = true;
 			}
@@ -421,36 +430,48 @@ qc_store_remove(const QcKey *key)
 }
 
 /*
- * One eviction round: scan the partition under the clock hand, unlink all
- * of its expired entries and its QC_EVICT_BATCH least recently used ones,
- * then free them.  Returns the bytes freed, and the entries through
- * *nfreed.  Takes one partition lock, exclusively.
+ * One eviction round, a CLOCK over partitions: take the partition under the
+ * hand exclusively and unlink its expired entries; then, first in first out
+ * and until `bytes` bytes and `entries` entries are freed (expired ones
+ * count), its entries whose reference bit is clear.  The round clears the
+ * bit of every entry it passes and moves it to the back of the FIFO: an
+ * entry read between two passes of the hand gets a second chance, so a key
+ * in use is never evicted, whatever the size of its partition.  At most
+ * QC_EVICT_BATCH entries go by recency per round.  With by_size, the
+ * largest unreferenced entries go first instead of the oldest: a large
+ * allocation needs whole free pages, and freeing a large entry returns its
+ * pages at once, where freeing small ones returns pages only when a whole
+ * superblock empties.  The entries are freed
+ * after the lock is released.  Returns the bytes freed; *nfreed gets the
+ * number of entries.
  */
 static uint64
-qc_evict_round(TimestampTz now, int *nfreed)
+qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
+			   int *nfreed)
 {
 	int			partition;
+	LWLock	   *lock;
+	uint32		base;
 	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
 	uint32		first;
-	uint32		tick = qc_now_tick(now);
-	LWLock	   *lock;
 	dsa_pointer victims[QC_EVICT_BATCH];
 	uint32		ages[QC_EVICT_BATCH];
 	int			nvictims = 0;
 	dsa_pointer expired[QC_UNLINK_BATCH];
 	int			nexpired = 0;
-	uint64		bytes = 0;
+	uint64		freed = 0;
 	uint32		b;
 	int			i;
 
 	partition = pg_atomic_fetch_add_u32(&qc_shared->evict_hand, 1) %
 		QC_NUM_PARTITIONS;
-	first = (uint32) partition * nper;
 	lock = qc_partition_lock(partition);
+	first = (uint32) partition * nper;
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
+	base = qc_shared->partitions[partition].d.clock;
 
-	/* Pass 1: unlink expired entries, and find the LRU batch. */
+	/* Pass 1: unlink expired entries; keep the oldest unused candidates. */
 	for (b = first; b < first + nper; b++)
 	{
 		dsa_pointer *link = &qc_buckets[b];
@@ -464,6 +485,7 @@ qc_evict_round(TimestampTz now, int *nfreed)
 				/* the rest waits for the next round or the sweeper */
 				if (nexpired < QC_UNLINK_BATCH)
 				{
+					freed += QcEntrySize(e);
 					expired[nexpired++] = *link;
 					*link = e->next;
 					continue;
@@ -471,53 +493,59 @@ qc_evict_round(TimestampTz now, int *nfreed)
 			}
 			else
 			{
-				/* a reader's clock may be ahead of ours: age 0, not 2^32 */
-				int32		sage = (int32) (tick - pg_atomic_read_u32(&e->last_used));
-				uint32		age = sage > 0 ? (uint32) sage : 0;
+				uint32		pos = pg_atomic_read_u32(&e->clock);
 
-				/* keep the QC_EVICT_BATCH oldest, oldest first */
-				if (nvictims < QC_EVICT_BATCH || age > ages[nvictims - 1])
+				if (pos & QC_REFERENCED)
 				{
-					int			j = nvictims < QC_EVICT_BATCH ? nvictims++ : nvictims - 1;
+					/*
+					 * Read since the hand last passed: second chance, at the
+					 * back of the FIFO.  A reader setting the bit again at
+					 * once only gives it one more chance.
+					 */
+					pg_atomic_write_u32(&e->clock, qc_next_position(partition));
+				}
+				else
+				{
+					uint32		age = by_size ? (uint32) QcEntrySize(e) :
+					base - (pos >> 1);
 
-					while (j > 0 && ages[j - 1] < age)
+					/* keep the QC_EVICT_BATCH oldest, oldest first */
+					if (nvictims < QC_EVICT_BATCH || age > ages[nvictims - 1])
 					{
-						ages[j] = ages[j - 1];
-						victims[j] = victims[j - 1];
-						j--;
+						int			j = nvictims < QC_EVICT_BATCH ? nvictims++ : nvictims - 1;
+
+						while (j > 0 && ages[j - 1] < age)
+						{
+							ages[j] = ages[j - 1];
+							victims[j] = victims[j - 1];
+							j--;
+						}
+						ages[j] = age;
+						victims[j] = *link;
 					}
-					ages[j] = age;
-					victims[j] = *link;
 				}
 			}
 			link = &e->next;
 		}
 	}
 
-	/*
-	 * Pass 2: unlink the LRU batch.  Only when nothing expired was found:
-	 * expired entries are the cheaper victims.
-	 */
-	if (nexpired == 0)
+	/* Pass 2: unlink candidates, oldest first, until the need is met. */
+	for (i = 0; i < nvictims; i++)
 	{
-		for (i = 0; i < nvictims; i++)
-		{
-			QcEntry    *v = qc_entry(victims[i]);
-			dsa_pointer *link = &qc_buckets[v->hash & (qc_shared->nbuckets - 1)];
+		QcEntry    *v = qc_entry(victims[i]);
+		dsa_pointer *link;
 
-			while (*link != victims[i])
-				link = &qc_entry(*link)->next;
-			*link = v->next;
-		}
+		if (freed >= bytes && nexpired + i >= entries)
+			break;
+		link = &qc_buckets[v->hash & (qc_shared->nbuckets - 1)];
+		while (*link != victims[i])
+			link = &qc_entry(*link)->next;
+		*link = v->next;
+		freed += QcEntrySize(v);
 	}
-	else
-		nvictims = 0;
+	nvictims = i;
 	LWLockRelease(lock);
 
-	for (i = 0; i < nexpired; i++)
-		bytes += QcEntrySize(qc_entry(expired[i]));
-	for (i = 0; i < nvictims; i++)
-		bytes += QcEntrySize(qc_entry(victims[i]));
 	qc_free_entries(expired, nexpired);
 	qc_free_entries(victims, nvictims);
 	if (nexpired > 0)
@@ -526,24 +554,31 @@ qc_evict_round(TimestampTz now, int *nfreed)
 		qc_count(QC_STAT_EVICTIONS_MEMORY, nvictims);
 
 	*nfreed = nexpired + nvictims;
-	return bytes;
+	return freed;
 }
 
 /*
- * Evict until at least `bytes` bytes have been freed, or every partition
- * has been visited twice without finding anything.  Returns bytes freed.
+ * Evict until at least `bytes` bytes and `entries` entries have been freed,
+ * or the hand has gone twice around the partitions without freeing
+ * anything (the first pass may only clear reference bits).  Returns bytes
+ * freed.
  */
 static uint64
-qc_evict(TimestampTz now, uint64 bytes)
+qc_evict(TimestampTz now, uint64 bytes, int entries, bool by_size)
 {
 	uint64		freed = 0;
+	int			nfreed = 0;
 	int			empty_rounds = 0;
 
-	while (freed < bytes && empty_rounds < 2 * QC_NUM_PARTITIONS)
+	while ((freed < bytes || nfreed < entries) &&
+		   empty_rounds <= 2 * QC_NUM_PARTITIONS)
 	{
 		int			n;
 
-		freed += qc_evict_round(now, &n);
+		freed += qc_evict_round(now, bytes > freed ? bytes - freed : 0,
+								entries > nfreed ? entries - nfreed : 0,
+								by_size, &n);
+		nfreed += n;
 		empty_rounds = (n == 0) ? empty_rounds + 1 : 0;
 	}
 	return freed;
@@ -569,32 +604,42 @@ qc_reserve_entry(TimestampTz now)
 				return true;
 			continue;
 		}
-		if (++tries > 2 * QC_NUM_PARTITIONS)
+		if (++tries > 4)
 			return false;
-		(void) qc_evict(now, 1);
+		(void) qc_evict(now, 0, 1, false);
 	}
 }
 
 /*
  * Allocate `size` bytes from the area, evicting as needed.  Each failed
- * attempt frees twice as much as the one before.
+ * attempt asks the eviction for twice as much as the one before, because
+ * freed small chunks only give pages back to the area when whole
+ * superblocks empty.  What one set may evict is capped at a quarter of the
+ * area (or the value's own size, if larger), so that a value that cannot be
+ * placed does not flush the cache; it is not cached instead.
  */
 static dsa_pointer
 qc_allocate(Size size, TimestampTz now)
 {
 	uint64		target = Max(size, QC_EVICT_MIN_BYTES);
-	int			attempt;
+	uint64		cap = Max(size, qc_shared->dsa_size / 4);
+	uint64		evicted = 0;
 
-	for (attempt = 0; attempt < QC_ALLOC_ATTEMPTS; attempt++)
+	for (;;)
 	{
 		dsa_pointer dp;
+		uint64		freed;
 
 		dp = dsa_allocate_extended(qc_dsa, size, DSA_ALLOC_NO_OOM);
 		if (DsaPointerIsValid(dp))
 			return dp;
-		if (qc_evict(now, target) == 0 &&
-			pg_atomic_read_u32(&qc_shared->nentries) <= 1)
+		if (evicted >= cap)
+			break;
+		freed = qc_evict(now, Min(target, cap - evicted), 0,
+						 size > QC_SMALL_ALLOC);
+		if (freed == 0)
 			break;				/* nothing left to evict */
+		evicted += freed;
 		target *= 2;
 	}
 	return InvalidDsaPointer;
@@ -636,6 +681,12 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		qc_store_remove(key);
 		return QC_SET_TOO_LARGE;
 	}
+	/* more than half the area can never be placed next to anything */
+	if (size > qc_shared->dsa_size / 2)
+	{
+		qc_store_remove(key);
+		return QC_SET_NO_MEMORY;
+	}
 
 	if (!qc_reserve_entry(now))
 	{
@@ -663,7 +714,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	e->flags = 0;
 	e->created = now;
 	e->expires = expires;
-	pg_atomic_init_u32(&e->last_used, qc_now_tick(now));
+	pg_atomic_init_u32(&e->clock, 0);	/* positioned when linked */
 	pg_atomic_init_u32(&e->hits, 0);
 	for (i = 0; i < tags->ntags; i++)
 		QcEntryTagHashes(e)[i] = qc_hash_tag(tags->tag[i], tags->len[i]);
@@ -692,6 +743,9 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		}
 		link = &o->next;
 	}
+	/* last in its partition's FIFO, unreferenced until read */
+	pg_atomic_write_u32(&e->clock,
+						qc_next_position(qc_partition_of_bucket(bucket)));
 	e->next = qc_buckets[bucket];
 	qc_buckets[bucket] = dp;
 	LWLockRelease(lock);

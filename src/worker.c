@@ -9,8 +9,9 @@
  * mode and, where it finds expired entries, retakes that one partition
  * exclusively to unlink and free them (store.c, qc_store_sweep).  So the
  * memory of an expired entry comes back within about a second, read or
- * not.  It is registered by library and function name, has no database
- * connection, follows the latch loop of worker_spi and autoprewarm, and is
+ * not.  It is registered by library and function name, connects to no
+ * database (so that it shows in pg_stat_activity, backend_type "qcache
+ * sweeper"), follows the latch loop of worker_spi and autoprewarm, and is
  * restarted by the postmaster if it fails.
  *
  *-------------------------------------------------------------------------
@@ -36,8 +37,9 @@ qc_register_worker(void)
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_PostmasterStart;
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+		BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = 1;
 	strlcpy(worker.bgw_library_name, "qcache", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "qcache_sweeper_main", BGW_MAXLEN);
@@ -55,6 +57,14 @@ qcache_sweeper_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+
+	/*
+	 * Connect to no database (shared catalogs only), as the logical
+	 * replication launcher does: that is what gives the sweeper its row in
+	 * pg_stat_activity.
+	 */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("qcache sweeper");
 
 	qc_require_loaded();
 	cxt = AllocSetContextCreate(TopMemoryContext, "qcache sweeper",
