@@ -65,10 +65,16 @@ SELECT qcache_clear();
 \c :origdb
 SELECT qcache_get('survivor');
 
--- The other database is empty again; drop it.
+-- The other database is empty again.  Give it three entries, then drop
+-- it: its entries go with it (a database created later may reuse its oid),
+-- and this database's entries stay.
 \c regression_qcache_other
 SELECT count(*) FROM qcache_entries;
+SELECT count(qcache_set('doomed:' || i, '1', 0)) FROM generate_series(1, 3) i;
 \c :origdb
+SELECT entries AS entries_before_drop FROM qcache_stats \gset
 DROP DATABASE regression_qcache_other;
+SELECT :entries_before_drop - entries AS dropped_with_database FROM qcache_stats;
+SELECT qcache_get('survivor');
 
 SELECT qcache_clear();
