@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# qcache benchmark suite: the one command.
+#
+#   bash bench/run.sh            full run (as root, Debian 12): ~10 min on 2 cores, R=3 samples
+#   bash bench/run.sh --quick    smoke run: T=3 s, one sample, fewer cases, ~2 min
+#
+# Steps, each stopping every server it started, also on failure:
+#   1. apt-get installs what is missing (PostgreSQL 15 + server dev, pgmemcache, memcached,
+#      pgpool2, redis, gcc, make, python3);
+#   2. builds qcache from a copy of this working tree and installs it (make && make install);
+#   3. runs the peers harness (bench/peers/run.sh) R times, each run one sample: its own
+#      PostgreSQL with qcache preloaded + memcached + redis + pgpool on 127.0.0.1, non-default
+#      ports; the peer baselines plus the qcache cases of bench/qcache/ (every
+#      bench/qcache/scripts/<name>.sql is pgbench case <name>; bench/qcache/qcache.loops holds
+#      the in-SQL loops);
+#   4. the memory step (bench/memory.sh): its own cluster, entries of 100 bytes until eviction;
+#   5. bench/report.py writes bench/results/<UTC date>.md (--quick: <UTC date>-quick.md), the
+#      figures with their ratios to the baselines and the targets, met or missed.
+# Raw data (every pgbench output, commands, configs, per-run TSVs) stays in
+# bench/results/raw/<UTC date-time>/, which the report links to.
+#
+# Options: --quick  --all (every case the peers harness has: pgpool, redis, the aggregate...)
+#          --no-apt (do not install packages)  --no-build (use the installed qcache)
+#          --no-memory (skip step 4)  -h|--help
+# Knobs (env, defaults in brackets; --quick changes the starred ones):
+#   T [10*] seconds per pgbench run    R [3*] harness runs (samples)    CLIENTS ["1 8"]
+#   JOBS [2]   LOOP_N [100000]   LOOP_REPS [3]   QUIET_BUDGET_S [90*]   FOREIGN_MAX [15]
+#   CASES      a bash regex of case names replacing the default selection
+#   REPORT_NAME  report file name in bench/results/ instead of <UTC date>[-quick].md
+#   BENCH_BASE [/tmp/qcache-bench]  PG_PORT [55452] POOL_PORT [59989] PCP_PORT [59888]
+#   MC_PORT [51221] REDIS_PORT [56389]  (ports differ from the shared harness's defaults)
+#   MEM_* knobs of bench/memory.sh (MEM_MEMORY [256MB], MEM_MAX_ENTRIES ["4194304 2097152"*],
+#   MEM_ENTRY_BYTES ["100"], MEM_PORT [55443])
+#
+# Adding a case (later issues): a pgbench script in bench/qcache/scripts/ named qcache_*.sql,
+# a "loop_qcache_*|expr" line in bench/qcache/qcache.loops, setup in bench/qcache/setup.sql,
+# GUCs in bench/qcache/qcache.conf; then a line in report.py's RATIOS or LOOPS if it has a
+# target. Other baselines: add their names to BASELINES below.
+set -Eeuo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+ORIG_ARGS=("$@")
+T_SUITE=$(date +%s)
+
+log() { printf '[%(%H:%M:%S)T] bench: %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+usage() { sed -n '2,/^set -Eeuo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+
+QUICK=0 ALL=0 APT=1 BUILD=1 MEMORY=1
+for a in "$@"; do
+  case $a in
+    --quick) QUICK=1 ;;
+    --all) ALL=1 ;;
+    --no-apt) APT=0 ;;
+    --no-build) BUILD=0 ;;
+    --no-memory) MEMORY=0 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option $a" ;;
+  esac
+done
+
+# Knobs the caller set explicitly, for the record of the command.
+SET_KNOBS=""
+for k in T R CLIENTS JOBS LOOP_N LOOP_REPS QUIET_BUDGET_S FOREIGN_MAX CASES MEM_MEMORY MEM_MAX_ENTRIES MEM_ENTRY_BYTES; do
+  [ -n "${!k+x}" ] && SET_KNOBS+="$k=$(printf '%q' "${!k}") "
+done
+
+if [ "$QUICK" = 1 ]; then
+  : "${T:=3}" "${R:=1}" "${QUIET_BUDGET_S:=10}" "${MEM_MAX_ENTRIES:=2097152}" "${MEM_BATCH:=100000}"
+fi
+: "${T:=10}" "${R:=3}" "${CLIENTS:=1 8}" "${JOBS:=2}" "${LOOP_N:=100000}" "${LOOP_REPS:=3}"
+: "${QUIET_BUDGET_S:=90}" "${FOREIGN_MAX:=15}"
+: "${BENCH_BASE:=/tmp/qcache-bench}" "${PG_PORT:=55452}" "${POOL_PORT:=59989}" "${PCP_PORT:=59888}"
+: "${MC_PORT:=51221}" "${REDIS_PORT:=56389}"
+: "${PGBIN:=/usr/lib/postgresql/15/bin}"
+export MEM_MEMORY MEM_MAX_ENTRIES MEM_ENTRY_BYTES MEM_KEY_BYTES MEM_BATCH MEM_FINE MEM_BASE MEM_PORT
+[[ $R =~ ^[1-9][0-9]*$ ]] || die "R must be a positive integer"
+
+# The baselines issue 2 compares against (peers harness case names); the qcache cases are
+# every qcache_* pgbench script and loop_qcache_* loop.
+BASELINES="pg_select1 unlogged_kv pgmemcache_get fn_plpgsql_const fn_sql_const"
+BASELINE_LOOPS="loop_unlogged_subq loop_fn_plpgsql_const loop_fn_sql_const"
+if [ "$QUICK" = 1 ]; then
+  BASELINES="pg_select1 unlogged_kv pgmemcache_get"; BASELINE_LOOPS="loop_unlogged_subq"
+fi
+if [ -n "${CASES:-}" ]; then CASE_FILTER=$CASES
+elif [ "$ALL" = 1 ]; then CASE_FILTER=.
+else
+  b="$BASELINES $BASELINE_LOOPS"
+  CASE_FILTER="^(${b// /|}|qcache_.*|loop_qcache_.*)\$"
+fi
+
+[ "$(id -u)" = 0 ] || die "run as root (apt-get, and the servers run as user postgres via runuser)"
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+DAY=$(date -u +%Y-%m-%d)
+RESULTS_DIR="$HERE/results"
+RAW="$RESULTS_DIR/raw/$STAMP"
+REPORT="$RESULTS_DIR/$DAY.md"
+[ "$QUICK" = 1 ] && REPORT="$RESULTS_DIR/$DAY-quick.md"
+[ -n "${REPORT_NAME:-}" ] && REPORT="$RESULTS_DIR/${REPORT_NAME%.md}.md"
+mkdir -p "$RAW"
+CONSOLE="$RAW/console.txt"
+: >"$CONSOLE"
+log "suite $STAMP: raw data in ${RAW#$REPO/}, report ${REPORT#$REPO/}"
+
+# ---------------------------------------------------------------- 1. packages
+PKGS="postgresql-15 postgresql-server-dev-15 postgresql-15-pgmemcache pgpool2 memcached
+      redis-server redis-tools gcc make python3 iproute2 procps util-linux"
+if [ "$APT" = 1 ]; then
+  missing=""
+  for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+="$p "
+  done
+  if [ -n "$missing" ]; then
+    log "apt-get install $missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >>"$RAW/apt.txt" 2>&1 || die "apt-get update failed (see $RAW/apt.txt)"
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >>"$RAW/apt.txt" 2>&1 \
+      || die "apt-get install failed (see $RAW/apt.txt)"
+  else
+    log "packages present"
+  fi
+fi
+
+# ---------------------------------------------------------------- 2. build and install qcache
+QC_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+QC_DIRTY=0
+[ -n "$(git -C "$REPO" status --porcelain -- . ':(exclude)bench' 2>/dev/null)" ] && QC_DIRTY=1
+if [ "$BUILD" = 1 ]; then
+  # Build in a copy, so that a concurrent build in the working tree is neither disturbed nor
+  # picked up half-done.
+  BUILD_DIR="$BENCH_BASE-build"
+  case "$BUILD_DIR" in /tmp/?*) ;; *) die "BENCH_BASE must be under /tmp";; esac
+  rm -rf "$BUILD_DIR"; mkdir -p "$BUILD_DIR"
+  (cd "$REPO" && tar --exclude=./.git --exclude=./bench --exclude='./tmp_check*' --exclude=./results \
+     --exclude=./log --exclude=./output_iso --exclude='*.o' --exclude='*.bc' --exclude='*.so' -cf - .) \
+    | tar -C "$BUILD_DIR" -xf -
+  log "building qcache $QC_REV$([ $QC_DIRTY = 1 ] && echo ' (uncommitted changes)') in $BUILD_DIR"
+  { make -C "$BUILD_DIR" -j2 PG_CONFIG="$PGBIN/pg_config" && make -C "$BUILD_DIR" PG_CONFIG="$PGBIN/pg_config" install; } \
+    >"$RAW/build.txt" 2>&1 || { tail -20 "$RAW/build.txt" >&2; die "qcache build failed (see $RAW/build.txt)"; }
+  rm -rf "$BUILD_DIR"
+fi
+[ -r "$("$PGBIN/pg_config" --sharedir)/extension/qcache.control" ] || die "qcache is not installed"
+
+{
+  echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "command=${SET_KNOBS}bash bench/run.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
+  echo "mode=$([ "$QUICK" = 1 ] && echo quick || echo full)"
+  echo "qcache_rev=$QC_REV"; echo "qcache_dirty=$QC_DIRTY"
+  echo "qcache_src=$REPO (working tree)"
+  echo "R=$R"; echo "T=$T"; echo "clients=$CLIENTS"; echo "case_filter=$CASE_FILTER"
+} >"$RAW/suite.info"
+
+# ---------------------------------------------------------------- 3. the harness, R times
+SCRIPTS=""
+for f in "$HERE"/qcache/scripts/*.sql; do
+  SCRIPTS+="$(basename "$f" .sql)=qcache/scripts/$(basename "$f") "
+done
+# RAW is new for each suite run, so RESET_RAW=1 on the first harness run only guards against a
+# reused directory. It deletes $RAW/*.tsv, *.meta, *.commands, *.log: the suite's own files
+# there are named *.txt and *.info so that it spares them.
+OK=0 FAILED=0
+for r in $(seq 1 "$R"); do
+  log "harness run $r/$R (T=$T, clients {$CLIENTS}, cases $CASE_FILTER)"
+  if (cd "$HERE" && env \
+        BASE="$BENCH_BASE" PG_PORT="$PG_PORT" POOL_PORT="$POOL_PORT" PCP_PORT="$PCP_PORT" \
+        MC_PORT="$MC_PORT" REDIS_PORT="$REDIS_PORT" PGBIN="$PGBIN" \
+        T="$T" CLIENTS="$CLIENTS" JOBS="$JOBS" LOOP_N="$LOOP_N" LOOP_REPS="$LOOP_REPS" \
+        QUIET_BUDGET_S="$QUIET_BUDGET_S" FOREIGN_MAX="$FOREIGN_MAX" CASE_FILTER="$CASE_FILTER" \
+        EXTRA_PRELOAD=qcache EXTRA_PG_CONF=qcache/qcache.conf EXTRA_SETUP_SQL=qcache/setup.sql \
+        EXTRA_SCRIPTS="${SCRIPTS% }" EXTRA_LOOPS=qcache/qcache.loops EXTRA_TARGET=pg \
+        RAW_DIR="$RAW" RESULTS="$RAW/peers.md" RESET_RAW="$([ "$r" = 1 ] && echo 1 || echo 0)" \
+        bash peers/run.sh) 2>&1 | tee -a "$CONSOLE"; then
+    OK=$((OK + 1))
+  else
+    FAILED=$((FAILED + 1)); log "harness run $r failed (see $CONSOLE)"
+  fi
+done
+echo "runs_ok=$OK" >>"$RAW/suite.info"; echo "runs_failed=$FAILED" >>"$RAW/suite.info"
+
+# ---------------------------------------------------------------- 4. memory per entry
+MEM_RC=0
+if [ "$MEMORY" = 1 ]; then
+  log "memory step"
+  bash "$HERE/memory.sh" "$RAW" 2>&1 | tee -a "$CONSOLE" || { MEM_RC=1; log "memory step failed"; }
+fi
+
+# ---------------------------------------------------------------- 5. report
+/usr/bin/python3 "$HERE/report.py" --raw-dir "$RAW" --out "$REPORT" --foreign-max "$FOREIGN_MAX" \
+  || die "report failed"
+log "report: ${REPORT#$REPO/} (raw data: ${RAW#$REPO/}), suite took $(( $(date +%s) - T_SUITE )) s"
+echo
+sed -n '/^## Targets/,/^## Throughput/p' "$REPORT" | sed '$d'
+[ "$OK" -gt 0 ] || die "no harness run completed"
+[ "$MEM_RC" = 0 ] || die "the memory step failed"
