@@ -73,14 +73,17 @@ typedef struct QcStatSlot
 
 /*
  * An index partition: the LWLock that guards a slice of the bucket array,
- * and the partition's logical clock, which orders its entries for eviction
- * (advanced under the lock in exclusive mode).  Padded to a cache line so
- * that two partitions never share one.
+ * the partition's logical clock, which orders its entries for eviction,
+ * and a lower bound of its entries' expiry times, which lets the sweeper
+ * skip it (0: no entry expires).  Both are written under the lock in
+ * exclusive mode.  Padded to a cache line so that two partitions never
+ * share one.
  */
 typedef struct QcPartitionData
 {
 	LWLock		lock;
 	uint32		clock;
+	TimestampTz next_expiry;
 } QcPartitionData;
 
 typedef union QcPartition
@@ -114,7 +117,7 @@ typedef struct QcShared
 	TimestampTz started;		/* when this shared memory was created */
 
 	pg_atomic_uint32 nentries;	/* live entries */
-	pg_atomic_uint64 bytes_used;	/* index + bytes of live entries */
+	pg_atomic_uint64 bytes_used;	/* index + allocated bytes of live entries */
 	pg_atomic_uint32 evict_hand;	/* next partition to evict from */
 
 	int			nslots;			/* number of stat slots */
@@ -177,6 +180,9 @@ typedef struct QcEntry
 #define QcEntrySize(e) \
 	(sizeof(QcEntry) + sizeof(uint32) * (e)->ntags + (e)->keylen + \
 	 (e)->vallen + (e)->tagbytes)
+
+/* Bytes the DSA allocator really takes for a request (dsa_classes.h). */
+extern Size qc_alloc_size(Size size);
 
 /* A key as callers pass it: the database is part of it. */
 typedef struct QcKey

@@ -149,6 +149,7 @@ qc_shmem_startup(void)
 		{
 			LWLockInitialize(&s->partitions[i].d.lock, part_tranche);
 			s->partitions[i].d.clock = 0;
+			s->partitions[i].d.next_expiry = 0;
 		}
 
 		qc_buckets = (dsa_pointer *) (base + s->buckets_off);

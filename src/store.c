@@ -47,6 +47,7 @@
 #include "nodes/pg_list.h"
 #include "utils/memutils.h"
 
+#include "dsa_classes.h"
 #include "qcache.h"
 
 /* Entries evicted for recency by one scan of a partition, at most. */
@@ -88,6 +89,30 @@ static inline QcEntry *
 qc_entry(dsa_pointer dp)
 {
 	return (QcEntry *) dsa_get_address(qc_dsa, dp);
+}
+
+/*
+ * Bytes the allocator takes for a request of `size` bytes: its size class,
+ * or whole pages past the largest class.
+ */
+Size
+qc_alloc_size(Size size)
+{
+	int			lo = 0;
+	int			hi = lengthof(qc_dsa_size_classes) - 1;
+
+	if (size > qc_dsa_size_classes[hi])
+		return TYPEALIGN(QC_DSA_PAGE_SIZE, size);
+	while (lo < hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (qc_dsa_size_classes[mid] >= size)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return qc_dsa_size_classes[lo];
 }
 
 /* Hash of a key within its database. */
@@ -161,7 +186,7 @@ qc_free_entries(dsa_pointer *dps, int n)
 
 	for (i = 0; i < n; i++)
 	{
-		bytes += QcEntrySize(qc_entry(dps[i]));
+		bytes += qc_alloc_size(QcEntrySize(qc_entry(dps[i])));
 		dsa_free(qc_dsa, dps[i]);
 	}
 	if (n > 0)
@@ -294,7 +319,6 @@ typedef struct QcMatchArg
 	const char *str;
 	uint32		len;
 	uint32		hash;			/* tag hash, for QC_MATCH_TAG */
-	TimestampTz now;
 } QcMatchArg;
 
 static bool
@@ -323,13 +347,6 @@ qc_match_db(const QcEntry *e, const void *arg)
 	return e->dbid == a->dbid;
 }
 
-static bool
-qc_match_expired(const QcEntry *e, const void *arg)
-{
-	const QcMatchArg *a = arg;
-
-	return qc_entry_expired(e, a->now);
-}
 
 /*
  * Remove every entry of a database that carries a tag, starts with a
@@ -349,7 +366,6 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 	a.str = arg;
 	a.len = arglen;
 	a.hash = 0;
-	a.now = 0;
 	switch (kind)
 	{
 		case QC_MATCH_TAG:
@@ -374,22 +390,79 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 }
 
 /*
+ * Remove the expired entries of one partition, if its next_expiry says it
+ * may have some, and recompute next_expiry from the entries that stay.
+ * Returns the number removed.  Takes the partition lock, shared to look at
+ * next_expiry, exclusive to sweep; frees after releasing it.
+ */
+static int
+qc_sweep_partition(int partition, TimestampTz now)
+{
+	QcPartitionData *part = &qc_shared->partitions[partition].d;
+	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
+	uint32		first = (uint32) partition * nper;
+	dsa_pointer out[QC_UNLINK_BATCH];
+	TimestampTz next;
+	TimestampTz ne;
+	int			total = 0;
+	int			nout;
+	uint32		b;
+
+	LWLockAcquire(&part->lock, LW_SHARED);
+	ne = part->next_expiry;
+	LWLockRelease(&part->lock);
+	if (ne == 0 || ne > now)
+		return 0;
+
+	do
+	{
+		nout = 0;
+		next = 0;
+		LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+		for (b = first; b < first + nper; b++)
+		{
+			dsa_pointer *link = &qc_buckets[b];
+
+			while (DsaPointerIsValid(*link))
+			{
+				QcEntry    *e = qc_entry(*link);
+
+				if (qc_entry_expired(e, now) && nout < QC_UNLINK_BATCH)
+				{
+					out[nout++] = *link;
+					*link = e->next;
+					continue;
+				}
+				if (e->expires != 0 && (next == 0 || e->expires < next))
+					next = e->expires;
+				link = &e->next;
+			}
+		}
+		part->next_expiry = next;
+		LWLockRelease(&part->lock);
+		qc_free_entries(out, nout);
+		total += nout;
+	} while (nout == QC_UNLINK_BATCH);
+
+	return total;
+}
+
+/*
  * Remove every expired entry of every database.  Returns the number
- * removed and counts them as expired evictions.  The sweeper's work.
+ * removed and counts them as expired evictions.  The sweeper's work: it
+ * visits only the partitions whose next_expiry has passed, so a cache of
+ * entries that do not expire costs it nothing.
  */
 uint64
 qc_store_sweep(TimestampTz now)
 {
-	QcMatchArg	a;
 	uint64		n = 0;
 	int			p;
 
-	memset(&a, 0, sizeof(a));
-	a.now = now;
 	for (p = 0; p < QC_NUM_PARTITIONS; p++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		n += qc_remove_in_partition(p, qc_match_expired, &a);
+		n += qc_sweep_partition(p, now);
 	}
 	if (n > 0)
 		qc_count(QC_STAT_EVICTIONS_EXPIRED, n);
@@ -485,7 +558,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 				/* the rest waits for the next round or the sweeper */
 				if (nexpired < QC_UNLINK_BATCH)
 				{
-					freed += QcEntrySize(e);
+					freed += qc_alloc_size(QcEntrySize(e));
 					expired[nexpired++] = *link;
 					*link = e->next;
 					continue;
@@ -541,7 +614,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 		while (*link != victims[i])
 			link = &qc_entry(*link)->next;
 		*link = v->next;
-		freed += QcEntrySize(v);
+		freed += qc_alloc_size(QcEntrySize(v));
 	}
 	nvictims = i;
 	LWLockRelease(lock);
@@ -666,6 +739,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	dsa_pointer dp;
 	dsa_pointer old = InvalidDsaPointer;
 	dsa_pointer *link;
+	QcPartitionData *part;
 	QcEntry    *e;
 	char	   *p;
 	int			i;
@@ -727,7 +801,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		p[tags->len[i]] = '\0';
 		p += tags->len[i] + 1;
 	}
-	pg_atomic_add_fetch_u64(&qc_shared->bytes_used, size);
+	pg_atomic_add_fetch_u64(&qc_shared->bytes_used, qc_alloc_size(size));
 
 	/* Link it, unlinking the entry it replaces. */
 	LWLockAcquire(lock, LW_EXCLUSIVE);
@@ -744,8 +818,10 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		link = &o->next;
 	}
 	/* last in its partition's FIFO, unreferenced until read */
-	pg_atomic_write_u32(&e->clock,
-						qc_next_position(qc_partition_of_bucket(bucket)));
+	part = &qc_shared->partitions[qc_partition_of_bucket(bucket)].d;
+	pg_atomic_write_u32(&e->clock, qc_next_position(qc_partition_of_bucket(bucket)));
+	if (expires != 0 && (part->next_expiry == 0 || expires < part->next_expiry))
+		part->next_expiry = expires;
 	e->next = qc_buckets[bucket];
 	qc_buckets[bucket] = dp;
 	LWLockRelease(lock);
@@ -799,7 +875,7 @@ qc_store_list(Oid dbid)
 					info->tags[i] = pstrdup(t);
 					t += strlen(t) + 1;
 				}
-				info->size = QcEntrySize(e);
+				info->size = qc_alloc_size(QcEntrySize(e));
 				info->created = e->created;
 				info->expires = e->expires;
 				info->hits = pg_atomic_read_u32(&e->hits);
