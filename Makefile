@@ -8,10 +8,12 @@ OBJS = \
 	src/store.o \
 	src/sqlfuncs.o \
 	src/fetch.o \
+	src/flight.o \
+	src/invalidate.o \
 	src/worker.o
 
 EXTENSION = qcache
-DATA = qcache--1.0.sql
+DATA = qcache--1.0.sql qcache--1.0--1.1.sql
 PGFILEDESC = "qcache - query result cache in shared memory"
 
 # pg_regress suites (sql/ and expected/), on a temporary instance with

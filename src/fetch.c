@@ -3,9 +3,28 @@
  * fetch.c
  *		qcache_fetch: read-through caching of one SELECT's rows.
  *
- * On a hit qcache_fetch returns the cached value like qcache_get.  On a miss
- * it runs the query through SPI as the calling role and caches its rows as
- * a jsonb array of objects, one per row, in the query's order.
+ * On a hit qcache_fetch returns the cached value; on a miss it runs the
+ * query through SPI as the calling role and caches its rows as a jsonb
+ * array of objects, one per row, in the query's order.
+ *
+ * Tags.  The entry carries the given tags plus table:<schema>.<name> of
+ * every table and view the plan reads (the planner's relationOids, so
+ * views count with the tables under them), which is the tag that a bare
+ * qcache_watch invalidates.  Tables read only inside functions the query
+ * calls are invisible to the planner and are not tagged.
+ *
+ * Privileges (SPEC section 8).  The entry also keeps the oids of those
+ * relations.  A hit is served only to a role that may SELECT from all of
+ * them; and a result computed without row-level security is not served to
+ * a role for which one of them has row-level security enabled.  A result
+ * that row-level security shaped (the plan source's dependsOnRLS) is
+ * stored under a role-scoped key (the key, a zero byte, the role oid),
+ * which no SQL text can name and which only that role looks up.  Either
+ * way, a role that may not be served runs the query itself, and gets what
+ * the query gives it, or its error.
+ *
+ * Single flight.  Concurrent misses of one key compute once: see
+ * flight.c.
  *
  * The query must be exactly one read-only SELECT (or VALUES, or a set
  * operation of them).  The check is made on the raw parse tree, before
@@ -35,13 +54,17 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "utils/plancache.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rls.h"
 
 #include "qcache.h"
 #include "sqlfuncs.h"
@@ -180,21 +203,38 @@ qc_checked_query(const char *query)
 	return wrapped;
 }
 
+/* What running the query gives besides its rows. */
+typedef struct QcFetchResult
+{
+	Jsonb	   *value;
+	int			nrels;
+	Oid			rels[QC_MAX_RELS];
+	bool		too_many_rels;	/* not cacheable */
+	bool		role_scoped;	/* row-level security applied */
+} QcFetchResult;
+
 /*
- * Run the wrapped query; returns its jsonb array in the caller's context.
- * Prepared first, so that what runs is checked to be one statement with
- * one jsonb column, whatever the text turned out to hold.
+ * Run the wrapped query and fill res: its jsonb array in the caller's
+ * context, the tables and views it reads (the planner's relationOids,
+ * views included, as they stand after rewriting), and whether row-level
+ * security shaped it.  Prepared first, so that what runs is checked to be
+ * one statement with one jsonb column, whatever the text turned out to
+ * hold.
  */
-static Jsonb *
-qc_run_query(const char *wrapped)
+static void
+qc_run_query(const char *wrapped, QcFetchResult *res)
 {
 	SPIPlanPtr	plan;
 	List	   *sources;
 	CachedPlanSource *src;
+	CachedPlan *cplan;
+	ListCell   *lc;
 	Datum		d;
 	bool		isnull;
 	int			rc;
 
+	res->nrels = 0;
+	res->too_many_rels = false;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	plan = SPI_prepare(wrapped, 0, NULL);
@@ -205,6 +245,41 @@ qc_run_query(const char *wrapped)
 	if (src == NULL || src->resultDesc == NULL || src->resultDesc->natts != 1 ||
 		TupleDescAttr(src->resultDesc, 0)->atttypid != JSONBOID)
 		qc_reject_query("The query does not stand alone as one SELECT.");
+	res->role_scoped = src->dependsOnRLS;
+
+	/* the relations the plan reads */
+	cplan = SPI_plan_get_cached_plan(plan);
+	if (cplan == NULL)
+		elog(ERROR, "SPI_plan_get_cached_plan failed");
+	foreach(lc, cplan->stmt_list)
+	{
+		PlannedStmt *ps = lfirst_node(PlannedStmt, lc);
+		ListCell   *lc2;
+
+		foreach(lc2, ps->relationOids)
+		{
+			Oid			relid = lfirst_oid(lc2);
+			char		kind = get_rel_relkind(relid);
+			int			i;
+
+			if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE &&
+				kind != RELKIND_VIEW && kind != RELKIND_MATVIEW &&
+				kind != RELKIND_FOREIGN_TABLE)
+				continue;
+			for (i = 0; i < res->nrels; i++)
+				if (res->rels[i] == relid)
+					break;
+			if (i < res->nrels)
+				continue;
+			if (res->nrels == QC_MAX_RELS)
+				res->too_many_rels = true;
+			else
+				res->rels[res->nrels++] = relid;
+		}
+	}
+	/* an unsaved plan's generic plan is taken without a resource owner */
+	ReleaseCachedPlan(cplan, NULL);
+
 	rc = SPI_execute_plan(plan, NULL, NULL, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "qcache_fetch query returned %s", SPI_result_code_string(rc));
@@ -213,7 +288,145 @@ qc_run_query(const char *wrapped)
 		elog(ERROR, "qcache_fetch query returned null");
 	d = SPI_datumTransfer(d, false, -1);
 	SPI_finish();
-	return DatumGetJsonbP(d);
+	res->value = DatumGetJsonbP(d);
+}
+
+/*
+ * The key under which a role-scoped result of `key` lives for the current
+ * role: the key, a zero byte, the role's oid.  SQL text cannot hold a zero
+ * byte, so no qcache_get can name it, and it hashes like the key itself
+ * (qc_hash_key), in the same bucket.
+ */
+static void
+qc_role_key(const QcKey *key, QcKey *rkey)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, key->data, key->len);
+	appendStringInfoChar(&buf, '\0');
+	appendStringInfo(&buf, "%u", GetUserId());
+	*rkey = *key;
+	rkey->data = buf.data;
+	rkey->len = buf.len;
+}
+
+/*
+ * May the current role be handed this cached result?  Only if it may
+ * SELECT from every table and view the result was read from, and, for a
+ * result computed without row-level security, if none of them has
+ * row-level security enabled for this role (it would see fewer rows).  A
+ * role-scoped result is served to the role that computed it only.
+ */
+static bool
+qc_fetch_may_serve(const QcValue *v)
+{
+	Oid			me = GetUserId();
+	int			i;
+
+	if ((v->flags & QC_ENTRY_ROLE_SCOPED) && v->owner != me)
+		return false;
+	for (i = 0; i < v->nrels; i++)
+	{
+		bool		missing = false;
+
+		if (pg_class_aclcheck_ext(v->rels[i], me, ACL_SELECT, &missing) != ACLCHECK_OK ||
+			missing)
+			return false;
+		if (!(v->flags & QC_ENTRY_ROLE_SCOPED) &&
+			check_enable_rls(v->rels[i], InvalidOid, true) == RLS_ENABLED)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Look a fetch key up: the shared result, or else this role's scoped one.
+ * Counts one hit or one miss.
+ */
+static Jsonb *
+qc_fetch_lookup(const QcKey *key)
+{
+	TimestampTz now;
+	QcValue		v;
+	QcKey		rkey;
+
+	if (!qc_enabled)
+	{
+		qc_count(QC_STAT_MISSES, 1);
+		return NULL;
+	}
+	now = GetCurrentTimestamp();
+	if (qc_store_get(key, now, &v) && qc_fetch_may_serve(&v))
+	{
+		qc_count(QC_STAT_HITS, 1);
+		return (Jsonb *) v.value;
+	}
+	qc_role_key(key, &rkey);
+	if (qc_store_get(&rkey, now, &v) && qc_fetch_may_serve(&v))
+	{
+		qc_count(QC_STAT_HITS, 1);
+		return (Jsonb *) v.value;
+	}
+	qc_count(QC_STAT_MISSES, 1);
+	return NULL;
+}
+
+/*
+ * Run the query and store its result, under the key or, if row-level
+ * security shaped it, under the role's scoped key.  The entry carries the
+ * given tags plus table:<schema>.<name> of each relation read, so that the
+ * invalidation triggers of those tables reach it.
+ */
+static Jsonb *
+qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
+				 TimestampTz ttl_usec)
+{
+	QcFetchResult res;
+	QcTags		tags;
+	QcSetInfo	info;
+	QcKey		rkey;
+	int			i;
+
+	qc_run_query(wrapped, &res);
+	if (res.too_many_rels || given->ntags + res.nrels > QC_MAX_TAGS)
+	{
+		qc_count(QC_STAT_SETS_REJECTED, 1);
+		return res.value;
+	}
+
+	tags.ntags = 0;
+	tags.tag = palloc(sizeof(char *) * (given->ntags + res.nrels));
+	tags.len = palloc(sizeof(uint32) * (given->ntags + res.nrels));
+	for (i = 0; i < given->ntags; i++)
+	{
+		tags.tag[tags.ntags] = given->tag[i];
+		tags.len[tags.ntags++] = given->len[i];
+	}
+	for (i = 0; i < res.nrels; i++)
+	{
+		char	   *t = qc_table_tag(res.rels[i]);
+
+		if (t == NULL)
+			continue;
+		tags.tag[tags.ntags] = t;
+		tags.len[tags.ntags++] = strlen(t);
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.now = GetCurrentTimestamp();
+	info.expires = ttl_usec == 0 ? 0 : info.now + ttl_usec;
+	info.owner = GetUserId();
+	info.nrels = res.nrels;
+	info.rels = res.rels;
+	if (res.role_scoped)
+	{
+		info.flags = QC_ENTRY_ROLE_SCOPED;
+		qc_role_key(key, &rkey);
+		key = &rkey;
+	}
+	(void) qc_store(key, res.value, &tags, &info);
+	return res.value;
 }
 
 /*
@@ -226,8 +439,8 @@ qcache_fetch(PG_FUNCTION_ARGS)
 	QcTags		tags;
 	char	   *wrapped;
 	TimestampTz ttl_usec;
-	TimestampTz now;
 	Jsonb	   *v;
+	QcFlight	flight;
 
 	qc_require_loaded();
 	if (PG_ARGISNULL(0))
@@ -244,12 +457,31 @@ qcache_fetch(PG_FUNCTION_ARGS)
 	ttl_usec = qc_expiry(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), 0);
 	qc_tags_from_array(PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3), &tags);
 
-	v = qc_lookup(&key);
+	v = qc_fetch_lookup(&key);
 	if (v != NULL)
 		PG_RETURN_JSONB_P(v);
+	if (!qc_enabled)
+		PG_RETURN_JSONB_P(qc_fetch_compute(&key, wrapped, &tags, ttl_usec));
 
-	v = qc_run_query(wrapped);
-	now = GetCurrentTimestamp();
-	(void) qc_store(&key, v, &tags, now, ttl_usec == 0 ? 0 : now + ttl_usec);
+	/* single flight: one session computes, the others wait for it */
+	flight = qc_flight_begin(&key);
+	if (flight == QC_FLIGHT_WAITED)
+	{
+		v = qc_fetch_lookup(&key);
+		if (v != NULL)
+			PG_RETURN_JSONB_P(v);
+	}
+	if (flight != QC_FLIGHT_LEAD)
+		PG_RETURN_JSONB_P(qc_fetch_compute(&key, wrapped, &tags, ttl_usec));
+
+	PG_TRY();
+	{
+		v = qc_fetch_compute(&key, wrapped, &tags, ttl_usec);
+	}
+	PG_FINALLY();
+	{
+		qc_flight_end();
+	}
+	PG_END_TRY();
 	PG_RETURN_JSONB_P(v);
 }

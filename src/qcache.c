@@ -29,6 +29,7 @@ int			qc_max_entries = 65536;
 int			qc_default_ttl = 300;
 int			qc_max_entry_size = 1024 * 1024;
 bool		qc_enabled = true;
+int			qc_fetch_wait_timeout = 5000;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -141,6 +142,19 @@ _PG_init(void)
 							 NULL,
 							 NULL);
 
+	DefineCustomIntVariable("qcache.fetch_wait_timeout",
+							"How long qcache_fetch waits for another session computing the same key.",
+							"Past it, the session runs the query itself; 0 disables waiting.",
+							&qc_fetch_wait_timeout,
+							5000,
+							0,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL,
+							NULL,
+							NULL);
+
 	MarkGUCPrefixReserved("qcache");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -151,4 +165,5 @@ _PG_init(void)
 	object_access_hook = qcache_object_access;
 
 	qc_register_worker();
+	qc_inval_register();
 }

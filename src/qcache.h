@@ -25,6 +25,15 @@
 /* Number of index partitions, each with its own LWLock.  A power of 2. */
 #define QC_NUM_PARTITIONS		128
 
+/* Invalidation points (invalidate.c): a power of 2. */
+#define QC_TAG_SLOTS			16384
+
+/* Single-flight slots (flight.c). */
+#define QC_FLIGHT_SLOTS			256
+
+/* Relations a qcache_fetch entry remembers, at most (more: not cached). */
+#define QC_MAX_RELS				64
+
 /* Limits on what one entry may carry; errors past them name the limit. */
 #define QC_MAX_KEY_LEN			8192	/* bytes */
 #define QC_MAX_TAGS				64
@@ -39,6 +48,7 @@ extern int	qc_max_entries;
 extern int	qc_default_ttl;
 extern int	qc_max_entry_size;
 extern bool qc_enabled;
+extern int	qc_fetch_wait_timeout;
 
 /* ---------- counters (stats.c) ---------- */
 
@@ -119,6 +129,8 @@ typedef struct QcShared
 	pg_atomic_uint32 nentries;	/* live entries */
 	pg_atomic_uint64 bytes_used;	/* index + allocated bytes of live entries */
 	pg_atomic_uint32 evict_hand;	/* next partition to evict from */
+	pg_atomic_uint64 stamp_generation;	/* bumped by every invalidation stamp
+										 * (invalidate.c) */
 
 	int			nslots;			/* number of stat slots */
 	slock_t		stats_lock;		/* protects reset_base, stats_reset */
@@ -130,6 +142,8 @@ typedef struct QcShared
 	/* Variable-size tail, each part MAXALIGNed, offsets from this struct. */
 	Size		slots_off;		/* QcStatSlot[nslots] */
 	Size		buckets_off;	/* dsa_pointer[nbuckets] */
+	Size		tagslots_off;	/* invalidation points, invalidate.c */
+	Size		flights_off;	/* single-flight slots, flight.c */
 	Size		dsa_off;		/* the DSA area, dsa_size bytes */
 } QcShared;
 
@@ -148,7 +162,8 @@ extern void qc_require_loaded(void);
 /*
  * One cache entry: a single DSA chunk laid out as
  *
- *		QcEntry | uint32 taghash[ntags] | key | value | tag strings
+ *		QcEntry | uint32 taghash[ntags] | Oid rels[nrels] | key | value |
+ *		tag strings
  *
  * where the value is the whole jsonb varlena and each tag string is NUL
  * terminated.  Nothing is aligned past the header: values are copied out
@@ -161,25 +176,34 @@ typedef struct QcEntry
 	uint32		hash;			/* low 32 bits of the key hash: bucket bits */
 	Oid			dbid;			/* database the key belongs to */
 	Oid			owner;			/* role that stored the entry */
-	uint32		keylen;
 	uint32		vallen;			/* VARSIZE of the stored jsonb */
+	uint16		keylen;
 	uint16		tagbytes;		/* bytes of the tag strings */
 	uint8		ntags;
-	uint8		flags;			/* reserved, 0 */
+	uint8		nrels;			/* relations a fetch result was read from */
+	uint8		flags;			/* QC_ENTRY_* */
+	uint8		pad;
 	TimestampTz created;
 	TimestampTz expires;		/* 0: never */
+	TimestampTz build;			/* build point: start of the storing
+								 * transaction (invalidate.c) */
 	pg_atomic_uint32 clock;		/* partition clock at insert or last second
 								 * chance << 1 | referenced bit */
 	pg_atomic_uint32 hits;
 } QcEntry;
 
 #define QcEntryTagHashes(e)	((uint32 *) ((char *) (e) + sizeof(QcEntry)))
-#define QcEntryKey(e)		((char *) QcEntryTagHashes(e) + sizeof(uint32) * (e)->ntags)
+#define QcEntryRels(e)		((Oid *) (QcEntryTagHashes(e) + (e)->ntags))
+#define QcEntryKey(e)		((char *) (QcEntryRels(e) + (e)->nrels))
 #define QcEntryValue(e)		(QcEntryKey(e) + (e)->keylen)
 #define QcEntryTags(e)		(QcEntryValue(e) + (e)->vallen)
 #define QcEntrySize(e) \
-	(sizeof(QcEntry) + sizeof(uint32) * (e)->ntags + (e)->keylen + \
-	 (e)->vallen + (e)->tagbytes)
+	(sizeof(QcEntry) + sizeof(uint32) * (e)->ntags + \
+	 sizeof(Oid) * (e)->nrels + (e)->keylen + (e)->vallen + (e)->tagbytes)
+
+/* Entry flags */
+#define QC_ENTRY_ROLE_SCOPED	0x01	/* computed under row-level security:
+										 * served to its owner only */
 
 /* Bytes the DSA allocator really takes for a request (dsa_classes.h). */
 extern Size qc_alloc_size(Size size);
@@ -201,12 +225,28 @@ typedef struct QcTags
 	uint32	   *len;
 } QcTags;
 
-/* What a lookup hands back: a palloc'd copy. */
+/* What a lookup hands back: palloc'd copies. */
 typedef struct QcValue
 {
 	void	   *value;			/* palloc'd jsonb varlena */
 	TimestampTz expires;
+	Oid			owner;
+	uint8		flags;
+	int			nrels;
+	Oid		   *rels;			/* palloc'd, or NULL */
 } QcValue;
+
+/* What a store hands in besides key, value and tags. */
+typedef struct QcSetInfo
+{
+	TimestampTz now;
+	TimestampTz expires;		/* 0: never */
+	TimestampTz build;			/* build point */
+	Oid			owner;
+	uint8		flags;
+	int			nrels;
+	const Oid  *rels;
+} QcSetInfo;
 
 /* Result of qc_store_set(). */
 typedef enum QcSetResult
@@ -243,8 +283,7 @@ extern uint32 qc_hash_tag(const char *tag, uint32 len);
 extern bool qc_store_get(const QcKey *key, TimestampTz now, QcValue *out);
 extern QcSetResult qc_store_set(const QcKey *key, const void *value,
 								uint32 vallen, const QcTags *tags,
-								TimestampTz now, TimestampTz expires,
-								Oid owner);
+								const QcSetInfo *info);
 extern bool qc_store_remove(const QcKey *key);
 extern uint64 qc_store_remove_matching(Oid dbid, QcMatchKind kind,
 									   const char *arg, uint32 arglen);
@@ -257,6 +296,31 @@ extern void qc_stats_init(void);
 extern void qc_count(QcCounter c, uint64 n);
 extern void qc_stats_read(uint64 *out);
 extern void qc_stats_reset(void);
+
+/* ---------- invalidation points (invalidate.c) ---------- */
+extern Size qc_inval_size(void);
+extern void qc_inval_init(void);
+extern void qc_inval_register(void);
+extern void qc_inval_tag_at_commit(Oid dbid, uint32 taghash);
+extern void qc_inval_tag_explicit(Oid dbid, uint32 taghash);
+extern bool qc_inval_pending(void);
+extern bool qc_entry_fresh(const QcEntry *e);
+extern bool qc_entry_dead(const QcEntry *e);
+extern bool qc_set_allowed(Oid dbid, const QcTags *tags, TimestampTz build);
+extern char *qc_table_tag(Oid relid);
+
+/* ---------- single flight (flight.c) ---------- */
+typedef enum QcFlight
+{
+	QC_FLIGHT_LEAD,				/* this session computes; qc_flight_end */
+	QC_FLIGHT_WAITED,			/* another one did: look up again */
+	QC_FLIGHT_ALONE				/* compute without single flight */
+} QcFlight;
+
+extern Size qc_flight_size(void);
+extern void qc_flight_init(void);
+extern QcFlight qc_flight_begin(const QcKey *key);
+extern void qc_flight_end(void);
 
 /* ---------- the sweeper (worker.c) ---------- */
 extern void qc_register_worker(void);

@@ -6,7 +6,8 @@
  * Everything qcache keeps lives in one block of the main shared memory
  * segment, of exactly qcache.memory bytes, requested by the postmaster:
  *
- *		QcShared | stat slots | bucket array | DSA area (the rest)
+ *		QcShared | stat slots | bucket array | invalidation points |
+ *		single-flight slots | DSA area (the rest)
  *
  * The DSA area is created in place (the postmaster cannot create DSM
  * segments) with a size limit equal to its own size, so it never grows
@@ -66,6 +67,8 @@ qc_fixed_size(void)
 	size = add_size(size, MAXALIGN(qc_stats_size(qc_num_slots())));
 	size = add_size(size, MAXALIGN(mul_size(qc_num_buckets(),
 											sizeof(dsa_pointer))));
+	size = add_size(size, MAXALIGN(qc_inval_size()));
+	size = add_size(size, MAXALIGN(qc_flight_size()));
 	return size;
 }
 
@@ -136,6 +139,10 @@ qc_shmem_startup(void)
 		off += MAXALIGN(qc_stats_size(s->nslots));
 		s->buckets_off = off;
 		off += MAXALIGN(mul_size(s->nbuckets, sizeof(dsa_pointer)));
+		s->tagslots_off = off;
+		off += MAXALIGN(qc_inval_size());
+		s->flights_off = off;
+		off += MAXALIGN(qc_flight_size());
 		s->dsa_off = off;
 		s->dsa_size = qc_shmem_size() - off;
 
@@ -157,6 +164,8 @@ qc_shmem_startup(void)
 			qc_buckets[i] = InvalidDsaPointer;
 
 		qc_stats_init();
+		qc_inval_init();
+		qc_flight_init();
 
 		/*
 		 * The area outlives every backend: pin it, and let the postmaster

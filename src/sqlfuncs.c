@@ -21,6 +21,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -172,18 +173,28 @@ qc_lookup(const QcKey *key)
 /*
  * Store a value, counting the set or the rejection.  With qcache.enabled
  * off nothing is stored, but the key's previous entry is still removed.
+ * info->build of 0 means the start of the current transaction; a value
+ * built before an invalidation of one of its tags is refused
+ * (invalidate.c), and so is any value stored by a transaction with
+ * invalidations pending: it may reflect its own uncommitted writes.
  */
 bool
-qc_store(const QcKey *key, Jsonb *value, const QcTags *tags,
-		 TimestampTz now, TimestampTz expires)
+qc_store(const QcKey *key, Jsonb *value, const QcTags *tags, QcSetInfo *info)
 {
 	if (!qc_enabled)
 	{
 		qc_store_remove(key);
 		return false;
 	}
-	if (qc_store_set(key, value, VARSIZE(value), tags, now, expires,
-					 GetUserId()) == QC_SET_STORED)
+	if (info->build == 0)
+		info->build = GetCurrentTransactionStartTimestamp();
+	if (!qc_set_allowed(key->dbid, tags, info->build))
+	{
+		qc_store_remove(key);
+		qc_count(QC_STAT_SETS_REJECTED, 1);
+		return false;
+	}
+	if (qc_store_set(key, value, VARSIZE(value), tags, info) == QC_SET_STORED)
 	{
 		qc_count(QC_STAT_SETS, 1);
 		return true;
@@ -213,8 +224,7 @@ qcache_set(PG_FUNCTION_ARGS)
 {
 	QcKey		key;
 	QcTags		tags;
-	TimestampTz now;
-	TimestampTz expires;
+	QcSetInfo	info;
 
 	qc_require_loaded();
 	if (PG_ARGISNULL(0))
@@ -225,11 +235,13 @@ qcache_set(PG_FUNCTION_ARGS)
 				 errmsg("cache value must not be null"),
 				 errhint("Store the JSON value 'null'::jsonb to cache an empty result.")));
 	qc_key_from_text(PG_GETARG_TEXT_PP(0), &key);
-	now = GetCurrentTimestamp();
-	expires = qc_expiry(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), now);
+	memset(&info, 0, sizeof(info));
+	info.now = GetCurrentTimestamp();
+	info.expires = qc_expiry(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), info.now);
+	info.owner = GetUserId();
 	qc_tags_from_array(PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3), &tags);
 
-	PG_RETURN_BOOL(qc_store(&key, PG_GETARG_JSONB_P(1), &tags, now, expires));
+	PG_RETURN_BOOL(qc_store(&key, PG_GETARG_JSONB_P(1), &tags, &info));
 }
 
 /* qcache_invalidate(key text) returns boolean */
@@ -249,11 +261,21 @@ qcache_invalidate(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(removed);
 }
 
-/* Shared body of the bulk invalidations. */
+/*
+ * Shared body of the bulk invalidations.  They act at once, not at commit
+ * (triggers do that).  A tag invalidation, and a clear through the
+ * database wildcard, also stamp the tag (invalidate.c), so that a value
+ * that a transaction older than this one computed cannot be stored
+ * afterwards.
+ */
 static int64
 qc_invalidate_matching(QcMatchKind kind, text *arg)
 {
 	uint64		n;
+
+	if (kind == QC_MATCH_TAG || kind == QC_MATCH_ALL)
+		qc_inval_tag_explicit(MyDatabaseId, kind == QC_MATCH_ALL ? 0 :
+							  qc_hash_tag(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg)));
 
 	n = qc_store_remove_matching(MyDatabaseId, kind,
 								 arg ? VARDATA_ANY(arg) : NULL,

@@ -19,6 +19,6 @@ extern void qc_tags_from_array(ArrayType *arr, QcTags *tags);
 extern TimestampTz qc_expiry(bool ttl_isnull, int32 ttl, TimestampTz now);
 extern Jsonb *qc_lookup(const QcKey *key);
 extern bool qc_store(const QcKey *key, Jsonb *value, const QcTags *tags,
-					 TimestampTz now, TimestampTz expires);
+					 QcSetInfo *info);
 
 #endif							/* QCACHE_SQLFUNCS_H */

@@ -115,10 +115,19 @@ qc_alloc_size(Size size)
 	return qc_dsa_size_classes[lo];
 }
 
-/* Hash of a key within its database. */
+/*
+ * Hash of a key within its database.  Only the bytes before a zero byte
+ * count: SQL text keys have none, and a key's role-scoped variants (key,
+ * zero byte, role; see fetch.c) hash with it, so they share its bucket and
+ * qc_store_remove finds them all in one chain.
+ */
 uint64
 qc_hash_key(Oid dbid, const char *data, uint32 len)
 {
+	const char *nul = memchr(data, '\0', len);
+
+	if (nul)
+		len = nul - data;
 	return hash_bytes_extended((const unsigned char *) data, (int) len,
 							   (uint64) dbid);
 }
@@ -198,7 +207,8 @@ qc_free_entries(dsa_pointer *dps, int n)
 
 /*
  * Look a key up; on a hit copy its value into out->value (palloc'd in the
- * current memory context) and return true.  Takes the key's partition lock
+ * current memory context) and return true.  An expired entry, or one that
+ * an invalidation made stale (qc_entry_fresh), is a miss.  Takes the key's partition lock
  * in shared mode; the caller must hold no qcache lock.
  */
 bool
@@ -217,11 +227,20 @@ qc_store_get(const QcKey *key, TimestampTz now, QcValue *out)
 
 		if (qc_entry_is_key(e, key, h32))
 		{
-			if (!qc_entry_expired(e, now))
+			if (!qc_entry_expired(e, now) && qc_entry_fresh(e))
 			{
 				out->value = palloc(e->vallen);
 				memcpy(out->value, QcEntryValue(e), e->vallen);
 				out->expires = e->expires;
+				out->owner = e->owner;
+				out->flags = e->flags;
+				out->nrels = e->nrels;
+				out->rels = NULL;
+				if (e->nrels > 0)
+				{
+					out->rels = palloc(sizeof(Oid) * e->nrels);
+					memcpy(out->rels, QcEntryRels(e), sizeof(Oid) * e->nrels);
+				}
 				/* set only when clear: hot keys stay read-mostly */
 				if (!(pg_atomic_read_u32(&e->clock) & QC_REFERENCED))
 					pg_atomic_fetch_or_u32(&e->clock, QC_REFERENCED);
@@ -396,7 +415,7 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
  * next_expiry, exclusive to sweep; frees after releasing it.
  */
 static int
-qc_sweep_partition(int partition, TimestampTz now)
+qc_sweep_partition(int partition, TimestampTz now, bool dead_too)
 {
 	QcPartitionData *part = &qc_shared->partitions[partition].d;
 	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
@@ -410,6 +429,26 @@ qc_sweep_partition(int partition, TimestampTz now)
 
 	LWLockAcquire(&part->lock, LW_SHARED);
 	ne = part->next_expiry;
+	if (dead_too && (ne == 0 || ne > now))
+	{
+		/* look for dead entries before taking the lock exclusively */
+		bool		any = false;
+
+		for (b = first; b < first + nper && !any; b++)
+		{
+			dsa_pointer dp;
+
+			for (dp = qc_buckets[b]; DsaPointerIsValid(dp) && !any;)
+			{
+				QcEntry    *e = qc_entry(dp);
+
+				any = qc_entry_dead(e);
+				dp = e->next;
+			}
+		}
+		if (any)
+			ne = now;
+	}
 	LWLockRelease(&part->lock);
 	if (ne == 0 || ne > now)
 		return 0;
@@ -427,7 +466,8 @@ qc_sweep_partition(int partition, TimestampTz now)
 			{
 				QcEntry    *e = qc_entry(*link);
 
-				if (qc_entry_expired(e, now) && nout < QC_UNLINK_BATCH)
+				if ((qc_entry_expired(e, now) || (dead_too && qc_entry_dead(e))) &&
+					nout < QC_UNLINK_BATCH)
 				{
 					out[nout++] = *link;
 					*link = e->next;
@@ -448,29 +488,45 @@ qc_sweep_partition(int partition, TimestampTz now)
 }
 
 /*
- * Remove every expired entry of every database.  Returns the number
- * removed and counts them as expired evictions.  The sweeper's work: it
- * visits only the partitions whose next_expiry has passed, so a cache of
- * entries that do not expire costs it nothing.
+ * Remove every expired entry of every database, and every entry an
+ * invalidation made stale for good.  Returns the number removed and counts
+ * them as expired evictions.  The sweeper's work: it visits only the
+ * partitions whose next_expiry has passed, unless an invalidation was
+ * stamped since its last sweep, so a quiet cache costs it nothing.
  */
 uint64
 qc_store_sweep(TimestampTz now)
 {
+	static uint64 last_generation = 0;
+	uint64		generation = pg_atomic_read_u64(&qc_shared->stamp_generation);
+	bool		dead_too = generation != last_generation;
 	uint64		n = 0;
 	int			p;
 
+	last_generation = generation;
 	for (p = 0; p < QC_NUM_PARTITIONS; p++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		n += qc_sweep_partition(p, now);
+		n += qc_sweep_partition(p, now, dead_too);
 	}
 	if (n > 0)
 		qc_count(QC_STAT_EVICTIONS_EXPIRED, n);
 	return n;
 }
 
+/* Is e the key, or one of its role-scoped variants (key, zero byte, ...)? */
+static inline bool
+qc_entry_is_key_or_variant(const QcEntry *e, const QcKey *key, uint32 h32)
+{
+	return e->hash == h32 && e->dbid == key->dbid &&
+		(e->keylen == key->len ||
+		 (e->keylen > key->len && QcEntryKey(e)[key->len] == '\0')) &&
+		memcmp(QcEntryKey(e), key->data, key->len) == 0;
+}
+
 /*
- * Remove one key.  Returns true if an entry was removed.
+ * Remove one key, with its role-scoped variants.  Returns true if an entry
+ * was removed.
  */
 bool
 qc_store_remove(const QcKey *key)
@@ -479,32 +535,35 @@ qc_store_remove(const QcKey *key)
 	uint32		h32 = (uint32) key->hash;
 	LWLock	   *lock = qc_partition_lock(qc_partition_of_bucket(bucket));
 	dsa_pointer *link;
-	dsa_pointer victim = InvalidDsaPointer;
+	dsa_pointer victims[QC_UNLINK_BATCH];
+	int			nvictims = 0;
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
 	for (link = &qc_buckets[bucket]; DsaPointerIsValid(*link);)
 	{
 		QcEntry    *e = qc_entry(*link);
 
-		if (qc_entry_is_key(e, key, h32))
+		if (qc_entry_is_key_or_variant(e, key, h32) &&
+			nvictims < QC_UNLINK_BATCH)
 		{
-			victim = *link;
+			victims[nvictims++] = *link;
 			*link = e->next;
-			break;
+			continue;
 		}
 		link = &e->next;
 	}
 	LWLockRelease(lock);
 
-	if (!DsaPointerIsValid(victim))
+	if (nvictims == 0)
 		return false;
-	qc_free_entries(&victim, 1);
+	qc_free_entries(victims, nvictims);
 	return true;
 }
 
 /*
  * One eviction round, a CLOCK over partitions: take the partition under the
- * hand exclusively and unlink its expired entries; then, first in first out
+ * hand exclusively and unlink its expired and dead (invalidated) entries;
+ * then, first in first out
  * and until `bytes` bytes and `entries` entries are freed (expired ones
  * count), its entries whose reference bit is clear.  The round clears the
  * bit of every entry it passes and moves it to the back of the FIFO: an
@@ -553,7 +612,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 		{
 			QcEntry    *e = qc_entry(*link);
 
-			if (qc_entry_expired(e, now))
+			if (qc_entry_expired(e, now) || qc_entry_dead(e))
 			{
 				/* the rest waits for the next round or the sweeper */
 				if (nexpired < QC_UNLINK_BATCH)
@@ -728,9 +787,10 @@ qc_allocate(Size size, TimestampTz now)
  */
 QcSetResult
 qc_store_set(const QcKey *key, const void *value, uint32 vallen,
-			 const QcTags *tags, TimestampTz now, TimestampTz expires,
-			 Oid owner)
+			 const QcTags *tags, const QcSetInfo *info)
 {
+	TimestampTz now = info->now;
+	TimestampTz expires = info->expires;
 	uint32		bucket = qc_bucket_of(key->hash);
 	uint32		h32 = (uint32) key->hash;
 	LWLock	   *lock = qc_partition_lock(qc_partition_of_bucket(bucket));
@@ -748,8 +808,9 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		tagbytes += tags->len[i] + 1;
 	Assert(tags->ntags <= QC_MAX_TAGS && tagbytes <= PG_UINT16_MAX);
 
-	size = sizeof(QcEntry) + sizeof(uint32) * tags->ntags + key->len +
-		vallen + tagbytes;
+	Assert(info->nrels <= QC_MAX_RELS && key->len <= PG_UINT16_MAX);
+	size = sizeof(QcEntry) + sizeof(uint32) * tags->ntags +
+		sizeof(Oid) * info->nrels + key->len + vallen + tagbytes;
 	if (vallen > (uint32) qc_max_entry_size || !AllocSizeIsValid(size))
 	{
 		qc_store_remove(key);
@@ -780,18 +841,23 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	e->next = InvalidDsaPointer;
 	e->hash = h32;
 	e->dbid = key->dbid;
-	e->owner = owner;
-	e->keylen = key->len;
+	e->owner = info->owner;
+	e->keylen = (uint16) key->len;
 	e->vallen = vallen;
 	e->tagbytes = (uint16) tagbytes;
 	e->ntags = (uint8) tags->ntags;
-	e->flags = 0;
+	e->nrels = (uint8) info->nrels;
+	e->flags = info->flags;
+	e->pad = 0;
 	e->created = now;
 	e->expires = expires;
+	e->build = info->build;
 	pg_atomic_init_u32(&e->clock, 0);	/* positioned when linked */
 	pg_atomic_init_u32(&e->hits, 0);
 	for (i = 0; i < tags->ntags; i++)
 		QcEntryTagHashes(e)[i] = qc_hash_tag(tags->tag[i], tags->len[i]);
+	if (info->nrels > 0)
+		memcpy(QcEntryRels(e), info->rels, sizeof(Oid) * info->nrels);
 	memcpy(QcEntryKey(e), key->data, key->len);
 	memcpy(QcEntryValue(e), value, vallen);
 	p = QcEntryTags(e);
@@ -863,10 +929,14 @@ qc_store_list(Oid dbid)
 				const char *t = QcEntryTags(e);
 				int			i;
 
-				info->key = palloc(e->keylen + 1);
-				memcpy(info->key, QcEntryKey(e), e->keylen);
-				info->key[e->keylen] = '\0';
-				info->keylen = e->keylen;
+				const char *nul = memchr(QcEntryKey(e), '\0', e->keylen);
+				uint32		klen = nul ? nul - QcEntryKey(e) : e->keylen;
+
+				/* a role-scoped variant shows as its key */
+				info->key = palloc(klen + 1);
+				memcpy(info->key, QcEntryKey(e), klen);
+				info->key[klen] = '\0';
+				info->keylen = klen;
 				info->owner = e->owner;
 				info->ntags = e->ntags;
 				info->tags = palloc(sizeof(char *) * Max(e->ntags, 1));
