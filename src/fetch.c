@@ -85,6 +85,8 @@ typedef struct QcCheckedQuery
 
 static QcCheckedQuery checked[QC_QUERY_CACHE_SIZE];
 
+static void qc_reject_query(const char *why) pg_attribute_noreturn();
+
 /* Raise the error for a query qcache_fetch does not accept. */
 static void
 qc_reject_query(const char *why)

@@ -441,6 +441,8 @@ typedef struct QcTemplate
 	bool		has_columns;
 } QcTemplate;
 
+static void qc_template_error(const char *tmpl, const char *why) pg_attribute_noreturn();
+
 /* Raise the error for a malformed template. */
 static void
 qc_template_error(const char *tmpl, const char *why)
