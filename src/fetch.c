@@ -243,8 +243,10 @@ qc_run_query(const char *wrapped, QcFetchResult *res)
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	sources = SPI_plan_get_plan_sources(plan);
-	src = list_length(sources) == 1 ? linitial(sources) : NULL;
-	if (src == NULL || src->resultDesc == NULL || src->resultDesc->natts != 1 ||
+	if (list_length(sources) != 1)
+		qc_reject_query("The query does not stand alone as one SELECT.");
+	src = linitial(sources);
+	if (src->resultDesc == NULL || src->resultDesc->natts != 1 ||
 		TupleDescAttr(src->resultDesc, 0)->atttypid != JSONBOID)
 		qc_reject_query("The query does not stand alone as one SELECT.");
 	res->role_scoped = src->dependsOnRLS;
