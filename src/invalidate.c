@@ -320,7 +320,17 @@ qc_inval_register(void)
 void
 qc_inval_tag_at_commit(Oid dbid, uint32 taghash)
 {
-	qc_pending_add(qc_pending_key(dbid, taghash));
+	uint64		key = qc_pending_key(dbid, taghash);
+
+	if (pending_marked && !qc_pending_contains(key))
+	{
+		/*
+		 * Added after PRE_COMMIT marked the set (nothing in PostgreSQL does
+		 * that today): mark it too, so that the unmark stays symmetric.
+		 */
+		pg_atomic_fetch_add_u32(&qc_slot_of(dbid, taghash)->inflight, 1);
+	}
+	qc_pending_add(key);
 }
 
 /*
@@ -348,8 +358,17 @@ qc_inval_pending(void)
 static inline bool
 qc_slot_stale(QcTagSlot *slot, TimestampTz build, bool inflight_counts)
 {
-	if (inflight_counts && pg_atomic_read_u32(&slot->inflight) > 0)
-		return true;
+	if (inflight_counts)
+	{
+		if (pg_atomic_read_u32(&slot->inflight) > 0)
+			return true;
+
+		/*
+		 * The writer stamps, then unmarks (both full barriers): having seen
+		 * the unmark, read the stamp after it.
+		 */
+		pg_read_barrier();
+	}
 	return pg_atomic_read_u64(&slot->stamp) >= (uint64) build;
 }
 
