@@ -30,8 +30,10 @@
  *
  * - Build points.  An entry stores the start of the transaction that
  *   stored it (GetCurrentTransactionStartTimestamp).  Every snapshot that
- *   transaction used was taken after that time, so the value was computed
- *   from a snapshot no older than the build point.
+ *   transaction took was taken after that time, so the value was computed
+ *   from a snapshot no older than the build point.  The one way to use an
+ *   older snapshot, SET TRANSACTION SNAPSHOT, is watched for (qcache.c's
+ *   ProcessUtility_hook): such a transaction stores nothing.
  *
  * - The writer.  qcache_invalidate_trigger only adds the expanded tags to a
  *   backend-local pending set.  At XACT_EVENT_PRE_COMMIT the writer marks
@@ -110,6 +112,7 @@ static uint64 *pending = NULL;
 static int	pending_size = 0;	/* power of 2 */
 static int	pending_count = 0;
 static bool pending_marked = false; /* slots marked in flight? */
+static bool snapshot_imported = false;	/* SET TRANSACTION SNAPSHOT ran */
 
 static inline QcTagSlot *
 qc_tag_slots(void)
@@ -275,6 +278,9 @@ qc_pending_stamp(TimestampTz stamp)
 static void
 qc_xact_callback(XactEvent event, void *arg)
 {
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		snapshot_imported = false;
 	if (pending_count == 0)
 		return;
 	switch (event)
@@ -345,6 +351,17 @@ qc_inval_tag_explicit(Oid dbid, uint32 taghash)
 	qc_slot_stamp(qc_slot_of(dbid, taghash),
 				  GetCurrentTransactionStartTimestamp() - 1);
 	pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
+}
+
+/*
+ * The current transaction imported a snapshot (SET TRANSACTION SNAPSHOT):
+ * what it reads may be older than its start, its build point, so it
+ * stores nothing until it ends.
+ */
+void
+qc_inval_snapshot_imported(void)
+{
+	snapshot_imported = true;
 }
 
 /* Does the current transaction have invalidations waiting for commit? */
@@ -420,15 +437,16 @@ qc_entry_dead(const QcEntry *e)
 
 /*
  * May a value built at `build` with these tags be stored now?  Not by a
- * transaction with pending invalidations, and not if one of its tags (or
- * the wildcard) is in flight or stamped at or after `build`.
+ * transaction with pending invalidations or an imported snapshot, and not
+ * if one of its tags (or the wildcard) is in flight or stamped at or after
+ * `build`.
  */
 bool
 qc_set_allowed(Oid dbid, const QcTags *tags, TimestampTz build)
 {
 	int			i;
 
-	if (pending_count > 0)
+	if (pending_count > 0 || snapshot_imported)
 		return false;
 	if (qc_slot_stale(qc_slot_of(dbid, 0), build, true))
 		return false;

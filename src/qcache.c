@@ -16,7 +16,9 @@
 #include "catalog/objectaccess.h"
 #include "catalog/pg_database.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
 #include "storage/ipc.h"
+#include "tcop/utility.h"
 #include "utils/guc.h"
 
 #include "qcache.h"
@@ -34,6 +36,7 @@ int			qc_fetch_wait_timeout = 5000;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 void		_PG_init(void);
 
@@ -70,6 +73,32 @@ qcache_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		qc_require_loaded();
 		(void) qc_store_remove_matching(objectId, QC_MATCH_ALL, NULL, 0);
 	}
+}
+
+/*
+ * ProcessUtility_hook: notice SET TRANSACTION SNAPSHOT.  A transaction that
+ * imports a snapshot may read data older than its own start, which is the
+ * build point of what it stores (invalidate.c), so it stores nothing.
+ */
+static void
+qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					  bool readOnlyTree, ProcessUtilityContext context,
+					  ParamListInfo params, QueryEnvironment *queryEnv,
+					  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (IsA(stmt, VariableSetStmt) &&
+		((VariableSetStmt *) stmt)->kind == VAR_SET_MULTI &&
+		strcmp(((VariableSetStmt *) stmt)->name, "TRANSACTION SNAPSHOT") == 0)
+		qc_inval_snapshot_imported();
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
 }
 
 /* Module load callback. */
@@ -163,6 +192,8 @@ _PG_init(void)
 	shmem_startup_hook = qcache_shmem_startup;
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = qcache_object_access;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = qcache_ProcessUtility;
 
 	qc_register_worker();
 	qc_inval_register();
