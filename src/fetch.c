@@ -9,14 +9,18 @@
  *
  * Tags.  The entry carries the given tags plus table:<schema>.<name> of
  * every table and view the plan reads (the planner's relationOids, so
- * views count with the tables under them), which is the tag that a bare
+ * views count with the tables under them), and of the partitioned tables
+ * above each partition it reads, which are the tags that a bare
  * qcache_watch invalidates.  Tables read only inside functions the query
  * calls are invisible to the planner and are not tagged.
  *
- * Privileges (SPEC section 8).  The entry also keeps the oids of those
- * relations.  A hit is served only to a role that may SELECT from all of
- * them; and a result computed without row-level security is not served to
- * a role for which one of them has row-level security enabled.  A result
+ * Privileges (SPEC section 8).  The entry also keeps the oids of the
+ * relations whose SELECT privilege the executor checked against the caller
+ * (range table entries without checkAsUser: a view, not the tables under
+ * it, unless it is security_invoker).  A hit is served only to a role that
+ * may SELECT from all of them; and a result computed without row-level
+ * security is not served to a role for which one of them has row-level
+ * security enabled.  A result
  * that row-level security shaped (the plan source's dependsOnRLS) is
  * stored under a role-scoped key (the key, a zero byte, the role oid),
  * which no SQL text can name and which only that role looks up.  Either
@@ -54,6 +58,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "nodes/nodeFuncs.h"
@@ -209,11 +214,28 @@ qc_checked_query(const char *query)
 typedef struct QcFetchResult
 {
 	Jsonb	   *value;
-	int			nrels;
-	Oid			rels[QC_MAX_RELS];
+	int			ntagrels;		/* relations read, for the table tags */
+	Oid			tagrels[QC_MAX_RELS];
+	int			naclrels;		/* relations the caller needs SELECT on */
+	Oid			aclrels[QC_MAX_RELS];
 	bool		too_many_rels;	/* not cacheable */
 	bool		role_scoped;	/* row-level security applied */
 } QcFetchResult;
+
+/* Append relid to rels[*n] unless present; false if full. */
+static bool
+qc_add_rel(Oid *rels, int *n, Oid relid)
+{
+	int			i;
+
+	for (i = 0; i < *n; i++)
+		if (rels[i] == relid)
+			return true;
+	if (*n == QC_MAX_RELS)
+		return false;
+	rels[(*n)++] = relid;
+	return true;
+}
 
 /*
  * Run the wrapped query and fill res: its jsonb array in the caller's
@@ -235,7 +257,8 @@ qc_run_query(const char *wrapped, QcFetchResult *res)
 	bool		isnull;
 	int			rc;
 
-	res->nrels = 0;
+	res->ntagrels = 0;
+	res->naclrels = 0;
 	res->too_many_rels = false;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -251,7 +274,14 @@ qc_run_query(const char *wrapped, QcFetchResult *res)
 		qc_reject_query("The query does not stand alone as one SELECT.");
 	res->role_scoped = src->dependsOnRLS;
 
-	/* the relations the plan reads */
+	/*
+	 * The relations the plan reads, for the tags, with the partitioned
+	 * tables above each partition (a write through the parent fires the
+	 * parent's statement trigger only); and the relations whose SELECT
+	 * privilege the executor checks against the caller (checkAsUser 0: not
+	 * the tables under a view, which it checks as the view's owner), for
+	 * the check on hits.
+	 */
 	cplan = SPI_plan_get_cached_plan(plan);
 	if (cplan == NULL)
 		elog(ERROR, "SPI_plan_get_cached_plan failed");
@@ -264,21 +294,31 @@ qc_run_query(const char *wrapped, QcFetchResult *res)
 		{
 			Oid			relid = lfirst_oid(lc2);
 			char		kind = get_rel_relkind(relid);
-			int			i;
 
 			if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE &&
 				kind != RELKIND_VIEW && kind != RELKIND_MATVIEW &&
 				kind != RELKIND_FOREIGN_TABLE)
 				continue;
-			for (i = 0; i < res->nrels; i++)
-				if (res->rels[i] == relid)
-					break;
-			if (i < res->nrels)
-				continue;
-			if (res->nrels == QC_MAX_RELS)
+			if (!qc_add_rel(res->tagrels, &res->ntagrels, relid))
 				res->too_many_rels = true;
-			else
-				res->rels[res->nrels++] = relid;
+			if (get_rel_relispartition(relid))
+			{
+				ListCell   *lc3;
+
+				foreach(lc3, get_partition_ancestors(relid))
+					if (!qc_add_rel(res->tagrels, &res->ntagrels, lfirst_oid(lc3)))
+						res->too_many_rels = true;
+			}
+		}
+		foreach(lc2, ps->rtable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc2);
+
+			if (rte->rtekind == RTE_RELATION &&
+				(rte->requiredPerms & ACL_SELECT) != 0 &&
+				!OidIsValid(rte->checkAsUser) &&
+				!qc_add_rel(res->aclrels, &res->naclrels, rte->relid))
+				res->too_many_rels = true;
 		}
 	}
 	/* an unsaved plan's generic plan is taken without a resource owner */
@@ -393,23 +433,23 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 	int			i;
 
 	qc_run_query(wrapped, &res);
-	if (res.too_many_rels || given->ntags + res.nrels > QC_MAX_TAGS)
+	if (res.too_many_rels || given->ntags + res.ntagrels > QC_MAX_TAGS)
 	{
 		qc_count(QC_STAT_SETS_REJECTED, 1);
 		return res.value;
 	}
 
 	tags.ntags = 0;
-	tags.tag = palloc(sizeof(char *) * (given->ntags + res.nrels));
-	tags.len = palloc(sizeof(uint32) * (given->ntags + res.nrels));
+	tags.tag = palloc(sizeof(char *) * (given->ntags + res.ntagrels));
+	tags.len = palloc(sizeof(uint32) * (given->ntags + res.ntagrels));
 	for (i = 0; i < given->ntags; i++)
 	{
 		tags.tag[tags.ntags] = given->tag[i];
 		tags.len[tags.ntags++] = given->len[i];
 	}
-	for (i = 0; i < res.nrels; i++)
+	for (i = 0; i < res.ntagrels; i++)
 	{
-		char	   *t = qc_table_tag(res.rels[i]);
+		char	   *t = qc_table_tag(res.tagrels[i]);
 
 		if (t == NULL)
 			continue;
@@ -421,8 +461,8 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 	info.now = GetCurrentTimestamp();
 	info.expires = ttl_usec == 0 ? 0 : info.now + ttl_usec;
 	info.owner = GetUserId();
-	info.nrels = res.nrels;
-	info.rels = res.rels;
+	info.nrels = res.naclrels;
+	info.rels = res.aclrels;
 	if (res.role_scoped)
 	{
 		info.flags = QC_ENTRY_ROLE_SCOPED;
