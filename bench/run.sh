@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # qcache benchmark suite: the one command.
 #
-#   bash bench/run.sh            full run (as root, Debian 12): ~10 min on 2 cores, R=3 samples
-#   bash bench/run.sh --quick    smoke run: T=3 s, one sample, fewer cases, ~2 min
+#   bash bench/run.sh            full run (as root, Debian 12): ~12 min on 2 cores, R=3 samples
+#   bash bench/run.sh --quick    smoke run: T=2 s, one sample, fewer cases, ~2 min
 #
 # Steps, each stopping every server it started, also on failure:
 #   1. apt-get installs what is missing (PostgreSQL 15 + server dev, pgmemcache, memcached,
@@ -11,8 +11,9 @@
 #   3. runs the peers harness (bench/peers/run.sh) R times, each run one sample: its own
 #      PostgreSQL with qcache preloaded + memcached + redis + pgpool on 127.0.0.1, non-default
 #      ports; the peer baselines plus the qcache cases of bench/qcache/ (every
-#      bench/qcache/scripts/<name>.sql is pgbench case <name>; bench/qcache/qcache.loops holds
-#      the in-SQL loops);
+#      bench/qcache/scripts/<name>.sql is pgbench case <name>, and also <name>_simple, run with
+#      -M simple, if its first line is "-- bench-modes: prepared simple"; bench/qcache/qcache.loops
+#      holds the in-SQL loops);
 #   4. the memory step (bench/memory.sh): its own cluster, entries of 100 bytes until eviction;
 #   5. bench/report.py writes bench/results/<UTC date>.md (--quick: <UTC date>-quick.md), the
 #      figures with their ratios to the baselines and the targets, met or missed.
@@ -23,7 +24,7 @@
 #          --no-apt (do not install packages)  --no-build (use the installed qcache)
 #          --no-memory (skip step 4)  -h|--help
 # Knobs (env, defaults in brackets; --quick changes the starred ones):
-#   T [10*] seconds per pgbench run    R [3*] harness runs (samples)    CLIENTS ["1 8"]
+#   T [5*] seconds per pgbench run     R [3*] harness runs (samples)    CLIENTS ["1 8"]
 #   JOBS [2]   LOOP_N [100000]   LOOP_REPS [3]   QUIET_BUDGET_S [90*]   FOREIGN_MAX [15]
 #   CASES      a bash regex of case names replacing the default selection
 #   REPORT_NAME  report file name in bench/results/ instead of <UTC date>[-quick].md
@@ -32,7 +33,8 @@
 #   MEM_* knobs of bench/memory.sh (MEM_MEMORY [256MB], MEM_MAX_ENTRIES ["4194304 2097152"*],
 #   MEM_ENTRY_BYTES ["100"], MEM_PORT [55443])
 #
-# Adding a case (later issues): a pgbench script in bench/qcache/scripts/ named qcache_*.sql,
+# Adding a case (later issues): a pgbench script in bench/qcache/scripts/ named qcache_*.sql
+# (first line "-- bench-modes: prepared simple": also run as <name>_simple with -M simple),
 # a "loop_qcache_*|expr" line in bench/qcache/qcache.loops, setup in bench/qcache/setup.sql,
 # GUCs in bench/qcache/qcache.conf; then a line in report.py's RATIOS or LOOPS if it has a
 # target. Other baselines: add their names to BASELINES below.
@@ -67,9 +69,9 @@ for k in T R CLIENTS JOBS LOOP_N LOOP_REPS QUIET_BUDGET_S FOREIGN_MAX CASES MEM_
 done
 
 if [ "$QUICK" = 1 ]; then
-  : "${T:=3}" "${R:=1}" "${QUIET_BUDGET_S:=10}" "${MEM_MAX_ENTRIES:=2097152}" "${MEM_BATCH:=100000}"
+  : "${T:=2}" "${R:=1}" "${QUIET_BUDGET_S:=10}" "${MEM_MAX_ENTRIES:=2097152}" "${MEM_BATCH:=100000}"
 fi
-: "${T:=10}" "${R:=3}" "${CLIENTS:=1 8}" "${JOBS:=2}" "${LOOP_N:=100000}" "${LOOP_REPS:=3}"
+: "${T:=5}" "${R:=3}" "${CLIENTS:=1 8}" "${JOBS:=2}" "${LOOP_N:=100000}" "${LOOP_REPS:=3}"
 : "${QUIET_BUDGET_S:=90}" "${FOREIGN_MAX:=15}"
 : "${BENCH_BASE:=/tmp/qcache-bench}" "${PG_PORT:=55452}" "${POOL_PORT:=59989}" "${PCP_PORT:=59888}"
 : "${MC_PORT:=51221}" "${REDIS_PORT:=56389}"
@@ -77,18 +79,24 @@ fi
 export MEM_MEMORY MEM_MAX_ENTRIES MEM_ENTRY_BYTES MEM_KEY_BYTES MEM_BATCH MEM_FINE MEM_BASE MEM_PORT
 [[ $R =~ ^[1-9][0-9]*$ ]] || die "R must be a positive integer"
 
-# The baselines issue 2 compares against (peers harness case names); the qcache cases are
-# every qcache_* pgbench script and loop_qcache_* loop.
+# The baselines issues 2 and 3 compare against (peers harness case names, and the baselines
+# among bench/qcache/scripts: fn_agg_const*, upd_plain); the qcache cases are every qcache_*
+# pgbench script, the upd_watched_* scripts and every loop_qcache_* loop.
 BASELINES="pg_select1 unlogged_kv pgmemcache_get fn_plpgsql_const fn_sql_const"
+BASELINES+=" pgpool_agg pgpool_agg_simple fn_agg_const fn_agg_const_simple upd_plain"
 BASELINE_LOOPS="loop_unlogged_subq loop_fn_plpgsql_const loop_fn_sql_const"
+UPD_CASES="upd_watched_.*"
 if [ "$QUICK" = 1 ]; then
-  BASELINES="pg_select1 unlogged_kv pgmemcache_get"; BASELINE_LOOPS="loop_unlogged_subq"
+  BASELINES="pg_select1 unlogged_kv pgmemcache_get"
+  BASELINES+=" pgpool_agg pgpool_agg_simple fn_agg_const fn_agg_const_simple upd_plain"
+  BASELINE_LOOPS="loop_unlogged_subq"
+  UPD_CASES="upd_watched_0|upd_watched_10000"
 fi
 if [ -n "${CASES:-}" ]; then CASE_FILTER=$CASES
 elif [ "$ALL" = 1 ]; then CASE_FILTER=.
 else
   b="$BASELINES $BASELINE_LOOPS"
-  CASE_FILTER="^(${b// /|}|qcache_.*|loop_qcache_.*)\$"
+  CASE_FILTER="^(${b// /|}|qcache_.*|$UPD_CASES|loop_qcache_.*)\$"
 fi
 
 [ "$(id -u)" = 0 ] || die "run as root (apt-get, and the servers run as user postgres via runuser)"
@@ -155,9 +163,21 @@ fi
 } >"$RAW/suite.info"
 
 # ---------------------------------------------------------------- 3. the harness, R times
+# Every script runs with the harness's -M prepared; one whose first line is
+# "-- bench-modes: prepared simple" runs a second time as <name>_simple with -M simple (the
+# "@simple" suffix of the harness's EXTRA_SCRIPTS).
 SCRIPTS=""
 for f in "$HERE"/qcache/scripts/*.sql; do
-  SCRIPTS+="$(basename "$f" .sql)=qcache/scripts/$(basename "$f") "
+  n=$(basename "$f" .sql)
+  SCRIPTS+="$n=qcache/scripts/$n.sql "
+  if head -1 "$f" | grep -qE '^-- bench-modes:.*\bsimple\b'; then
+    SCRIPTS+="${n}_simple=qcache/scripts/$n.sql@simple "
+  fi
+done
+# qcache_fetch_agg and setup.sql must fetch the very aggregate the peers' pgpool_agg runs.
+AGG_TEXT=$(tr '\n' ' ' <"$HERE/peers/scripts/agg.sql" | sed 's/[; ]*$//')
+for f in "$HERE/qcache/scripts/qcache_fetch_agg.sql" "$HERE/qcache/setup.sql"; do
+  grep -qF "'$AGG_TEXT'" "$f" || die "$f does not hold the text of peers/scripts/agg.sql ($AGG_TEXT)"
 done
 # RAW is new for each suite run, so RESET_RAW=1 on the first harness run only guards against a
 # reused directory. It deletes $RAW/*.tsv, *.meta, *.commands, *.log: the suite's own files

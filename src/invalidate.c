@@ -36,7 +36,9 @@
  *   ProcessUtility_hook): such a transaction stores nothing.
  *
  * - The writer.  qcache_invalidate_trigger only adds the expanded tags to a
- *   backend-local pending set.  At XACT_EVENT_PRE_COMMIT the writer marks
+ *   backend-local pending set (qcache_watch fires it BEFORE each statement
+ *   for the table's tag, so the transaction counts as a writer from the
+ *   start of its first write, RETURNING clauses included).  At XACT_EVENT_PRE_COMMIT the writer marks
  *   their slots in flight; at XACT_EVENT_COMMIT, which PostgreSQL calls
  *   after the commit is visible to new snapshots (ProcArrayEndTransaction),
  *   it stamps them with the current time and unmarks them.  At abort it
