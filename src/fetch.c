@@ -275,12 +275,11 @@ qc_run_query(const char *wrapped, QcFetchResult *res)
 	res->role_scoped = src->dependsOnRLS;
 
 	/*
-	 * The relations the plan reads, for the tags, with the partitioned
-	 * tables above each partition (a write through the parent fires the
-	 * parent's statement trigger only); and the relations whose SELECT
-	 * privilege the executor checks against the caller (checkAsUser 0: not
-	 * the tables under a view, which it checks as the view's owner), for
-	 * the check on hits.
+	 * The relations the plan reads, for the tags, with the partitioned tables
+	 * above each partition (a write through the parent fires the parent's
+	 * statement trigger only); and the relations whose SELECT privilege the
+	 * executor checks against the caller (checkAsUser 0: not the tables under
+	 * a view, which it checks as the view's owner), for the check on hits.
 	 */
 	cplan = SPI_plan_get_cached_plan(plan);
 	if (cplan == NULL)
@@ -307,7 +306,7 @@ qc_run_query(const char *wrapped, QcFetchResult *res)
 
 				foreach(lc3, get_partition_ancestors(relid))
 					if (!qc_add_rel(res->tagrels, &res->ntagrels, lfirst_oid(lc3)))
-						res->too_many_rels = true;
+					res->too_many_rels = true;
 			}
 		}
 		foreach(lc2, ps->rtable)

@@ -403,14 +403,14 @@ qc_entry_fresh(const QcEntry *e)
 	const uint32 *hashes = QcEntryTagHashes(e);
 	int			i;
 
-	if (qc_slot_stale(qc_slot_of(e->dbid, 0), e->build, true))
+	if (qc_slot_stale(qc_slot_of(e->dbid, 0), QcEntryBuild(e), true))
 		return false;
 	if (pending_count > 0 &&
 		qc_pending_contains(qc_pending_key(e->dbid, 0)))
 		return false;
 	for (i = 0; i < e->ntags; i++)
 	{
-		if (qc_slot_stale(qc_slot_of(e->dbid, hashes[i]), e->build, true))
+		if (qc_slot_stale(qc_slot_of(e->dbid, hashes[i]), QcEntryBuild(e), true))
 			return false;
 		if (pending_count > 0 &&
 			qc_pending_contains(qc_pending_key(e->dbid, hashes[i])))
@@ -429,10 +429,10 @@ qc_entry_dead(const QcEntry *e)
 	const uint32 *hashes = QcEntryTagHashes(e);
 	int			i;
 
-	if (qc_slot_stale(qc_slot_of(e->dbid, 0), e->build, false))
+	if (qc_slot_stale(qc_slot_of(e->dbid, 0), QcEntryBuild(e), false))
 		return true;
 	for (i = 0; i < e->ntags; i++)
-		if (qc_slot_stale(qc_slot_of(e->dbid, hashes[i]), e->build, false))
+		if (qc_slot_stale(qc_slot_of(e->dbid, hashes[i]), QcEntryBuild(e), false))
 			return true;
 	return false;
 }

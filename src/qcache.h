@@ -184,14 +184,19 @@ typedef struct QcEntry
 	uint8		flags;			/* QC_ENTRY_* */
 	uint8		pad;
 	TimestampTz created;
-	TimestampTz expires;		/* 0: never */
-	TimestampTz build;			/* build point: start of the storing
-								 * transaction (invalidate.c) */
+	uint32		ttl;			/* seconds from created to expiry; 0: never */
+	uint32		build_age;		/* microseconds from the build point
+								 * (invalidate.c) to created; a transaction
+								 * older than that stores nothing */
 	pg_atomic_uint32 clock;		/* partition clock at insert or last second
 								 * chance << 1 | referenced bit */
 	pg_atomic_uint32 hits;
 } QcEntry;
 
+#define QcEntryExpires(e) \
+	((e)->ttl == 0 ? (TimestampTz) 0 : \
+	 (e)->created + (TimestampTz) (e)->ttl * USECS_PER_SEC)
+#define QcEntryBuild(e)		((e)->created - (TimestampTz) (e)->build_age)
 #define QcEntryTagHashes(e)	((uint32 *) ((char *) (e) + sizeof(QcEntry)))
 #define QcEntryRels(e)		((Oid *) (QcEntryTagHashes(e) + (e)->ntags))
 #define QcEntryKey(e)		((char *) (QcEntryRels(e) + (e)->nrels))
@@ -253,7 +258,8 @@ typedef enum QcSetResult
 {
 	QC_SET_STORED,
 	QC_SET_TOO_LARGE,			/* over qcache.max_entry_size */
-	QC_SET_NO_MEMORY			/* could not be stored even after eviction */
+	QC_SET_NO_MEMORY,			/* could not be stored even after eviction */
+	QC_SET_TOO_OLD				/* built more than 2^32 us (71 min) ago */
 } QcSetResult;
 
 /* Which entries a bulk removal takes (qc_store_remove_matching). */

@@ -59,6 +59,9 @@
 /* Least amount that one eviction round for memory tries to free. */
 #define QC_EVICT_MIN_BYTES		(64 * 1024)
 
+/* 56 bytes: a 100-byte entry fits the allocator's 160-byte class. */
+StaticAssertDecl(sizeof(QcEntry) == 56, "QcEntry must stay 56 bytes");
+
 /* Bit shift from a bucket number to its partition number. */
 static inline int
 qc_partition_shift(void)
@@ -156,7 +159,7 @@ qc_next_position(int partition)
 static inline bool
 qc_entry_expired(const QcEntry *e, TimestampTz now)
 {
-	return e->expires != 0 && e->expires <= now;
+	return e->ttl != 0 && QcEntryExpires(e) <= now;
 }
 
 static inline bool
@@ -231,7 +234,7 @@ qc_store_get(const QcKey *key, TimestampTz now, QcValue *out)
 			{
 				out->value = palloc(e->vallen);
 				memcpy(out->value, QcEntryValue(e), e->vallen);
-				out->expires = e->expires;
+				out->expires = QcEntryExpires(e);
 				out->owner = e->owner;
 				out->flags = e->flags;
 				out->nrels = e->nrels;
@@ -473,8 +476,8 @@ qc_sweep_partition(int partition, TimestampTz now, bool dead_too)
 					*link = e->next;
 					continue;
 				}
-				if (e->expires != 0 && (next == 0 || e->expires < next))
-					next = e->expires;
+				if (e->ttl != 0 && (next == 0 || QcEntryExpires(e) < next))
+					next = QcEntryExpires(e);
 				link = &e->next;
 			}
 		}
@@ -816,6 +819,12 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		qc_store_remove(key);
 		return QC_SET_TOO_LARGE;
 	}
+	/* the build point must fit in build_age, exactly (never later) */
+	if (info->build < now && now - info->build > (TimestampTz) PG_UINT32_MAX)
+	{
+		qc_store_remove(key);
+		return QC_SET_TOO_OLD;
+	}
 	/* more than half the area can never be placed next to anything */
 	if (size > qc_shared->dsa_size / 2)
 	{
@@ -850,8 +859,11 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	e->flags = info->flags;
 	e->pad = 0;
 	e->created = now;
-	e->expires = expires;
-	e->build = info->build;
+	/* expires is now + a whole number of seconds (qc_expiry) */
+	e->ttl = expires == 0 ? 0 :
+		(uint32) Min((expires - now + USECS_PER_SEC - 1) / USECS_PER_SEC,
+					 PG_UINT32_MAX);
+	e->build_age = info->build >= now ? 0 : (uint32) (now - info->build);
 	pg_atomic_init_u32(&e->clock, 0);	/* positioned when linked */
 	pg_atomic_init_u32(&e->hits, 0);
 	for (i = 0; i < tags->ntags; i++)
@@ -947,7 +959,7 @@ qc_store_list(Oid dbid)
 				}
 				info->size = qc_alloc_size(QcEntrySize(e));
 				info->created = e->created;
-				info->expires = e->expires;
+				info->expires = QcEntryExpires(e);
 				info->hits = pg_atomic_read_u32(&e->hits);
 				result = lappend(result, info);
 			}
