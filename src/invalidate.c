@@ -366,13 +366,6 @@ qc_inval_snapshot_imported(void)
 	snapshot_imported = true;
 }
 
-/* Does the current transaction have invalidations waiting for commit? */
-bool
-qc_inval_pending(void)
-{
-	return pending_count > 0;
-}
-
 /* Is a slot in flight or stamped at or after `build`? */
 static inline bool
 qc_slot_stale(QcTagSlot *slot, TimestampTz build, bool inflight_counts)

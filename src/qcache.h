@@ -309,7 +309,6 @@ extern void qc_inval_init(void);
 extern void qc_inval_register(void);
 extern void qc_inval_tag_at_commit(Oid dbid, uint32 taghash);
 extern void qc_inval_tag_explicit(Oid dbid, uint32 taghash);
-extern bool qc_inval_pending(void);
 extern void qc_inval_snapshot_imported(void);
 extern bool qc_entry_fresh(const QcEntry *e);
 extern bool qc_entry_dead(const QcEntry *e);
