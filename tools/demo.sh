@@ -93,15 +93,24 @@ SELECT jsonb_array_length(qcache_fetch('report:sales_by_region',
 SELECT * FROM jsonb_to_recordset(qcache_get('report:sales_by_region'))
   AS r(region text, count bigint, avg numeric) LIMIT 3;
 \echo
-\echo '-- A write makes the entry stale: invalidate it (issue 3 automates this with triggers).'
-UPDATE sales SET amount = amount + 1 WHERE id = 1;
-SELECT qcache_invalidate('report:sales_by_region') AS invalidated;
+\echo '-- qcache_watch makes writes invalidate: once an UPDATE commits, the cached'
+\echo '-- report is never served again; the next call recomputes it.'
+SELECT qcache_watch('sales');
+UPDATE sales SET amount = amount + 1000 WHERE id = 1;
+\timing on
+SELECT jsonb_array_length(qcache_fetch('report:sales_by_region',
+  'SELECT region, count(*), round(avg(amount), 2) AS avg FROM sales GROUP BY region ORDER BY region',
+  60)) AS rows_recomputed_after_update;
+SELECT jsonb_array_length(qcache_fetch('report:sales_by_region',
+  'SELECT region, count(*), round(avg(amount), 2) AS avg FROM sales GROUP BY region ORDER BY region',
+  60)) AS rows_cached_again;
+\timing off
 \echo
 \echo '-- qcache_stats:'
 \x on
 SELECT hits, misses, round(hit_ratio::numeric, 2) AS hit_ratio, sets, entries,
        pg_size_pretty(bytes_used) AS bytes_used, pg_size_pretty(bytes_limit) AS bytes_limit,
-       invalidations
+       evictions_expired AS stale_reclaimed
 FROM qcache_stats;
 SQL
 echo "== stopping the server"
