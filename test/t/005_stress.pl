@@ -168,7 +168,10 @@ note("stats: hits $hits, misses $misses, sets $sets, sets_rejected $rej, "
 cmp_ok($sets, '>', 0, 'sets were made');
 cmp_ok($hits, '>', 0, 'gets hit');
 cmp_ok($evm, '>', 0, 'entries were evicted for memory during the run');
-cmp_ok($rej, '<=', 0.01 * $sets, 'at most 1% of the sets were refused');
+# Since 1.1 a set is also refused when a concurrent qcache_invalidate_tag of
+# one of its tags ran in a younger transaction (invalidate.c): by design,
+# and timing-dependent (about 1% here).  Refusals for memory stay near 0.
+cmp_ok($rej, '<=', 0.05 * $sets, 'at most 5% of the sets were refused');
 cmp_ok($bytes, '<=', $limit, 'bytes_used <= bytes_limit');
 cmp_ok($entries, '<=', $nkeys, "at most $nkeys entries (one per key)");
 my ($nsamples, $avg_entries, $avg_bytes, $max_bytes) = split /\|/,
