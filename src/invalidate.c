@@ -496,11 +496,11 @@ qc_parse_template(const char *tmpl, Relation rel, QcTemplate *out)
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	StringInfoData lit;
 	const char *p = tmpl;
-	int			maxparts = 8;
 
+	/* every part takes at least one character of the template */
 	out->nparts = 0;
 	out->has_columns = false;
-	out->parts = palloc(sizeof(QcTemplatePart) * maxparts);
+	out->parts = palloc(sizeof(QcTemplatePart) * (strlen(tmpl) + 1));
 	initStringInfo(&lit);
 
 	for (;;)
@@ -510,20 +510,11 @@ qc_parse_template(const char *tmpl, Relation rel, QcTemplate *out)
 		if (*p == '\0' || (*p == '{' && p[1] != '{'))
 		{
 			/* end of a literal piece */
-			if (lit.len > 0 || *p == '\0')
+			if (lit.len > 0)
 			{
-				if (out->nparts + 2 > maxparts)
-				{
-					maxparts *= 2;
-					out->parts = repalloc(out->parts,
-										  sizeof(QcTemplatePart) * maxparts);
-				}
-				if (lit.len > 0)
-				{
-					out->parts[out->nparts].literal = pstrdup(lit.data);
-					out->parts[out->nparts++].attnum = 0;
-					resetStringInfo(&lit);
-				}
+				out->parts[out->nparts].literal = pstrdup(lit.data);
+				out->parts[out->nparts++].attnum = 0;
+				resetStringInfo(&lit);
 			}
 			if (*p == '\0')
 				break;
@@ -598,12 +589,6 @@ qc_parse_template(const char *tmpl, Relation rel, QcTemplate *out)
 						 errmsg("column \"%s\" of relation \"%s\" does not exist",
 								colname, RelationGetRelationName(rel)),
 						 errdetail("The qcache tag template \"%s\" refers to it.", tmpl)));
-			if (out->nparts + 2 > maxparts)
-			{
-				maxparts *= 2;
-				out->parts = repalloc(out->parts,
-									  sizeof(QcTemplatePart) * maxparts);
-			}
 			out->parts[out->nparts].literal = NULL;
 			out->parts[out->nparts++].attnum = (AttrNumber) attnum;
 			out->has_columns = true;

@@ -53,8 +53,8 @@
 /* Entries evicted for recency by one scan of a partition, at most. */
 #define QC_EVICT_BATCH			16
 
-/* Largest allocation DSA serves from a size class (dsa.c's last class). */
-#define QC_SMALL_ALLOC			8192
+/* Largest allocation DSA serves from a size class (dsa_classes.h). */
+#define QC_SMALL_ALLOC	qc_dsa_size_classes[lengthof(qc_dsa_size_classes) - 1]
 
 /* Least amount that one eviction round for memory tries to free. */
 #define QC_EVICT_MIN_BYTES		(64 * 1024)
