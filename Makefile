@@ -10,7 +10,10 @@ OBJS = \
 	src/fetch.o \
 	src/flight.o \
 	src/invalidate.o \
-	src/worker.o
+	src/worker.o \
+	src/redis.o \
+	src/redis_worker.o
+SHLIB_LINK = -lhiredis
 
 EXTENSION = qcache
 DATA = qcache--1.0.sql qcache--1.0--1.1.sql
@@ -25,6 +28,7 @@ ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/qcache.conf
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl
+PROVE_FLAGS = -I ./test/perl
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

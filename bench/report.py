@@ -7,6 +7,7 @@ Reads, in --raw-dir:
   <fp>-<run>.tsv / .meta   rows and metadata of each peers-harness run (bench/peers/run.sh);
                            every harness run is one sample; runs of the latest fingerprint are used
   memory.tsv               the memory step (bench/memory.sh), if present
+  redis.md                 the Redis step (bench/redis.sh), if present, included as is
   suite.info               what bench/run.sh recorded (command, qcache revision, knobs)
 Writes --out (markdown) and <raw-dir>/figures.tsv (one line per figure, for charts).
 
@@ -492,6 +493,14 @@ def main():
             st = loop_stat[c]
             w(f"| `{c}` | {desc.get(c, '')} | {fmt_us(st.median)}{' ⚑' if st.noisy else ''} | "
               f"{fmt_us(st.min)}–{fmt_us(st.max)} | {st.spread_txt()} |")
+        w("")
+
+    # ---- the Redis level (bench/redis.sh writes its own section)
+    rpath = os.path.join(raw, "redis.md")
+    if os.path.exists(rpath):
+        with open(rpath) as f:
+            for line in f.read().rstrip("\n").split("\n"):
+                w(line)
         w("")
 
     # ---- memory

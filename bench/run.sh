@@ -15,6 +15,9 @@
 #      -M simple, if its first line is "-- bench-modes: prepared simple"; bench/qcache/qcache.loops
 #      holds the in-SQL loops);
 #   4. the memory step (bench/memory.sh): its own cluster, entries of 100 bytes until eviction;
+#   4b. the Redis step (bench/redis.sh): its own redis-server and two clusters: L2-hit latency
+#      against a raw Redis GET + SELECT 1, qcache_get with Redis down, cross-node invalidation
+#      latency (RB_* knobs; --quick: RB_R=1, RB_T=2, RB_INVALS=200);
 #   5. bench/report.py writes bench/results/<UTC date>.md (--quick: <UTC date>-quick.md), the
 #      figures with their ratios to the baselines and the targets, met or missed.
 # Raw data (every pgbench output, commands, configs, per-run TSVs) stays in
@@ -22,7 +25,7 @@
 #
 # Options: --quick  --all (every case the peers harness has: pgpool, redis, the aggregate...)
 #          --no-apt (do not install packages)  --no-build (use the installed qcache)
-#          --no-memory (skip step 4)  -h|--help
+#          --no-memory (skip step 4)  --no-redis (skip step 4b)  -h|--help
 # Knobs (env, defaults in brackets; --quick changes the starred ones):
 #   T [5*] seconds per pgbench run     R [3*] harness runs (samples)    CLIENTS ["1 8"]
 #   JOBS [2]   LOOP_N [100000]   LOOP_REPS [3]   QUIET_BUDGET_S [90*]   FOREIGN_MAX [15]
@@ -49,7 +52,7 @@ log() { printf '[%(%H:%M:%S)T] bench: %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 usage() { sed -n '2,/^set -Eeuo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
-QUICK=0 ALL=0 APT=1 BUILD=1 MEMORY=1
+QUICK=0 ALL=0 APT=1 BUILD=1 MEMORY=1 REDIS=1
 for a in "$@"; do
   case $a in
     --quick) QUICK=1 ;;
@@ -57,6 +60,7 @@ for a in "$@"; do
     --no-apt) APT=0 ;;
     --no-build) BUILD=0 ;;
     --no-memory) MEMORY=0 ;;
+    --no-redis) REDIS=0 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option $a" ;;
   esac
@@ -115,7 +119,7 @@ log "suite $STAMP: raw data in ${RAW#$REPO/}, report ${REPORT#$REPO/}"
 
 # ---------------------------------------------------------------- 1. packages
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-15-pgmemcache pgpool2 memcached
-      redis-server redis-tools gcc make python3 iproute2 procps util-linux"
+      redis-server redis-tools libhiredis-dev gcc make python3 iproute2 procps util-linux"
 if [ "$APT" = 1 ]; then
   missing=""
   for p in $PKGS; do
@@ -208,6 +212,15 @@ if [ "$MEMORY" = 1 ]; then
   bash "$HERE/memory.sh" "$RAW" 2>&1 | tee -a "$CONSOLE" || { MEM_RC=1; log "memory step failed"; }
 fi
 
+# ---------------------------------------------------------------- 4b. the Redis level
+REDIS_RC=0
+if [ "$REDIS" = 1 ]; then
+  log "redis step"
+  if [ "$QUICK" = 1 ]; then : "${RB_R:=1}" "${RB_T:=2}" "${RB_INVALS:=200}"; fi
+  RB_R="${RB_R:-3}" RB_T="${RB_T:-5}" RB_INVALS="${RB_INVALS:-1000}" PGBIN="$PGBIN" \
+    bash "$HERE/redis.sh" "$RAW" 2>&1 | tee -a "$CONSOLE" || { REDIS_RC=1; log "redis step failed"; }
+fi
+
 # ---------------------------------------------------------------- 5. report
 /usr/bin/python3 "$HERE/report.py" --raw-dir "$RAW" --out "$REPORT" --foreign-max "$FOREIGN_MAX" \
   || die "report failed"
@@ -216,3 +229,4 @@ echo
 sed -n '/^## Targets/,/^## Throughput/p' "$REPORT" | sed '$d'
 [ "$OK" -gt 0 ] || die "no harness run completed"
 [ "$MEM_RC" = 0 ] || die "the memory step failed"
+[ "$REDIS_RC" = 0 ] || die "the redis step failed"

@@ -210,6 +210,8 @@ qc_checked_query(const char *query)
 	return wrapped;
 }
 
+static bool qc_fetch_may_serve(const QcValue *v);
+
 /* What running the query gives besides its rows. */
 typedef struct QcFetchResult
 {
@@ -220,6 +222,8 @@ typedef struct QcFetchResult
 	Oid			aclrels[QC_MAX_RELS];
 	bool		too_many_rels;	/* not cacheable */
 	bool		role_scoped;	/* row-level security applied */
+	bool		from_l2;		/* value read from Redis, not computed */
+	QcL2Value	l2;				/* then: its build point and tags */
 } QcFetchResult;
 
 /* Append relid to rels[*n] unless present; false if full. */
@@ -246,8 +250,9 @@ qc_add_rel(Oid *rels, int *n, Oid relid)
  * hold.
  */
 static void
-qc_run_query(const char *wrapped, QcFetchResult *res)
+qc_run_query(const QcKey *key, const char *wrapped, QcFetchResult *res)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	SPIPlanPtr	plan;
 	List	   *sources;
 	CachedPlanSource *src;
@@ -260,6 +265,7 @@ qc_run_query(const char *wrapped, QcFetchResult *res)
 	res->ntagrels = 0;
 	res->naclrels = 0;
 	res->too_many_rels = false;
+	res->from_l2 = false;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	plan = SPI_prepare(wrapped, 0, NULL);
@@ -322,6 +328,35 @@ qc_run_query(const char *wrapped, QcFetchResult *res)
 	}
 	/* an unsaved plan's generic plan is taken without a resource owner */
 	ReleaseCachedPlan(cplan, NULL);
+
+	/*
+	 * With a Redis level, another node may have computed the result: take
+	 * it from there if this role may read every relation (checked as on an
+	 * L1 hit) and the result is not shaped by row-level security.
+	 */
+	if (!res->role_scoped && !res->too_many_rels && qc_l2_usable())
+	{
+		QcValue		probe;
+
+		memset(&probe, 0, sizeof(probe));
+		probe.nrels = res->naclrels;
+		probe.rels = res->aclrels;
+		if (qc_fetch_may_serve(&probe))
+		{
+			MemoryContext spi = MemoryContextSwitchTo(caller);
+			bool		hit = qc_l2_get(key, &res->l2);
+
+			if (hit)
+				res->value = qc_l2_json_to_jsonb(res->l2.json, res->l2.len);
+			MemoryContextSwitchTo(spi);
+			if (hit && res->value != NULL)
+			{
+				res->from_l2 = true;
+				SPI_finish();
+				return;
+			}
+		}
+	}
 
 	rc = SPI_execute_plan(plan, NULL, NULL, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
@@ -431,7 +466,21 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 	QcKey		rkey;
 	int			i;
 
-	qc_run_query(wrapped, &res);
+	qc_run_query(key, wrapped, &res);
+	if (res.from_l2)
+	{
+		memset(&info, 0, sizeof(info));
+		info.now = GetCurrentTimestamp();
+		info.expires = res.l2.pttl_ms > 0 ?
+			info.now + (TimestampTz) res.l2.pttl_ms * 1000 : 0;
+		info.build = res.l2.build;
+		info.owner = GetUserId();
+		info.nrels = res.naclrels;
+		info.rels = res.aclrels;
+		info.from_l2 = true;
+		(void) qc_store(key, res.value, &res.l2.tags, &info);
+		return res.value;
+	}
 	if (res.too_many_rels || given->ntags + res.ntagrels > QC_MAX_TAGS)
 	{
 		qc_count(QC_STAT_SETS_REJECTED, 1);

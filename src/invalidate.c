@@ -91,6 +91,7 @@
 #include "parser/scansup.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -115,6 +116,12 @@ static int	pending_size = 0;	/* power of 2 */
 static int	pending_count = 0;
 static bool pending_marked = false; /* slots marked in flight? */
 static bool snapshot_imported = false;	/* SET TRANSACTION SNAPSHOT ran */
+
+/* With a Redis level: the pending tag strings, NUL-separated, deduplicated */
+static HTAB *l2_seen = NULL;
+static StringInfo l2_tags = NULL;
+static int	l2_ntags = 0;
+static const char *l2_db = NULL;	/* the database's name, for Redis */
 
 static inline QcTagSlot *
 qc_tag_slots(void)
@@ -221,6 +228,15 @@ qc_pending_add(uint64 key)
 static void
 qc_pending_reset(void)
 {
+	if (l2_seen != NULL)
+	{
+		hash_destroy(l2_seen);
+		l2_seen = NULL;
+		pfree(l2_tags->data);
+		pfree(l2_tags);
+		l2_tags = NULL;
+	}
+	l2_ntags = 0;
 	if (pending_count > 0)
 		memset(pending, 0, sizeof(uint64) * pending_size);
 	pending_count = 0;
@@ -292,11 +308,21 @@ qc_xact_callback(XactEvent event, void *arg)
 			pending_marked = true;
 			break;
 		case XACT_EVENT_COMMIT:
-			qc_pending_stamp(GetCurrentTimestamp());
-			if (pending_marked)
-				qc_pending_mark(-1);
-			qc_pending_reset();
-			break;
+			{
+				TimestampTz stamp = GetCurrentTimestamp();
+
+				qc_pending_stamp(stamp);
+				if (pending_marked)
+					qc_pending_mark(-1);
+				/* then Redis and the other nodes; bounded, never raises */
+				if (qc_l2_active() && l2_db != NULL)
+					qc_l2_commit(l2_db, l2_tags ? l2_tags->data : NULL,
+								 l2_tags ? l2_tags->len : 0, l2_ntags,
+								 qc_pending_contains(qc_pending_key(MyDatabaseId, 0)),
+								 stamp);
+				qc_pending_reset();
+				break;
+			}
 		case XACT_EVENT_ABORT:
 			if (pending_marked)
 				qc_pending_mark(-1);
@@ -356,6 +382,17 @@ qc_inval_tag_explicit(Oid dbid, uint32 taghash)
 }
 
 /*
+ * Stamp a tag with an invalidation that another node made (the Redis
+ * subscriber, redis_worker.c): `stamp` is that node's invalidation point.
+ */
+void
+qc_inval_tag_remote(Oid dbid, uint32 taghash, TimestampTz stamp)
+{
+	qc_slot_stamp(qc_slot_of(dbid, taghash), stamp);
+	pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
+}
+
+/*
  * The current transaction imported a snapshot (SET TRANSACTION SNAPSHOT):
  * what it reads may be older than its start, its build point, so it
  * stores nothing until it ends.
@@ -407,6 +444,33 @@ qc_entry_fresh(const QcEntry *e)
 			return false;
 		if (pending_count > 0 &&
 			qc_pending_contains(qc_pending_key(e->dbid, hashes[i])))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * May a value read from Redis, built at `build` with these tags, be served
+ * here?  The test of qc_entry_fresh, which this node's invalidation points
+ * and this transaction's pending tags answer even when Redis has not heard
+ * of them yet.
+ */
+bool
+qc_l2_value_fresh(Oid dbid, const QcTags *tags, TimestampTz build)
+{
+	int			i;
+
+	if (qc_slot_stale(qc_slot_of(dbid, 0), build, true))
+		return false;
+	if (pending_count > 0 && qc_pending_contains(qc_pending_key(dbid, 0)))
+		return false;
+	for (i = 0; i < tags->ntags; i++)
+	{
+		uint32		h = qc_hash_tag(tags->tag[i], tags->len[i]);
+
+		if (qc_slot_stale(qc_slot_of(dbid, h), build, true))
+			return false;
+		if (pending_count > 0 && qc_pending_contains(qc_pending_key(dbid, h)))
 			return false;
 	}
 	return true;
@@ -631,11 +695,45 @@ qc_table_tag(Oid relid)
 	return psprintf("table:%s.%s", nsp, rel);
 }
 
-/* Invalidate a tag string at commit. */
+/*
+ * Invalidate a tag string at commit.  With a Redis level, also remember
+ * the string itself (once), for the stamps in Redis and the message to the
+ * other nodes (qc_l2_commit).
+ */
 static void
 qc_inval_tag_string_at_commit(const char *tag)
 {
-	qc_inval_tag_at_commit(MyDatabaseId, qc_hash_tag(tag, strlen(tag)));
+	size_t		len = strlen(tag);
+
+	qc_inval_tag_at_commit(MyDatabaseId, qc_hash_tag(tag, len));
+	if (!qc_l2_active())
+		return;
+	if (l2_db == NULL)
+		l2_db = qc_l2_dbname();
+	if (l2_seen == NULL)
+	{
+		HASHCTL		ctl;
+		MemoryContext old;
+
+		ctl.keysize = QC_MAX_TAG_LEN + 1;
+		ctl.entrysize = QC_MAX_TAG_LEN + 1;
+		ctl.hcxt = TopMemoryContext;
+		l2_seen = hash_create("qcache pending tags", 256, &ctl,
+							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		l2_tags = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	if (len <= QC_MAX_TAG_LEN)
+	{
+		bool		found;
+
+		(void) hash_search(l2_seen, tag, HASH_ENTER, &found);
+		if (found)
+			return;
+	}
+	appendBinaryStringInfo(l2_tags, tag, len + 1);
+	l2_ntags++;
 }
 
 /* Parsed templates of one trigger, cached in fn_extra. */
@@ -717,6 +815,8 @@ qcache_invalidate_trigger(PG_FUNCTION_ARGS)
 			{
 				/* the rows are gone unseen: every entry of the database */
 				qc_inval_tag_at_commit(MyDatabaseId, 0);
+				if (qc_l2_active() && l2_db == NULL)
+					l2_db = qc_l2_dbname();
 			}
 			else
 				ereport(ERROR,

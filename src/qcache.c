@@ -184,6 +184,54 @@ _PG_init(void)
 							NULL,
 							NULL);
 
+	DefineCustomStringVariable("qcache.redis_url",
+							   "Redis second level: redis://[[user]:password@]host[:port][/db], unix:///path[?db=N] or /path.",
+							   "Empty: no second level.  Readable by superusers only, since it may hold a password.",
+							   &qc_redis_url,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   qc_redis_url_check,
+							   qc_redis_config_assign,
+							   NULL);
+
+	DefineCustomStringVariable("qcache.redis_prefix",
+							   "Prefix of qcache's keys and channel in Redis.",
+							   NULL,
+							   &qc_redis_prefix,
+							   "qcache",
+							   PGC_SIGHUP,
+							   0,
+							   NULL,
+							   qc_redis_config_assign,
+							   NULL);
+
+	DefineCustomIntVariable("qcache.l1_ttl",
+							"With a Redis level: cap on an entry's life in this node's shared memory.",
+							"0 keeps nothing in this node's memory while Redis answers.",
+							&qc_l1_ttl,
+							60,
+							0,
+							INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomIntVariable("qcache.redis_timeout",
+							"Bound on each Redis connect and command.",
+							NULL,
+							&qc_redis_timeout,
+							50,
+							1,
+							60 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL,
+							qc_redis_timeout_assign,
+							NULL);
+
 	MarkGUCPrefixReserved("qcache");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -196,5 +244,7 @@ _PG_init(void)
 	ProcessUtility_hook = qcache_ProcessUtility;
 
 	qc_register_worker();
+	qc_register_l2_worker();
 	qc_inval_register();
+	qc_l2_install_log_filter();
 }

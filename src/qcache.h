@@ -20,6 +20,8 @@
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 #include "utils/dsa.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 /* Number of index partitions, each with its own LWLock.  A power of 2. */
@@ -131,6 +133,18 @@ typedef struct QcShared
 	pg_atomic_uint32 evict_hand;	/* next partition to evict from */
 	pg_atomic_uint64 stamp_generation;	/* bumped by every invalidation stamp
 										 * (invalidate.c) */
+
+	/*
+	 * The Redis level (redis.c, redis_worker.c), atomics: node_id is set
+	 * once; l2_up is the circuit breaker (1: backends may call Redis; any
+	 * backend opens it, only the worker closes it); l2_dirty says an
+	 * invalidation or write did not reach Redis; l2_warned is the time of
+	 * the last warning about Redis.
+	 */
+	uint64		node_id;
+	pg_atomic_uint32 l2_up;
+	pg_atomic_uint32 l2_dirty;
+	pg_atomic_uint64 l2_warned;
 
 	int			nslots;			/* number of stat slots */
 	slock_t		stats_lock;		/* protects reset_base, stats_reset */
@@ -251,6 +265,7 @@ typedef struct QcSetInfo
 	uint8		flags;
 	int			nrels;
 	const Oid  *rels;
+	bool		from_l2;		/* a copy of a Redis value: not written back */
 } QcSetInfo;
 
 /* Result of qc_store_set(). */
@@ -267,7 +282,8 @@ typedef enum QcMatchKind
 {
 	QC_MATCH_TAG,
 	QC_MATCH_PREFIX,
-	QC_MATCH_ALL
+	QC_MATCH_ALL,
+	QC_MATCH_EVERYTHING			/* every database's entries */
 } QcMatchKind;
 
 /* A copied-out entry description, for qcache_entries. */
@@ -310,7 +326,9 @@ extern void qc_inval_register(void);
 extern void qc_inval_tag_at_commit(Oid dbid, uint32 taghash);
 extern void qc_inval_tag_explicit(Oid dbid, uint32 taghash);
 extern void qc_inval_snapshot_imported(void);
+extern void qc_inval_tag_remote(Oid dbid, uint32 taghash, TimestampTz stamp);
 extern bool qc_entry_fresh(const QcEntry *e);
+extern bool qc_l2_value_fresh(Oid dbid, const QcTags *tags, TimestampTz build);
 extern bool qc_entry_dead(const QcEntry *e);
 extern bool qc_set_allowed(Oid dbid, const QcTags *tags, TimestampTz build);
 extern char *qc_table_tag(Oid relid);
@@ -327,6 +345,43 @@ extern Size qc_flight_size(void);
 extern void qc_flight_init(void);
 extern QcFlight qc_flight_begin(const QcKey *key);
 extern void qc_flight_end(void);
+
+/* ---------- the Redis second level (redis.c, redis_worker.c) ---------- */
+extern char *qc_redis_url;
+extern char *qc_redis_prefix;
+extern int	qc_l1_ttl;
+extern int	qc_redis_timeout;
+
+/* A value read from Redis (palloc'd). */
+typedef struct QcL2Value
+{
+	char	   *json;			/* NUL-terminated JSON text */
+	size_t		len;
+	int64		pttl_ms;		/* -1: no expiry */
+	TimestampTz build;
+	QcTags		tags;
+} QcL2Value;
+
+extern bool qc_redis_url_check(char **newval, void **extra, GucSource source);
+extern void qc_redis_config_assign(const char *newval, void *extra);
+extern void qc_redis_timeout_assign(int newval, void *extra);
+extern void qc_l2_install_log_filter(void);
+extern bool qc_l2_active(void);
+extern bool qc_l2_usable(void);
+extern const char *qc_l2_dbname(void);
+extern bool qc_l2_get(const QcKey *key, QcL2Value *out);
+extern Jsonb *qc_l2_json_to_jsonb(const char *json, size_t len);
+extern bool qc_l2_set(const QcKey *key, Jsonb *value,
+					  const QcTags *tags, int64 ttl_ms, TimestampTz build);
+extern bool qc_l2_invalidate_key(const QcKey *key);
+extern void qc_l2_invalidate_tag(const char *tag, uint32 len,
+								 TimestampTz stamp);
+extern int64 qc_l2_invalidate_prefix(const char *prefix, uint32 len);
+extern void qc_l2_clear(TimestampTz stamp);
+extern void qc_l2_commit(const char *db, const char *tags, size_t len,
+						 int ntags, bool wildcard, TimestampTz stamp);
+extern void qc_register_l2_worker(void);
+extern PGDLLEXPORT void qcache_l2_main(Datum arg);
 
 /* ---------- the sweeper (worker.c) ---------- */
 extern void qc_register_worker(void);

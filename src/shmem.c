@@ -149,6 +149,11 @@ qc_shmem_startup(void)
 		pg_atomic_init_u32(&s->nentries, 0);
 		pg_atomic_init_u64(&s->bytes_used, s->index_bytes);
 		pg_atomic_init_u32(&s->evict_hand, 0);
+		if (!pg_strong_random(&s->node_id, sizeof(s->node_id)))
+			s->node_id = (uint64) s->started ^ ((uint64) MyProcPid << 32);
+		pg_atomic_init_u32(&s->l2_up, 0);
+		pg_atomic_init_u32(&s->l2_dirty, 0);
+		pg_atomic_init_u64(&s->l2_warned, 0);
 		SpinLockInit(&s->stats_lock);
 		s->stats_reset = s->started;
 

@@ -153,21 +153,51 @@ qc_expiry(bool ttl_isnull, int32 ttl, TimestampTz now)
 }
 
 /*
- * Look a key up, counting the hit or miss.  Returns the palloc'd jsonb or
- * NULL.
+ * Look a key up in L1, then in Redis, counting the hit or miss (and the
+ * L2 hit or miss).  A Redis hit is copied into L1 with its build point,
+ * tags and remaining TTL (capped by qcache.l1_ttl).  Returns the palloc'd
+ * jsonb or NULL.
  */
 Jsonb *
 qc_lookup(const QcKey *key)
 {
 	QcValue		v;
+	QcL2Value	lv;
+	Jsonb	   *value;
 
-	if (qc_enabled && qc_store_get(key, GetCurrentTimestamp(), &v))
+	if (!qc_enabled)
+	{
+		qc_count(QC_STAT_MISSES, 1);
+		return NULL;
+	}
+	if (qc_store_get(key, GetCurrentTimestamp(), &v))
 	{
 		qc_count(QC_STAT_HITS, 1);
 		return (Jsonb *) v.value;
 	}
 	qc_count(QC_STAT_MISSES, 1);
-	return NULL;
+	if (!qc_l2_usable() || !qc_l2_get(key, &lv))
+		return NULL;
+	value = qc_l2_json_to_jsonb(lv.json, lv.len);
+	if (value != NULL)
+		qc_store_l2_copy(key, value, &lv);
+	return value;
+}
+
+/* Copy a value read from Redis into L1. */
+void
+qc_store_l2_copy(const QcKey *key, Jsonb *value, const QcL2Value *lv)
+{
+	QcSetInfo	info;
+
+	memset(&info, 0, sizeof(info));
+	info.now = GetCurrentTimestamp();
+	info.expires = lv->pttl_ms > 0 ?
+		info.now + (TimestampTz) lv->pttl_ms * 1000 : 0;
+	info.build = lv->build;
+	info.owner = GetUserId();
+	info.from_l2 = true;
+	(void) qc_store(key, value, &lv->tags, &info);
 }
 
 /*
@@ -177,10 +207,19 @@ qc_lookup(const QcKey *key)
  * built before an invalidation of one of its tags is refused
  * (invalidate.c), and so is any value stored by a transaction with
  * invalidations pending: it may reflect its own uncommitted writes.
+ *
+ * With a Redis level the value also goes to Redis, with its full TTL,
+ * unless it came from there or is scoped to a role; in L1 its life is
+ * capped by qcache.l1_ttl, and qcache.l1_ttl = 0 keeps nothing in L1
+ * while Redis answers.  It counts as stored if either level took it.
  */
 bool
 qc_store(const QcKey *key, Jsonb *value, const QcTags *tags, QcSetInfo *info)
 {
+	QcSetInfo	l1;
+	QcSetResult res;
+	bool		l2_stored = false;
+
 	if (!qc_enabled)
 	{
 		qc_store_remove(key);
@@ -194,7 +233,34 @@ qc_store(const QcKey *key, Jsonb *value, const QcTags *tags, QcSetInfo *info)
 		qc_count(QC_STAT_SETS_REJECTED, 1);
 		return false;
 	}
-	if (qc_store_set(key, value, VARSIZE(value), tags, info) == QC_SET_STORED)
+	l1 = *info;
+	if (qc_l2_active())
+	{
+		TimestampTz cap = info->now + (TimestampTz) qc_l1_ttl * USECS_PER_SEC;
+
+		if (l1.expires == 0 || l1.expires > cap)
+			l1.expires = cap;
+	}
+	if (qc_l2_active() && qc_l1_ttl == 0 && qc_l2_usable())
+	{
+		/* no life in L1: Redis only, while it answers */
+		qc_store_remove(key);
+		res = QC_SET_NO_MEMORY;
+		if (info->from_l2)
+			return false;
+	}
+	else
+		res = qc_store_set(key, value, VARSIZE(value), tags, &l1);
+	if (res != QC_SET_TOO_LARGE && !info->from_l2 &&
+		!(info->flags & QC_ENTRY_ROLE_SCOPED) && qc_l2_active())
+	{
+		int64		ttl_ms = 0;
+
+		if (info->expires != 0)
+			ttl_ms = Max((info->expires - info->now) / 1000, 1);
+		l2_stored = qc_l2_set(key, value, tags, ttl_ms, info->build);
+	}
+	if (res == QC_SET_STORED || l2_stored)
 	{
 		qc_count(QC_STAT_SETS, 1);
 		return true;
@@ -258,6 +324,8 @@ qcache_invalidate(PG_FUNCTION_ARGS)
 	removed = qc_store_remove(&key);
 	if (removed)
 		qc_count(QC_STAT_INVALIDATIONS, 1);
+	if (qc_l2_active() && qc_l2_invalidate_key(&key))
+		removed = true;
 	PG_RETURN_BOOL(removed);
 }
 
@@ -272,16 +340,29 @@ static int64
 qc_invalidate_matching(QcMatchKind kind, text *arg)
 {
 	uint64		n;
+	const char *str = arg ? VARDATA_ANY(arg) : NULL;
+	uint32		len = arg ? VARSIZE_ANY_EXHDR(arg) : 0;
 
 	if (kind == QC_MATCH_TAG || kind == QC_MATCH_ALL)
 		qc_inval_tag_explicit(MyDatabaseId, kind == QC_MATCH_ALL ? 0 :
-							  qc_hash_tag(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg)));
+							  qc_hash_tag(str, len));
 
-	n = qc_store_remove_matching(MyDatabaseId, kind,
-								 arg ? VARDATA_ANY(arg) : NULL,
-								 arg ? VARSIZE_ANY_EXHDR(arg) : 0);
+	n = qc_store_remove_matching(MyDatabaseId, kind, str, len);
 	if (n > 0)
 		qc_count(QC_STAT_INVALIDATIONS, n);
+
+	/* Redis and the other nodes, with the same stamp as L1 */
+	if (qc_l2_active())
+	{
+		TimestampTz stamp = GetCurrentTransactionStartTimestamp() - 1;
+
+		if (kind == QC_MATCH_TAG)
+			qc_l2_invalidate_tag(str, len, stamp);
+		else if (kind == QC_MATCH_PREFIX)
+			(void) qc_l2_invalidate_prefix(str, len);
+		else
+			qc_l2_clear(stamp);
+	}
 	return (int64) n;
 }
 

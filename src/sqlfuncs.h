@@ -20,5 +20,7 @@ extern TimestampTz qc_expiry(bool ttl_isnull, int32 ttl, TimestampTz now);
 extern Jsonb *qc_lookup(const QcKey *key);
 extern bool qc_store(const QcKey *key, Jsonb *value, const QcTags *tags,
 					 QcSetInfo *info);
+extern void qc_store_l2_copy(const QcKey *key, Jsonb *value,
+							 const QcL2Value *lv);
 
 #endif							/* QCACHE_SQLFUNCS_H */

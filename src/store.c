@@ -369,10 +369,16 @@ qc_match_db(const QcEntry *e, const void *arg)
 	return e->dbid == a->dbid;
 }
 
+static bool
+qc_match_any(const QcEntry *e, const void *arg)
+{
+	return true;
+}
+
 
 /*
  * Remove every entry of a database that carries a tag, starts with a
- * prefix, or all of them.  Exact: returns the number removed.  Takes each
+ * prefix, or all of them; or every entry of every database.  Exact: returns the number removed.  Takes each
  * partition lock in turn, never two at once.
  */
 uint64
@@ -396,6 +402,9 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 			break;
 		case QC_MATCH_PREFIX:
 			fn = qc_match_prefix;
+			break;
+		case QC_MATCH_EVERYTHING:
+			fn = qc_match_any;
 			break;
 		case QC_MATCH_ALL:
 		default:

@@ -7,13 +7,15 @@
 #
 # Usage: bash test/run.sh            all suites, warnings are errors
 #        SUITE=regress|isolation|tap bash test/run.sh     one kind only
+#        SUITE=tap:test/t/009_redis.pl bash test/run.sh   one TAP file
 #        UBSAN=1 bash test/run.sh    build with -fsanitize=undefined first
 set -Eeuo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 
-need=(postgresql-15 postgresql-server-dev-15 libipc-run-perl make gcc)
+need=(postgresql-15 postgresql-server-dev-15 libipc-run-perl make gcc
+	libhiredis-dev redis-server)
 missing=()
 for p in "${need[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -31,7 +33,7 @@ PGC=/usr/lib/postgresql/15/bin/pg_config
 # Build and run in a private copy: the source tree stays clean, and two runs
 # at once do not race on its object files.
 work=$(mktemp -d /tmp/qcache-test.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+[ "${KEEP_WORK:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT
 tar -C "$top" --exclude=.git --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
 	--exclude=tmp_check --exclude=tmp_check_iso --exclude=results \
 	--exclude=output_iso --exclude=bench/results -cf - . | tar -C "$work" -xf -
@@ -40,7 +42,7 @@ cflags="-Wall -Wextra -Wno-unused-parameter -Werror"
 shlib=()
 if [ "${UBSAN:-0}" = 1 ]; then
 	cflags="$cflags -fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
-	shlib=(SHLIB_LINK=-fsanitize=undefined)
+	shlib=("SHLIB_LINK=-lhiredis -fsanitize=undefined")
 fi
 make -C "$work" -s PG_CONFIG=$PGC PG_CFLAGS="$cflags" "${shlib[@]}"
 make -C "$work" -s PG_CONFIG=$PGC install
@@ -51,6 +53,7 @@ case "${SUITE:-all}" in
 	regress)   extra=(ISOLATION= TAP_TESTS=) ;;
 	isolation) extra=(REGRESS= TAP_TESTS=) ;;
 	tap)       extra=(REGRESS= ISOLATION=) ;;
+	tap:*)     extra=(REGRESS= ISOLATION= "PROVE_TESTS=${SUITE#tap:}") ;;
 	*)         extra=() ;;
 esac
 
