@@ -58,7 +58,7 @@ done
 
 rm -rf "$RB_BASE"; mkdir -p "$RB_BASE"; chown postgres:postgres "$RB_BASE"
 runuser -u postgres -- redis-server --port "$RB_REDIS_PORT" --bind $H --save '' --appendonly no \
-  --dir "$RB_BASE" --logfile "$RB_BASE/redis.log" --daemonize no &
+  --dir "$RB_BASE" --logfile "$RB_BASE/redis.log" --daemonize no >>"$RLOG" 2>&1 &
 REDIS_PID=$!
 for _ in $(seq 100); do redis-cli -h $H -p "$RB_REDIS_PORT" PING 2>/dev/null | grep -q PONG && break; sleep 0.05; done
 

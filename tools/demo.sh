@@ -11,7 +11,7 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PORT=${PORT:-54329}
 BIN=/usr/lib/postgresql/15/bin
 
-need=(postgresql-15 postgresql-server-dev-15 make gcc)
+need=(postgresql-15 postgresql-server-dev-15 libhiredis-dev make gcc)
 missing=()
 for p in "${need[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
