@@ -1,7 +1,7 @@
 --
 -- upgrade: CREATE EXTENSION qcache VERSION '1.0' and then ALTER EXTENSION
--- qcache UPDATE reach 1.1 with the same objects, definitions and
--- privileges as a fresh install of 1.1.  Runs in a database of its own.
+-- qcache UPDATE reach the default version with the same objects, definitions and
+-- privileges as a fresh install of it.  Runs in a database of its own.
 --
 SELECT current_database() AS origdb \gset
 SET client_min_messages = warning;

@@ -75,6 +75,7 @@
 #include "sqlfuncs.h"
 
 PG_FUNCTION_INFO_V1(qcache_fetch);
+PG_FUNCTION_INFO_V1(qcache_fetch_json);
 
 /* Size of the per-backend cache of accepted queries (power of 2). */
 #define QC_QUERY_CACHE_SIZE		64
@@ -344,12 +345,11 @@ qc_run_query(const QcKey *key, const char *wrapped, QcFetchResult *res)
 		if (qc_fetch_may_serve(&probe))
 		{
 			MemoryContext spi = MemoryContextSwitchTo(caller);
-			bool		hit = qc_l2_get(key, &res->l2);
+			bool		hit = qc_l2_get(key, &res->l2) &&
+				qc_l2_json_valid(res->l2.json, res->l2.len);
 
-			if (hit)
-				res->value = qc_l2_json_to_jsonb(res->l2.json, res->l2.len);
 			MemoryContextSwitchTo(spi);
-			if (hit && res->value != NULL)
+			if (hit)
 			{
 				res->from_l2 = true;
 				SPI_finish();
@@ -419,11 +419,12 @@ qc_fetch_may_serve(const QcValue *v)
 }
 
 /*
- * Look a fetch key up: the shared result, or else this role's scoped one.
- * Counts one hit or one miss.
+ * Look a fetch key up: the shared result, or else this role's scoped one,
+ * as the requested type: jsonb, or for qcache_fetch_json the JSON text.
+ * Counts one hit or one miss.  NULL on a miss.
  */
-static Jsonb *
-qc_fetch_lookup(const QcKey *key)
+static struct varlena *
+qc_fetch_lookup(const QcKey *key, bool as_text)
 {
 	TimestampTz now;
 	QcValue		v;
@@ -435,41 +436,48 @@ qc_fetch_lookup(const QcKey *key)
 		return NULL;
 	}
 	now = GetCurrentTimestamp();
-	if (qc_store_get(key, now, &v) && qc_fetch_may_serve(&v))
+	if (!(qc_store_get(key, now, &v) && qc_fetch_may_serve(&v)))
 	{
-		qc_count(QC_STAT_HITS, 1);
-		return (Jsonb *) v.value;
+		qc_role_key(key, &rkey);
+		if (!(qc_store_get(&rkey, now, &v) && qc_fetch_may_serve(&v)))
+		{
+			qc_count(QC_STAT_MISSES, 1);
+			return NULL;
+		}
 	}
-	qc_role_key(key, &rkey);
-	if (qc_store_get(&rkey, now, &v) && qc_fetch_may_serve(&v))
-	{
-		qc_count(QC_STAT_HITS, 1);
-		return (Jsonb *) v.value;
-	}
-	qc_count(QC_STAT_MISSES, 1);
-	return NULL;
+	qc_count(QC_STAT_HITS, 1);
+	return as_text ? (struct varlena *) qc_value_text(&v) :
+		(struct varlena *) qc_value_jsonb(&v);
 }
 
 /*
  * Run the query and store its result, under the key or, if row-level
  * security shaped it, under the role's scoped key.  The entry carries the
  * given tags plus table:<schema>.<name> of each relation read, so that the
- * invalidation triggers of those tables reach it.
+ * invalidation triggers of those tables reach it.  With as_text the entry
+ * holds the JSON text (QC_ENTRY_JSON_TEXT), rendered once here, and the
+ * text is returned; otherwise the jsonb.
  */
-static Jsonb *
+static struct varlena *
 qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
-				 TimestampTz ttl_usec)
+				 TimestampTz ttl_usec, bool as_text)
 {
 	QcFetchResult res;
 	QcTags		tags;
 	QcSetInfo	info;
 	QcKey		rkey;
+	struct varlena *value;
 	int			i;
 
 	qc_run_query(key, wrapped, &res);
+	memset(&info, 0, sizeof(info));
+	if (as_text)
+		info.flags = QC_ENTRY_JSON_TEXT;
 	if (res.from_l2)
 	{
-		memset(&info, 0, sizeof(info));
+		value = as_text ?
+			(struct varlena *) cstring_to_text_with_len(res.l2.json, res.l2.len) :
+			(struct varlena *) qc_l2_json_to_jsonb(res.l2.json, res.l2.len);
 		info.now = GetCurrentTimestamp();
 		info.expires = res.l2.pttl_ms > 0 ?
 			info.now + (TimestampTz) res.l2.pttl_ms * 1000 : 0;
@@ -478,13 +486,18 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 		info.nrels = res.naclrels;
 		info.rels = res.aclrels;
 		info.from_l2 = true;
-		(void) qc_store(key, res.value, &res.l2.tags, &info);
-		return res.value;
+		(void) qc_store(key, value, &res.l2.tags, &info);
+		return value;
 	}
+	value = (struct varlena *) res.value;
+	if (as_text)
+		value = (struct varlena *)
+			cstring_to_text(JsonbToCString(NULL, &res.value->root,
+										   VARSIZE(res.value)));
 	if (res.too_many_rels || given->ntags + res.ntagrels > QC_MAX_TAGS)
 	{
 		qc_count(QC_STAT_SETS_REJECTED, 1);
-		return res.value;
+		return value;
 	}
 
 	tags.ntags = 0;
@@ -505,7 +518,6 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 		tags.len[tags.ntags++] = strlen(t);
 	}
 
-	memset(&info, 0, sizeof(info));
 	info.now = GetCurrentTimestamp();
 	info.expires = ttl_usec == 0 ? 0 : info.now + ttl_usec;
 	info.owner = GetUserId();
@@ -513,25 +525,26 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 	info.rels = res.aclrels;
 	if (res.role_scoped)
 	{
-		info.flags = QC_ENTRY_ROLE_SCOPED;
+		info.flags |= QC_ENTRY_ROLE_SCOPED;
 		qc_role_key(key, &rkey);
 		key = &rkey;
 	}
-	(void) qc_store(key, res.value, &tags, &info);
-	return res.value;
+	(void) qc_store(key, value, &tags, &info);
+	return value;
 }
 
 /*
- * qcache_fetch(key text, query text, ttl int, tags text[]) returns jsonb
+ * The body of qcache_fetch (jsonb) and qcache_fetch_json (json text):
+ * (key text, query text, ttl int, tags text[]).
  */
-Datum
-qcache_fetch(PG_FUNCTION_ARGS)
+static struct varlena *
+qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 {
 	QcKey		key;
 	QcTags		tags;
 	char	   *wrapped;
 	TimestampTz ttl_usec;
-	Jsonb	   *v;
+	struct varlena *v;
 	QcFlight	flight;
 
 	qc_require_loaded();
@@ -549,31 +562,49 @@ qcache_fetch(PG_FUNCTION_ARGS)
 	ttl_usec = qc_expiry(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), 0);
 	qc_tags_from_array(PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3), &tags);
 
-	v = qc_fetch_lookup(&key);
+	v = qc_fetch_lookup(&key, as_text);
 	if (v != NULL)
-		PG_RETURN_JSONB_P(v);
+		return v;
 	if (!qc_enabled)
-		PG_RETURN_JSONB_P(qc_fetch_compute(&key, wrapped, &tags, ttl_usec));
+		return qc_fetch_compute(&key, wrapped, &tags, ttl_usec, as_text);
 
 	/* single flight: one session computes, the others wait for it */
 	flight = qc_flight_begin(&key);
 	if (flight == QC_FLIGHT_WAITED)
 	{
-		v = qc_fetch_lookup(&key);
+		v = qc_fetch_lookup(&key, as_text);
 		if (v != NULL)
-			PG_RETURN_JSONB_P(v);
+			return v;
 	}
 	if (flight != QC_FLIGHT_LEAD)
-		PG_RETURN_JSONB_P(qc_fetch_compute(&key, wrapped, &tags, ttl_usec));
+		return qc_fetch_compute(&key, wrapped, &tags, ttl_usec, as_text);
 
 	PG_TRY();
 	{
-		v = qc_fetch_compute(&key, wrapped, &tags, ttl_usec);
+		v = qc_fetch_compute(&key, wrapped, &tags, ttl_usec, as_text);
 	}
 	PG_FINALLY();
 	{
 		qc_flight_end();
 	}
 	PG_END_TRY();
-	PG_RETURN_JSONB_P(v);
+	return v;
+}
+
+/* qcache_fetch(key text, query text, ttl int, tags text[]) returns jsonb */
+Datum
+qcache_fetch(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_POINTER(qc_fetch_common(fcinfo, false));
+}
+
+/*
+ * qcache_fetch_json(key text, query text, ttl int, tags text[]) returns
+ * json: the same rows as qcache_fetch, kept and returned as JSON text, so
+ * that a hit is sent without turning jsonb into text.
+ */
+Datum
+qcache_fetch_json(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_POINTER(qc_fetch_common(fcinfo, true));
 }

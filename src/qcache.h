@@ -223,6 +223,9 @@ typedef struct QcEntry
 /* Entry flags */
 #define QC_ENTRY_ROLE_SCOPED	0x01	/* computed under row-level security:
 										 * served to its owner only */
+#define QC_ENTRY_JSON_TEXT		0x02	/* the value is JSON text (a text
+										 * varlena), not jsonb:
+										 * qcache_fetch_json */
 
 /* Bytes the DSA allocator really takes for a request (dsa_classes.h). */
 extern Size qc_alloc_size(Size size);
@@ -370,8 +373,9 @@ extern bool qc_l2_active(void);
 extern bool qc_l2_usable(void);
 extern const char *qc_l2_dbname(void);
 extern bool qc_l2_get(const QcKey *key, QcL2Value *out);
+extern bool qc_l2_json_valid(const char *json, size_t len);
 extern Jsonb *qc_l2_json_to_jsonb(const char *json, size_t len);
-extern bool qc_l2_set(const QcKey *key, Jsonb *value,
+extern bool qc_l2_set(const QcKey *key, const char *json,
 					  const QcTags *tags, int64 ttl_ms, TimestampTz build);
 extern bool qc_l2_invalidate_key(const QcKey *key);
 extern void qc_l2_invalidate_tag(const char *tag, uint32 len,

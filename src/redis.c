@@ -1083,37 +1083,45 @@ qc_l2_get(const QcKey *key, QcL2Value *out)
 }
 
 /*
- * Parse JSON text from Redis into jsonb; NULL if it is not valid JSON
+ * Is JSON text from Redis valid JSON?  And parse it into jsonb (NULL if it
+ * is not valid JSON
  * (another application may have written the key).  Checked with the
  * non-throwing parser first, so that bad text costs a miss, not an error.
  */
-Jsonb *
-qc_l2_json_to_jsonb(const char *json, size_t len)
+bool
+qc_l2_json_valid(const char *json, size_t len)
 {
 	JsonLexContext *lex;
 
+	if (strlen(json) != len)
+		return false;
 	lex = makeJsonLexContextCstringLen(unconstify(char *, json), (int) len,
 									   GetDatabaseEncoding(), false);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
+}
+
+Jsonb *
+qc_l2_json_to_jsonb(const char *json, size_t len)
+{
+	if (!qc_l2_json_valid(json, len))
 		return NULL;
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 											  CStringGetDatum(json)));
 }
 
 /*
- * Write a value to Redis with its TTL (ttl_ms 0: none), build point and
- * tags.  True if Redis stored it (false also when a stamp in Redis says the
+ * Write a value, as JSON text, to Redis with its TTL (ttl_ms 0: none),
+ * build point and tags.  True if Redis stored it (false also when a stamp in Redis says the
  * value is already stale).
  */
 bool
-qc_l2_set(const QcKey *key, Jsonb *value, const QcTags *tags, int64 ttl_ms,
-		  TimestampTz build)
+qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
+		  int64 ttl_ms, TimestampTz build)
 {
 	QcRedisConn *conn;
 	QcL2Keys	k;
 	QcRedisCmd	cmd;
 	redisReply *r[2];
-	char	   *json;
 	char		ttlbuf[32];
 	char		bbuf[32];
 	char		b1buf[32];
@@ -1127,7 +1135,6 @@ qc_l2_set(const QcKey *key, Jsonb *value, const QcTags *tags, int64 ttl_ms,
 	}
 	if ((conn = qc_backend_conn(true)) == NULL)
 		return false;
-	json = JsonbToCString(NULL, &value->root, VARSIZE(value));
 	qc_l2_keys(key, &k);
 	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, ttl_ms);
 	snprintf(bbuf, sizeof(bbuf), INT64_FORMAT, (int64) build);

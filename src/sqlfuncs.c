@@ -173,7 +173,7 @@ qc_lookup(const QcKey *key)
 	if (qc_store_get(key, GetCurrentTimestamp(), &v))
 	{
 		qc_count(QC_STAT_HITS, 1);
-		return (Jsonb *) v.value;
+		return qc_value_jsonb(&v);
 	}
 	qc_count(QC_STAT_MISSES, 1);
 	if (!qc_l2_usable() || !qc_l2_get(key, &lv))
@@ -182,6 +182,28 @@ qc_lookup(const QcKey *key)
 	if (value != NULL)
 		qc_store_l2_copy(key, value, &lv);
 	return value;
+}
+
+/* A value looked up in L1, as jsonb (JSON text entries are parsed). */
+Jsonb *
+qc_value_jsonb(const QcValue *v)
+{
+	if (v->flags & QC_ENTRY_JSON_TEXT)
+		return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+												  CStringGetDatum(text_to_cstring(v->value))));
+	return (Jsonb *) v->value;
+}
+
+/* A value looked up in L1, as JSON text (jsonb entries are printed). */
+text *
+qc_value_text(const QcValue *v)
+{
+	Jsonb	   *j;
+
+	if (v->flags & QC_ENTRY_JSON_TEXT)
+		return (text *) v->value;
+	j = (Jsonb *) v->value;
+	return cstring_to_text(JsonbToCString(NULL, &j->root, VARSIZE(j)));
 }
 
 /* Copy a value read from Redis into L1. */
@@ -197,7 +219,7 @@ qc_store_l2_copy(const QcKey *key, Jsonb *value, const QcL2Value *lv)
 	info.build = lv->build;
 	info.owner = GetUserId();
 	info.from_l2 = true;
-	(void) qc_store(key, value, &lv->tags, &info);
+	(void) qc_store(key, (struct varlena *) value, &lv->tags, &info);
 }
 
 /*
@@ -214,7 +236,8 @@ qc_store_l2_copy(const QcKey *key, Jsonb *value, const QcL2Value *lv)
  * while Redis answers.  It counts as stored if either level took it.
  */
 bool
-qc_store(const QcKey *key, Jsonb *value, const QcTags *tags, QcSetInfo *info)
+qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
+		 QcSetInfo *info)
 {
 	QcSetInfo	l1;
 	QcSetResult res;
@@ -256,9 +279,16 @@ qc_store(const QcKey *key, Jsonb *value, const QcTags *tags, QcSetInfo *info)
 	{
 		int64		ttl_ms = 0;
 
+		char	   *json;
+
 		if (info->expires != 0)
 			ttl_ms = Max((info->expires - info->now) / 1000, 1);
-		l2_stored = qc_l2_set(key, value, tags, ttl_ms, info->build);
+		if (info->flags & QC_ENTRY_JSON_TEXT)
+			json = text_to_cstring((text *) value);
+		else
+			json = JsonbToCString(NULL, &((Jsonb *) value)->root,
+								  VARSIZE(value));
+		l2_stored = qc_l2_set(key, json, tags, ttl_ms, info->build);
 	}
 	if (res == QC_SET_STORED || l2_stored)
 	{
@@ -307,7 +337,8 @@ qcache_set(PG_FUNCTION_ARGS)
 	info.owner = GetUserId();
 	qc_tags_from_array(PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3), &tags);
 
-	PG_RETURN_BOOL(qc_store(&key, PG_GETARG_JSONB_P(1), &tags, &info));
+	PG_RETURN_BOOL(qc_store(&key, (struct varlena *) PG_GETARG_JSONB_P(1),
+							&tags, &info));
 }
 
 /* qcache_invalidate(key text) returns boolean */
