@@ -225,6 +225,7 @@ typedef struct QcFetchResult
 	bool		role_scoped;	/* row-level security applied */
 	bool		from_l2;		/* value read from Redis, not computed */
 	QcL2Value	l2;				/* then: its build point and tags */
+	uint64		l2_removals;	/* QcShared.l2_removals before reading it */
 } QcFetchResult;
 
 /* Append relid to rels[*n] unless present; false if full. */
@@ -331,9 +332,9 @@ qc_run_query(const QcKey *key, const char *wrapped, QcFetchResult *res)
 	ReleaseCachedPlan(cplan, NULL);
 
 	/*
-	 * With a Redis level, another node may have computed the result: take
-	 * it from there if this role may read every relation (checked as on an
-	 * L1 hit) and the result is not shaped by row-level security.
+	 * With a Redis level, another node may have computed the result: take it
+	 * from there if this role may read every relation (checked as on an L1
+	 * hit) and the result is not shaped by row-level security.
 	 */
 	if (!res->role_scoped && !res->too_many_rels && qc_l2_usable())
 	{
@@ -345,7 +346,10 @@ qc_run_query(const QcKey *key, const char *wrapped, QcFetchResult *res)
 		if (qc_fetch_may_serve(&probe))
 		{
 			MemoryContext spi = MemoryContextSwitchTo(caller);
-			bool		hit = qc_l2_get(key, &res->l2) &&
+			bool		hit;
+
+			res->l2_removals = pg_atomic_read_u64(&qc_shared->l2_removals);
+			hit = qc_l2_get(key, &res->l2) &&
 				qc_l2_json_valid(res->l2.json, res->l2.len);
 
 			MemoryContextSwitchTo(spi);
@@ -486,7 +490,8 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 		info.nrels = res.naclrels;
 		info.rels = res.aclrels;
 		info.from_l2 = true;
-		(void) qc_store(key, value, &res.l2.tags, &info);
+		if (pg_atomic_read_u64(&qc_shared->l2_removals) == res.l2_removals)
+			(void) qc_store(key, value, &res.l2.tags, &info);
 		return value;
 	}
 	value = (struct varlena *) res.value;

@@ -138,13 +138,15 @@ typedef struct QcShared
 	 * The Redis level (redis.c, redis_worker.c), atomics: node_id is set
 	 * once; l2_up is the circuit breaker (1: backends may call Redis; any
 	 * backend opens it, only the worker closes it); l2_dirty says an
-	 * invalidation or write did not reach Redis; l2_warned is the time of
-	 * the last warning about Redis.
+	 * invalidation or write did not reach Redis; l2_warned is the time of the
+	 * last warning about Redis.
 	 */
 	uint64		node_id;
 	pg_atomic_uint32 l2_up;
 	pg_atomic_uint32 l2_dirty;
 	pg_atomic_uint64 l2_warned;
+	pg_atomic_uint64 l2_removals;	/* bumped by the worker before each
+									 * removal another node asked for */
 
 	int			nslots;			/* number of stat slots */
 	slock_t		stats_lock;		/* protects reset_base, stats_reset */
@@ -375,8 +377,16 @@ extern const char *qc_l2_dbname(void);
 extern bool qc_l2_get(const QcKey *key, QcL2Value *out);
 extern bool qc_l2_json_valid(const char *json, size_t len);
 extern Jsonb *qc_l2_json_to_jsonb(const char *json, size_t len);
-extern bool qc_l2_set(const QcKey *key, const char *json,
-					  const QcTags *tags, int64 ttl_ms, TimestampTz build);
+typedef enum QcL2SetResult
+{
+	QC_L2_STORED,
+	QC_L2_STALE,				/* Redis knows an invalidation after its build */
+	QC_L2_FAILED				/* not written (down, error, breaker open) */
+} QcL2SetResult;
+extern QcL2SetResult qc_l2_set(const QcKey *key, const char *json,
+							   const QcTags *tags, int64 ttl_ms,
+							   TimestampTz build);
+extern void qc_l2_lost_write(void);
 extern bool qc_l2_invalidate_key(const QcKey *key);
 extern void qc_l2_invalidate_tag(const char *tag, uint32 len,
 								 TimestampTz stamp);

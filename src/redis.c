@@ -22,6 +22,7 @@
  *		P#t:D:<tag>		a tag's invalidation stamp (microseconds)
  *		P#d:D			the database's stamp (qcache_clear)
  *		P#g				the global stamp (lost invalidations)
+ *		P#f				the floor: at least every stamp ever written
  *		P#inv			the pub/sub channel of invalidations
  *
  * Tags are stamps, not member sets, for the same reason as in L1
@@ -31,8 +32,13 @@
  * There are no members to leak.  Eviction cannot make a stale value valid:
  * a value is served only if each stamp key still holds exactly the stamp
  * the value recorded when it was stored, and a missing stamp key (evicted
- * or expired) makes the value invalid.  The scripts below run these checks
- * inside Redis, atomically, in one round trip.
+ * or expired) makes the value invalid.  An invalidation always gives a
+ * stamp a new, larger value.  A set that finds a stamp missing creates it
+ * at max(floor, build - 1), where the floor (P#f) is raised by every
+ * invalidation: so a value built before an invalidation whose stamp Redis
+ * has since lost is still refused.  The scripts below run these checks
+ * inside Redis, atomically, in one round trip.  A set goes to Redis before
+ * L1, and a value Redis refuses as stale is not kept in L1 either.
  *
  * Faults.  A call that fails opens the shared circuit breaker
  * (QcShared.l2_up = 0): every backend then works on L1 alone, without
@@ -43,8 +49,11 @@
  * node to drop its L1.  Warnings are rate-limited across the cluster.
  *
  * Nothing here raises an error on a Redis failure: callers get false and
- * the L1 answer stands.  The functions used at commit (qc_l2_commit) never
- * raise at all.
+ * the L1 answer stands.  qc_l2_commit, called after the commit, never
+ * raises at all: it catches even out-of-memory and counts its
+ * invalidations as lost.  An interrupt that ends a write or an
+ * invalidation in the middle (the SQL functions guard their calls) also
+ * counts it as lost.  Redis 7.0 or later is needed (PEXPIRE ... GT).
  *
  *-------------------------------------------------------------------------
  */
@@ -61,6 +70,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
@@ -111,19 +121,29 @@ static const char *qc_script_get =
 "return {v, redis.call('PTTL', KEYS[1]), meta.b, tags}\n";
 
 /*
- * set: KEYS = value, meta, global stamp, database stamp; ARGV = json, ttl
- * in ms (0: none), build, build - 1, tag stamp prefix, tags...  Refuses (0)
- * a value built at or before a stamp; creates missing stamps just below
- * the build point; keeps every stamp alive at least as long as the value.
+ * set: KEYS = value, meta, global stamp, database stamp, floor; ARGV =
+ * json, ttl in ms (0: none), build, now, tag stamp prefix, tags...
+ * Refuses (0) a value built at or before one of its stamps.  A missing
+ * stamp (never made, expired or evicted) is created at max(floor, build -
+ * 1): the floor is at least every stamp ever written, so a value built
+ * before an invalidation whose stamp Redis lost is refused.  Keeps every
+ * stamp alive at least as long as the value.
  */
 static const char *qc_script_set =
 "local ttl = tonumber(ARGV[2])\n"
 "local b = tonumber(ARGV[3])\n"
+"local floor = tonumber(redis.call('GET', KEYS[5]))\n"
+"if not floor then\n"
+"  redis.call('SET', KEYS[5], ARGV[4])\n"
+"  floor = tonumber(ARGV[4])\n"
+"end\n"
 "local function stamp(k)\n"
 "  local s = redis.call('GET', k)\n"
 "  if not s then\n"
-"    s = ARGV[4]\n"
+"    local v = math.max(floor, b - 1)\n"
+"    s = string.format('%d', v)\n"
 "    if ttl > 0 then redis.call('SET', k, s, 'PX', ttl) else redis.call('SET', k, s) end\n"
+"    if v >= b then return nil end\n"
 "    return s\n"
 "  end\n"
 "  if tonumber(s) == nil or tonumber(s) >= b then return nil end\n"
@@ -152,16 +172,23 @@ static const char *qc_script_set =
 "return 1\n";
 
 /*
- * stamp: KEYS = stamp keys; ARGV = stamp, life in ms.  Raises each stamp
- * to at least ARGV[1].
+ * stamp: KEYS = floor, stamp keys...; ARGV = stamp, life in ms, now.
+ * Gives each stamp key a new value, at least ARGV[1] and above its old
+ * one, so that every value that recorded the old one is invalid; raises
+ * the floor to the largest.
  */
 static const char *qc_script_stamp =
 "local st = tonumber(ARGV[1])\n"
-"for i = 1, #KEYS do\n"
+"local f = tonumber(redis.call('GET', KEYS[1])) or tonumber(ARGV[3])\n"
+"for i = 2, #KEYS do\n"
 "  local s = tonumber(redis.call('GET', KEYS[i]))\n"
-"  if not s or s < st then redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end\n"
+"  local v = st\n"
+"  if s and s >= v then v = s + 1 end\n"
+"  redis.call('SET', KEYS[i], string.format('%d', v), 'PX', ARGV[2])\n"
+"  if v > f then f = v end\n"
 "end\n"
-"return #KEYS\n";
+"redis.call('SET', KEYS[1], string.format('%d', f))\n"
+"return #KEYS - 1\n";
 
 typedef enum QcScript
 {
@@ -235,10 +262,21 @@ qc_redis_parse_url(const char *url, QcRedisTarget *t, const char **why)
 		return false;
 	}
 
-	/* userinfo: everything up to the last '@' before the host or path */
-	end = is_unix ? strstr(p, "@/") : strchr(p, '@');
-	if (!is_unix && end != NULL && memchr(p, '/', end - p) != NULL)
+	/*
+	 * userinfo: everything up to the last '@' (a password may hold '@' and
+	 * '/'; a host, port or database number cannot hold '@'), or for unix://
+	 * up to the last "@/".
+	 */
+	if (is_unix)
+	{
+		const char *q;
+
 		end = NULL;
+		for (q = strstr(p, "@/"); q != NULL; q = strstr(q + 1, "@/"))
+			end = q;
+	}
+	else
+		end = strrchr(p, '@');
 	at = end;
 	if (at != NULL)
 	{
@@ -416,27 +454,24 @@ qc_redact(char *msg)
 		{
 			size_t		sl = strlen(schemes[i]);
 			const char *u;
-			const char *colon = NULL;
+			const char *at = NULL;
 
 			if (pg_strncasecmp(p, schemes[i], sl) != 0)
 				continue;
-			/* the user information ends at an '@' before any blank or quote */
-			for (u = p + sl; *u && *u != '@' && !isspace((unsigned char) *u) &&
+			/* the URL ends at a blank or a quote; userinfo at its last '@' */
+			for (u = p + sl; *u && !isspace((unsigned char) *u) &&
 				 *u != '"' && *u != '\''; u++)
-				if (*u == ':' && colon == NULL)
-					colon = u;
-			if (*u == '@' && colon != NULL)
+				if (*u == '@')
+					at = u;
+			appendBinaryStringInfo(&buf, p, sl);
+			if (at != NULL)
 			{
-				appendBinaryStringInfo(&buf, p, colon + 1 - p);
 				appendStringInfoString(&buf, "********");
-				p = u;
+				p = at;
 				changed = true;
 			}
 			else
-			{
-				appendBinaryStringInfo(&buf, p, sl);
 				p += sl;
-			}
 			done = true;
 		}
 		if (!done)
@@ -450,6 +485,15 @@ qc_redact(char *msg)
 	return buf.data;
 }
 
+/* Does a text hold a redis:// or unix:// URL with user information? */
+static bool
+qc_holds_secret(const char *s)
+{
+	return s != NULL && strchr(s, '@') != NULL &&
+		(strstr(s, "redis://") != NULL || strstr(s, "unix://") != NULL ||
+		 strstr(s, "REDIS://") != NULL || strstr(s, "UNIX://") != NULL);
+}
+
 static void
 qc_emit_log(ErrorData *edata)
 {
@@ -457,6 +501,11 @@ qc_emit_log(ErrorData *edata)
 	edata->detail = qc_redact(edata->detail);
 	edata->detail_log = qc_redact(edata->detail_log);
 	edata->context = qc_redact(edata->context);
+	edata->hint = qc_redact(edata->hint);
+	edata->internalquery = qc_redact(edata->internalquery);
+	/* the STATEMENT: line is printed from the query text itself */
+	if (qc_holds_secret(debug_query_string))
+		edata->hide_stmt = true;
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
 }
@@ -535,6 +584,15 @@ qc_l2_failed(QcRedisConn *conn, bool lost_write, const char *what)
 	else
 		pg_atomic_write_u32(&qc_shared->l2_up, 0);
 	qc_l2_warn(WARNING, what, detail);
+}
+
+/* For callers that were interrupted in the middle of a Redis write. */
+void
+qc_l2_lost_write(void)
+{
+	if (qc_l2_active())
+		qc_l2_mark_dirty();
+	backend_conn.busy = backend_conn.ctx != NULL;
 }
 
 /* A write or invalidation is skipped because the breaker is open. */
@@ -662,7 +720,7 @@ bool
 qc_redis_run(QcRedisConn *conn, int n, QcRedisCmd *cmds, redisReply **replies)
 {
 	TimestampTz deadline = GetCurrentTimestamp() +
-		(TimestampTz) conn->timeout_ms * 1000;
+	(TimestampTz) conn->timeout_ms * 1000;
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -961,6 +1019,8 @@ typedef struct QcL2Keys
 	size_t		db_len;
 	char	   *tagpfx;
 	size_t		tagpfx_len;
+	char	   *floor;
+	size_t		floor_len;
 } QcL2Keys;
 
 static void
@@ -973,6 +1033,7 @@ qc_l2_keys(const QcKey *key, QcL2Keys *k)
 	k->global = qc_l2_name("#g", NULL, NULL, 0, &k->global_len);
 	k->db = qc_l2_name("#d:", db, NULL, 0, &k->db_len);
 	k->tagpfx = qc_l2_name("#t:", db, "", 0, &k->tagpfx_len);
+	k->floor = qc_l2_name("#f", NULL, NULL, 0, &k->floor_len);
 }
 
 /*
@@ -1095,8 +1156,9 @@ qc_l2_json_valid(const char *json, size_t len)
 
 	if (strlen(json) != len)
 		return false;
+	/* need_escapes: also catches \u0000 and bad surrogates, as jsonb_in */
 	lex = makeJsonLexContextCstringLen(unconstify(char *, json), (int) len,
-									   GetDatabaseEncoding(), false);
+									   GetDatabaseEncoding(), true);
 	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
 }
 
@@ -1111,10 +1173,10 @@ qc_l2_json_to_jsonb(const char *json, size_t len)
 
 /*
  * Write a value, as JSON text, to Redis with its TTL (ttl_ms 0: none),
- * build point and tags.  True if Redis stored it (false also when a stamp in Redis says the
- * value is already stale).
+ * build point and tags.  QC_L2_STALE: a stamp in Redis says the value is
+ * already stale, so nobody may keep it.
  */
-bool
+QcL2SetResult
 qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
 		  int64 ttl_ms, TimestampTz build)
 {
@@ -1124,50 +1186,54 @@ qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
 	redisReply *r[2];
 	char		ttlbuf[32];
 	char		bbuf[32];
-	char		b1buf[32];
-	bool		stored;
+	char		nowbuf[32];
+	QcL2SetResult res;
 	int			i;
 
 	if (!qc_l2_usable())
 	{
 		qc_l2_skipped_write();
-		return false;
+		return QC_L2_FAILED;
 	}
 	if ((conn = qc_backend_conn(true)) == NULL)
-		return false;
+		return QC_L2_FAILED;
 	qc_l2_keys(key, &k);
 	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, ttl_ms);
 	snprintf(bbuf, sizeof(bbuf), INT64_FORMAT, (int64) build);
-	snprintf(b1buf, sizeof(b1buf), INT64_FORMAT, (int64) build - 1);
+	snprintf(nowbuf, sizeof(nowbuf), INT64_FORMAT, (int64) GetCurrentTimestamp());
 
-	qc_cmd_init(&cmd, 12 + tags->ntags);
+	qc_cmd_init(&cmd, 13 + tags->ntags);
 	cmd.argc = 2;
-	qc_cmd_str(&cmd, "4");
+	qc_cmd_str(&cmd, "5");
 	qc_cmd_arg(&cmd, k.value, k.value_len);
 	qc_cmd_arg(&cmd, k.meta, k.meta_len);
 	qc_cmd_arg(&cmd, k.global, k.global_len);
 	qc_cmd_arg(&cmd, k.db, k.db_len);
+	qc_cmd_arg(&cmd, k.floor, k.floor_len);
 	qc_cmd_str(&cmd, json);
 	qc_cmd_str(&cmd, ttlbuf);
 	qc_cmd_str(&cmd, bbuf);
-	qc_cmd_str(&cmd, b1buf);
+	qc_cmd_str(&cmd, nowbuf);
 	qc_cmd_arg(&cmd, k.tagpfx, k.tagpfx_len);
 	for (i = 0; i < tags->ntags; i++)
 		qc_cmd_arg(&cmd, tags->tag[i], tags->len[i]);
 	if (!qc_redis_script(conn, QC_SCRIPT_SET, &cmd, NULL, r))
 	{
 		qc_l2_failed(conn, true, "Redis write failed");
-		return false;
+		return QC_L2_FAILED;
 	}
-	stored = r[0]->type == REDIS_REPLY_INTEGER && r[0]->integer == 1;
-	if (r[0]->type == REDIS_REPLY_ERROR)
+	if (r[0]->type == REDIS_REPLY_INTEGER)
+		res = r[0]->integer == 1 ? QC_L2_STORED : QC_L2_STALE;
+	else
 	{
 		/* e.g. OOM under maxmemory with noeviction: the old value may stay */
+		res = QC_L2_FAILED;
 		qc_l2_mark_dirty();
-		qc_l2_warn(WARNING, "Redis refused a write", r[0]->str);
+		qc_l2_warn(WARNING, "Redis refused a write",
+				   r[0]->type == REDIS_REPLY_ERROR ? r[0]->str : "unexpected reply");
 	}
 	qc_redis_free_replies(1, r);
-	return stored;
+	return res;
 }
 
 /* Remove a key from Redis and tell the other nodes; true if it was there. */
@@ -1221,18 +1287,25 @@ qc_l2_stamp(QcRedisConn *conn, int nkeys, char **keys, size_t *keylens,
 	redisReply *r[2];
 	char		sbuf[32];
 	char		nbuf[16];
+	char		nowbuf[32];
+	char	   *floor;
+	size_t		floorlen;
 	int			i;
 
 	cmd = palloc(sizeof(QcRedisCmd));
-	qc_cmd_init(cmd, nkeys + 5);
+	qc_cmd_init(cmd, nkeys + 7);
 	cmd->argc = 2;
-	snprintf(nbuf, sizeof(nbuf), "%d", nkeys);
+	snprintf(nbuf, sizeof(nbuf), "%d", nkeys + 1);
 	qc_cmd_str(cmd, nbuf);
+	floor = qc_l2_name("#f", NULL, NULL, 0, &floorlen);
+	qc_cmd_arg(cmd, floor, floorlen);
 	for (i = 0; i < nkeys; i++)
 		qc_cmd_arg(cmd, keys[i], keylens[i]);
 	snprintf(sbuf, sizeof(sbuf), INT64_FORMAT, (int64) stamp);
 	qc_cmd_str(cmd, sbuf);
 	qc_cmd_str(cmd, QC_L2_STAMP_LIFE_MS);
+	snprintf(nowbuf, sizeof(nowbuf), INT64_FORMAT, (int64) GetCurrentTimestamp());
+	qc_cmd_str(cmd, nowbuf);
 	qc_l2_publish_cmd(&pub, &msg, kind, stamp, db, payload, len);
 	if (!qc_redis_script(conn, QC_SCRIPT_STAMP, cmd, &pub, r))
 	{
@@ -1445,9 +1518,44 @@ qc_l2_clear(TimestampTz stamp)
  * the wildcard, and tell the other nodes.  Called from the COMMIT callback
  * with interrupts held: never raises, and is bounded by the timeout.
  */
+static void qc_l2_commit_body(const char *db, const char *tags, size_t len,
+							  int ntags, bool wildcard, TimestampTz stamp);
+
 void
 qc_l2_commit(const char *db, const char *tags, size_t len, int ntags,
 			 bool wildcard, TimestampTz stamp)
+{
+	static MemoryContext cxt = NULL;
+	MemoryContext old = CurrentMemoryContext;
+
+	if (cxt == NULL)
+		cxt = AllocSetContextCreate(TopMemoryContext, "qcache redis commit",
+									ALLOCSET_SMALL_SIZES);
+
+	/*
+	 * The transaction has committed: an error here would become a PANIC.
+	 * Catch any (out of memory, out of file descriptors for the wait set),
+	 * and count the invalidations as lost, which the worker makes up for.
+	 */
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		qc_l2_commit_body(db, tags, len, ntags, wildcard, stamp);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+		qc_l2_lost_write();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(cxt);
+}
+
+static void
+qc_l2_commit_body(const char *db, const char *tags, size_t len, int ntags,
+				  bool wildcard, TimestampTz stamp)
 {
 	QcRedisConn *conn;
 	char	  **keys;

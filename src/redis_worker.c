@@ -91,8 +91,10 @@ qc_register_l2_worker(void)
 static void
 qc_drop_l1(const char *why)
 {
-	uint64		n = qc_store_remove_matching(InvalidOid, QC_MATCH_EVERYTHING,
-											 NULL, 0);
+	uint64		n;
+
+	pg_atomic_fetch_add_u64(&qc_shared->l2_removals, 1);
+	n = qc_store_remove_matching(InvalidOid, QC_MATCH_EVERYTHING, NULL, 0);
 
 	ereport(LOG,
 			(errmsg("qcache: %s; dropped all %llu local cache entries, which may have missed invalidations",
@@ -111,6 +113,57 @@ qc_lost(const char *why)
 	subscribed = false;
 	if (was)
 		qc_drop_l1(why);
+}
+
+/*
+ * Has Redis restarted (or failed over) since we last saw it?  Its run_id
+ * changes then, and it may have come back without writes it had
+ * acknowledged (an RDB snapshot, AOF everysec, an asynchronous replica):
+ * stamps and deletions that brought values down may be gone.  Count that as
+ * lost writes, so that the global stamp goes up before L2 serves again.
+ */
+static char last_run_id[41] = "";
+
+static void
+qc_check_run_id(void)
+{
+	QcRedisCmd	c;
+	redisReply *r[1];
+	const char *p;
+
+	qc_cmd_init(&c, 2);
+	qc_cmd_str(&c, "INFO");
+	qc_cmd_str(&c, "server");
+	if (!qc_redis_run(&cmd, 1, &c, r))
+	{
+		/* unknown: assume the worst */
+		pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
+		return;
+	}
+	if (r[0]->type == REDIS_REPLY_STRING &&
+		(p = strstr(r[0]->str, "run_id:")) != NULL &&
+		strspn(p + 7, "0123456789abcdef") == 40)
+	{
+		if (last_run_id[0] != '\0' && strncmp(last_run_id, p + 7, 40) != 0)
+		{
+			pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
+			ereport(LOG,
+					(errmsg("qcache: Redis restarted or failed over (its run_id changed); it may have lost invalidations")));
+		}
+		memcpy(last_run_id, p + 7, 40);
+		last_run_id[40] = '\0';
+	}
+	else
+		pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
+	qc_redis_free_replies(1, r);
+}
+
+/* At exit: nobody applies invalidations any more, so nobody uses Redis. */
+static void
+qc_l2_worker_exit(int code, Datum arg)
+{
+	if (qc_shared != NULL)
+		pg_atomic_write_u32(&qc_shared->l2_up, 0);
 }
 
 /* Connect both connections and subscribe.  False on failure. */
@@ -157,6 +210,7 @@ qc_subscribe(void)
 	}
 	subscribed = true;
 	last_ping = last_pong = GetCurrentTimestamp();
+	qc_check_run_id();
 	return true;
 }
 
@@ -231,6 +285,7 @@ qc_database_oid(const char *name)
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
+	MemoryContext old = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -250,6 +305,7 @@ qc_database_oid(const char *name)
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(old);
 	return oid;
 }
 
@@ -287,6 +343,9 @@ qc_apply(const char *msg, size_t len)
 		return;
 	stamp = (TimestampTz) strtoll(f[2], NULL, 10);
 
+	/* a value read from Redis before this removal must not enter L1 after */
+	if (f[1][0] != 't' && f[1][0] != 'T')
+		pg_atomic_fetch_add_u64(&qc_shared->l2_removals, 1);
 	if (f[1][0] == 'F')
 	{
 		qc_drop_l1("another node could not reach Redis with its invalidations");
@@ -388,8 +447,11 @@ qcache_l2_main(Datum arg)
 
 	qc_require_loaded();
 	pg_atomic_write_u32(&qc_shared->l2_up, 0);
+	before_shmem_exit(qc_l2_worker_exit, (Datum) 0);
 	cxt = AllocSetContextCreate(TopMemoryContext, "qcache redis subscriber",
 								ALLOCSET_DEFAULT_SIZES);
+	/* load the catalog caches now, not on the first invalidation */
+	(void) qc_database_oid("template1");
 
 	for (;;)
 	{

@@ -154,6 +154,7 @@ qc_shmem_startup(void)
 		pg_atomic_init_u32(&s->l2_up, 0);
 		pg_atomic_init_u32(&s->l2_dirty, 0);
 		pg_atomic_init_u64(&s->l2_warned, 0);
+		pg_atomic_init_u64(&s->l2_removals, 0);
 		SpinLockInit(&s->stats_lock);
 		s->stats_reset = s->started;
 

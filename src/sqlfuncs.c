@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -153,6 +154,70 @@ qc_expiry(bool ttl_isnull, int32 ttl, TimestampTz now)
 }
 
 /*
+ * The Redis calls of the SQL functions, guarded: if an interrupt (cancel,
+ * statement_timeout) ends one in the middle, the write or invalidation
+ * counts as lost, so that the worker makes up for it before L2 serves
+ * again (redis_worker.c), and the error goes on.
+ */
+static QcL2SetResult
+qc_l2_set_guarded(const QcKey *key, const char *json, const QcTags *tags,
+				  int64 ttl_ms, TimestampTz build)
+{
+	volatile QcL2SetResult r = QC_L2_FAILED;
+
+	PG_TRY();
+	{
+		r = qc_l2_set(key, json, tags, ttl_ms, build);
+	}
+	PG_CATCH();
+	{
+		qc_l2_lost_write();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return r;
+}
+
+static bool
+qc_l2_invalidate_key_guarded(const QcKey *key)
+{
+	volatile bool r = false;
+
+	PG_TRY();
+	{
+		r = qc_l2_invalidate_key(key);
+	}
+	PG_CATCH();
+	{
+		qc_l2_lost_write();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return r;
+}
+
+static void
+qc_l2_invalidate_guarded(QcMatchKind kind, const char *str, uint32 len,
+						 TimestampTz stamp)
+{
+	PG_TRY();
+	{
+		if (kind == QC_MATCH_TAG)
+			qc_l2_invalidate_tag(str, len, stamp);
+		else if (kind == QC_MATCH_PREFIX)
+			(void) qc_l2_invalidate_prefix(str, len);
+		else
+			qc_l2_clear(stamp);
+	}
+	PG_CATCH();
+	{
+		qc_l2_lost_write();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
  * Look a key up in L1, then in Redis, counting the hit or miss (and the
  * L2 hit or miss).  A Redis hit is copied into L1 with its build point,
  * tags and remaining TTL (capped by qcache.l1_ttl).  Returns the palloc'd
@@ -164,6 +229,7 @@ qc_lookup(const QcKey *key)
 	QcValue		v;
 	QcL2Value	lv;
 	Jsonb	   *value;
+	uint64		removals;
 
 	if (!qc_enabled)
 	{
@@ -176,10 +242,14 @@ qc_lookup(const QcKey *key)
 		return qc_value_jsonb(&v);
 	}
 	qc_count(QC_STAT_MISSES, 1);
-	if (!qc_l2_usable() || !qc_l2_get(key, &lv))
+	if (!qc_l2_usable())
+		return NULL;
+	removals = pg_atomic_read_u64(&qc_shared->l2_removals);
+	if (!qc_l2_get(key, &lv))
 		return NULL;
 	value = qc_l2_json_to_jsonb(lv.json, lv.len);
-	if (value != NULL)
+	if (value != NULL &&
+		pg_atomic_read_u64(&qc_shared->l2_removals) == removals)
 		qc_store_l2_copy(key, value, &lv);
 	return value;
 }
@@ -250,6 +320,20 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	}
 	if (info->build == 0)
 		info->build = GetCurrentTransactionStartTimestamp();
+
+	/*
+	 * On a hot standby the snapshot lags the primary by an unknown delay, so
+	 * a value computed here cannot be given a build point that the primary's
+	 * invalidation stamps can be compared with.  Values with tags (and
+	 * qcache_fetch results) are not stored; copies of values computed on a
+	 * primary (from Redis) are.
+	 */
+	if (!info->from_l2 && (tags->ntags > 0 || info->nrels > 0) &&
+		RecoveryInProgress())
+	{
+		qc_count(QC_STAT_SETS_REJECTED, 1);
+		return false;
+	}
 	if (!qc_set_allowed(key->dbid, tags, info->build))
 	{
 		qc_store_remove(key);
@@ -264,6 +348,36 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 		if (l1.expires == 0 || l1.expires > cap)
 			l1.expires = cap;
 	}
+
+	/*
+	 * Redis first: if it knows of an invalidation after this value's build
+	 * point (one this node's slots have not heard of), nobody keeps it.
+	 */
+	if (qc_l2_active() && !info->from_l2 &&
+		!(info->flags & QC_ENTRY_ROLE_SCOPED) &&
+		VARSIZE_ANY_EXHDR(value) <= (Size) qc_max_entry_size)
+	{
+		int64		ttl_ms = 0;
+		char	   *json;
+		QcL2SetResult l2;
+
+		if (info->expires != 0)
+			ttl_ms = Max((info->expires - info->now) / 1000, 1);
+		if (info->flags & QC_ENTRY_JSON_TEXT)
+			json = text_to_cstring((text *) value);
+		else
+			json = JsonbToCString(NULL, &((Jsonb *) value)->root,
+								  VARSIZE(value));
+		l2 = qc_l2_set_guarded(key, json, tags, ttl_ms, info->build);
+		if (l2 == QC_L2_STALE)
+		{
+			qc_store_remove(key);
+			qc_count(QC_STAT_SETS_REJECTED, 1);
+			return false;
+		}
+		l2_stored = (l2 == QC_L2_STORED);
+	}
+
 	if (qc_l2_active() && qc_l1_ttl == 0 && qc_l2_usable())
 	{
 		/* no life in L1: Redis only, while it answers */
@@ -274,22 +388,6 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	}
 	else
 		res = qc_store_set(key, value, VARSIZE(value), tags, &l1);
-	if (res != QC_SET_TOO_LARGE && !info->from_l2 &&
-		!(info->flags & QC_ENTRY_ROLE_SCOPED) && qc_l2_active())
-	{
-		int64		ttl_ms = 0;
-
-		char	   *json;
-
-		if (info->expires != 0)
-			ttl_ms = Max((info->expires - info->now) / 1000, 1);
-		if (info->flags & QC_ENTRY_JSON_TEXT)
-			json = text_to_cstring((text *) value);
-		else
-			json = JsonbToCString(NULL, &((Jsonb *) value)->root,
-								  VARSIZE(value));
-		l2_stored = qc_l2_set(key, json, tags, ttl_ms, info->build);
-	}
 	if (res == QC_SET_STORED || l2_stored)
 	{
 		qc_count(QC_STAT_SETS, 1);
@@ -355,7 +453,7 @@ qcache_invalidate(PG_FUNCTION_ARGS)
 	removed = qc_store_remove(&key);
 	if (removed)
 		qc_count(QC_STAT_INVALIDATIONS, 1);
-	if (qc_l2_active() && qc_l2_invalidate_key(&key))
+	if (qc_l2_active() && qc_l2_invalidate_key_guarded(&key))
 		removed = true;
 	PG_RETURN_BOOL(removed);
 }
@@ -387,12 +485,8 @@ qc_invalidate_matching(QcMatchKind kind, text *arg)
 	{
 		TimestampTz stamp = GetCurrentTransactionStartTimestamp() - 1;
 
-		if (kind == QC_MATCH_TAG)
-			qc_l2_invalidate_tag(str, len, stamp);
-		else if (kind == QC_MATCH_PREFIX)
-			(void) qc_l2_invalidate_prefix(str, len);
-		else
-			qc_l2_clear(stamp);
+		/* L1 has changed: an interrupted call must not lose the rest */
+		qc_l2_invalidate_guarded(kind, str, len, stamp);
 	}
 	return (int64) n;
 }

@@ -104,15 +104,16 @@ END
 # A PostgreSQL node with qcache preloaded and pointed at a Redis URL.
 sub node
 {
-	my ($name, $url, $extra) = @_;
+	my ($name, $url, $extra, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'qcache'
 qcache.memory = 16MB
 qcache.redis_url = '$url'
 qcache.redis_timeout = 50ms
-log_min_messages = log
+log_min_messages = warning
+log_min_error_statement = error
 } . ($extra // ''));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION qcache');

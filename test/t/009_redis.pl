@@ -18,7 +18,7 @@ my $pw = 'sekret-pw-4711';
 my $redis = QcRedis->new(password => $pw);
 $redis->start;
 
-my $a = QcRedis::node('node_a', $redis->url(3));
+my $a = QcRedis::node('node_a', $redis->url(3), undef, allows_streaming => 1);
 my $b = QcRedis::node('node_b', $redis->url(3));
 QcRedis::wait_l2_up($a, $redis, 3);
 QcRedis::wait_l2_up($b, $redis, 3);
@@ -27,15 +27,19 @@ sub sq { my ($n, $sql) = @_; return $n->safe_psql('postgres', $sql); }
 
 sub l2_hits { return sq($_[0], 'SELECT l2_hits FROM qcache_stats'); }
 
-# Wait until a key has left a node's L1; returns the seconds it took.
+# Wait until a key has left A's L1; returns the seconds since $t0.  Polls
+# through one open session, so that a poll costs a round trip, not a
+# connection.
+my $apoll = $a->background_psql('postgres');
 sub gone_within
 {
 	my ($n, $key, $t0) = @_;
-	for (1 .. 400)
+	die 'gone_within polls node A only' unless $n == $a;
+	for (1 .. 2000)
 	{
 		return time - $t0
-		  if sq($n, "SELECT count(*) FROM qcache_entries WHERE key = '$key'") eq '0';
-		usleep(5_000);
+		  if $apoll->query_safe("SELECT count(*) FROM qcache_entries WHERE key = '$key'") eq '0';
+		usleep(2_000);
 	}
 	return 999;
 }
@@ -122,6 +126,46 @@ $old->query_safe('COMMIT');
 $old->quit;
 is(sq($b, q{SELECT qcache_get('item:5')}), '', 'a stale set on A after a commit on B is never served on B');
 
+# Read your writes: a transaction with a pending invalidation of a tag does
+# not get a value with that tag from Redis either.
+sq($a, q{SELECT qcache_set('item:7', '{"price": 7}', 300, ARRAY['item:7'])});
+is(sq($b, q{BEGIN; UPDATE items SET price = 70 WHERE id = 7;
+	SELECT coalesce(qcache_get('item:7')::text, 'miss'); COMMIT}),
+	'miss', "a writer does not read the value its pending write makes stale from Redis");
+
+# qcache.l1_ttl = 0: every read goes to Redis, nothing stays in L1.
+sq($a, q{SELECT qcache_set('nol1', '"r"', 300)});
+$h0 = l2_hits($b);
+is(sq($b, q{SET qcache.l1_ttl = 0; SELECT qcache_get('nol1'), qcache_get('nol1')}),
+	'"r"|"r"', 'with qcache.l1_ttl = 0 both reads are answered');
+is(l2_hits($b), $h0 + 2, 'both by Redis');
+is(sq($b, q{SELECT count(*) FROM qcache_entries WHERE key = 'nol1'}), '0', 'and L1 keeps nothing');
+
+# A hot standby of A: it reads what the primary put in Redis, it does not
+# store values with tags (its snapshot lags the primary's invalidations),
+# and it stores values without.
+$a->backup('bk');
+my $stby = PostgreSQL::Test::Cluster->new('standby');
+$stby->init_from_backup($a, 'bk', has_streaming => 1);
+$stby->start;
+$a->wait_for_catchup($stby);
+QcRedis::wait_l2_up($a, $redis, 3);
+sq($a, q{SELECT qcache_set('for:standby', '"p"', 300, ARRAY['x'])});
+my $got = '';
+for (1 .. 200)
+{
+	last if ($got = sq($stby, q{SELECT qcache_get('for:standby')})) eq '"p"';
+	usleep(25_000);
+}
+is($got, '"p"', 'the standby reads a value the primary put in Redis');
+is(sq($stby, q{SELECT qcache_set('stby:tagged', '1', 60, ARRAY['x'])}), 'f',
+	'the standby does not store a value with tags');
+is(sq($stby, q{SELECT qcache_fetch('stby:fetch', 'SELECT count(*) AS n FROM items')}), '[{"n": 10}]',
+	'qcache_fetch on the standby returns its rows');
+is(sq($stby, q{SELECT count(*) FROM qcache_entries WHERE key = 'stby:fetch'}), '0', 'without storing them');
+is(sq($stby, q{SELECT qcache_set('stby:plain', '1', 60)}), 't', 'a value without tags is stored');
+$stby->stop;
+
 # ---------------------------------------------------------------------------
 # The password stays out of SHOW, pg_settings and the log.
 # ---------------------------------------------------------------------------
@@ -157,6 +201,20 @@ like(slurp_file($b->logfile, $off), qr/qcache.redis_url.*\*{8}/, 'the reload mes
 ($rc, $out, $err) = $a->psql('postgres', q{ALTER SYSTEM SET qcache.redis_url = 'http://x'});
 like($err, qr/qcache.redis_url is not valid/, 'a malformed URL is refused');
 
+# A malformed URL with a secret: the error, its STATEMENT line and the log
+# do not show it, even without a colon or with an '@' in the password.
+$off = -s $a->logfile;
+foreach my $bad ('redis://leak-me-7@nohost:x', 'redis://:le@k-me-8@nohost:x')
+{
+	($rc, $out, $err) = $a->psql('postgres', "ALTER SYSTEM SET qcache.redis_url = '$bad'");
+	isnt($rc, 0, "refused: a malformed URL with a secret");
+}
+my $alog = slurp_file($a->logfile, $off);
+like($alog, qr/ERROR:  invalid value for parameter "qcache.redis_url": "redis:\/\/\*{8}\@nohost:x"/,
+	'the log has the error, with the user information masked');
+unlike($alog, qr/leak-me|le\@k-me/, 'the secret is nowhere in the log, STATEMENT lines included');
+
+$apoll->quit;
 $a->stop;
 $b->stop;
 $redis->stop;
