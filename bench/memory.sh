@@ -22,21 +22,39 @@
 # batches of MEM_FINE (fewer for large entries: at most 1/1000 of the count), so the figure is
 # exact to that many entries.
 #
+# Redis, for comparison: a redis-server of its own (127.0.0.1:MEM_REDIS_PORT, stopped by its
+# pid) receives, for each entry size, as many entries as fitted in qcache, under the same keys,
+# each value being the JSON text of qcache's value (what qcache's second level stores in Redis:
+# N - MEM_KEY_BYTES - 10 bytes, as a jsonb string's VARSIZE carries 12 bytes of headers that
+# its text form replaces by 2 quotes). Recorded: `MEMORY USAGE key SAMPLES 0` (median of 5 keys)
+# and used_memory after − before / entries (everything Redis allocated, its hash table included).
+#
 # Usage: bash bench/memory.sh OUT_DIR     (as root; writes OUT_DIR/memory.tsv and memory.log)
 # Knobs (env, defaults in brackets):
-#   MEM_MEMORY [256MB]                 qcache.memory of the cluster
-#   MEM_MAX_ENTRIES ["4194304 2097152"] qcache.max_entries values to measure, one fill each
-#                                      (if the server refuses one because the index does not fit
-#                                      in MEM_MEMORY, it is halved until it starts)
-#   MEM_ENTRY_BYTES ["100"]            entry sizes (key + value bytes) to measure, one fill each
+#   MEM_MEMORY [64MB]                  qcache.memory of the cluster
+#   MEM_MAX_ENTRIES [auto]             qcache.max_entries values to measure, one fill each; auto:
+#                                      for each entry size, the smallest power of 2 (at least 1024)
+#                                      >= MEM_MEMORY / (entry size + 64), i.e. just above the
+#                                      entries that fit if the overhead is at least 64 bytes, as a
+#                                      DBA would size it (the bucket array, 8 bytes per bucket, is
+#                                      allocated up front); if the server refuses a value because
+#                                      the index does not fit, it is halved. A row "limited by
+#                                      max_entries" means the guess was too small.
+#   MEM_ENTRY_BYTES ["100 1000 10000 100000 1000000"]  entry sizes (key + value bytes), one fill each
+#   MEM_REDIS [1]                      also measure Redis (0: qcache only)
+#   MEM_REDIS_PORT [56393]
 #   MEM_KEY_BYTES [10]                 key length in bytes (2..12)
 #   MEM_BATCH [50000] MEM_FINE [100]   batch sizes of the two passes
 #   MEM_BASE [/tmp/qcache-bench-mem]   MEM_PORT [55443]
 set -Eeuo pipefail
+# The whole script is one compound command, read before it runs: editing this file while a run
+# is in progress cannot change what that run executes.
+{
 
 OUT=${1:?usage: memory.sh OUT_DIR}
 : "${PGBIN:=/usr/lib/postgresql/15/bin}"
-: "${MEM_MEMORY:=256MB}" "${MEM_MAX_ENTRIES:=4194304 2097152}" "${MEM_ENTRY_BYTES:=100}"
+: "${MEM_MEMORY:=64MB}" "${MEM_MAX_ENTRIES:=auto}" "${MEM_ENTRY_BYTES:=100 1000 10000 100000 1000000}"
+: "${MEM_REDIS:=1}" "${MEM_REDIS_PORT:=56393}"
 : "${MEM_KEY_BYTES:=10}" "${MEM_BATCH:=50000}" "${MEM_FINE:=100}"
 : "${MEM_BASE:=/tmp/qcache-bench-mem}" "${MEM_PORT:=55443}"
 H=127.0.0.1
@@ -54,6 +72,7 @@ PGDATA_DIR="$MEM_BASE/pgdata"
 PGLOG="$MEM_BASE/postgres.log"
 
 # ---------------------------------------------------------------- cleanup (always stop our cluster)
+REDIS_PID=""
 pg_stop() {
   if [ -f "$PGDATA_DIR/postmaster.pid" ]; then
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 || true
@@ -64,6 +83,7 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   pg_stop
+  if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; fi
   [ -f "$PGLOG" ] && cp "$PGLOG" "$OUT/memory-postgres.log"
   rm -rf "$MEM_BASE"
   log "cluster stopped (exit $rc)"
@@ -78,6 +98,9 @@ if [ -f "$PGDATA_DIR/postmaster.pid" ]; then
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null 2>&1 || true
 fi
 ss -Hltn "( sport = :$MEM_PORT )" | grep -q . && die "port $MEM_PORT is already in use"
+if [ "$MEM_REDIS" = 1 ]; then
+  ss -Hltn "( sport = :$MEM_REDIS_PORT )" | grep -q . && die "port $MEM_REDIS_PORT is already in use"
+fi
 rm -rf "$MEM_BASE"
 mkdir -p "$MEM_BASE/pgdata" "$MEM_BASE/sock"
 chmod 755 "$MEM_BASE"
@@ -133,7 +156,7 @@ CREATE OR REPLACE FUNCTION mem_key(i int, keybytes int) RETURNS text LANGUAGE sq
   AS $$ SELECT 'm' || lpad(i::text, keybytes - 1, '0') $$;
 -- string length L such that VARSIZE(to_jsonb(L chars)) = valbytes, or NULL
 CREATE OR REPLACE FUNCTION mem_vlen(valbytes int) RETURNS int LANGUAGE sql IMMUTABLE
-  AS $$ SELECT min(l) FROM generate_series(0, valbytes) l
+  AS $$ SELECT min(l) FROM generate_series(greatest(valbytes - 32, 0), valbytes) l
         WHERE pg_column_size(to_jsonb(repeat('v', l))) = valbytes $$;
 -- Sets keys lo..hi (first batch of first_batch sets, then batches of batch) until the first
 -- eviction or the first set that returns false. Returns the cache's entries and bytes_used
@@ -171,11 +194,41 @@ mem_bytes=$(awk -v m="$MEM_MEMORY" 'BEGIN{
   f = (u == "KB") ? 1024 : (u == "MB") ? 1048576 : (u == "GB") ? 1073741824 : (u == "" ? 1024 : 0)
   if (!f) exit 1; printf "%.0f", n * f }') || die "cannot parse MEM_MEMORY=$MEM_MEMORY (use kB, MB or GB)"
 
-printf 'entry_bytes\tkey_bytes\tvalue_bytes\tmemory_bytes\tmax_entries\tentries_fit\tbytes_per_entry\toverhead_per_entry\taccounted_bytes_per_entry\tbytes_used_at_fit\tbytes_limit\tlimited_by\tstop\tfill_s\n' >"$TSV"
+RCLI=(/usr/bin/redis-cli -h "$H" -p "$MEM_REDIS_PORT")
+if [ "$MEM_REDIS" = 1 ]; then
+  mkdir -p "$MEM_BASE/redis"
+  /usr/bin/redis-server --bind "$H" --port "$MEM_REDIS_PORT" --save '' --appendonly no \
+    --dir "$MEM_BASE/redis" --daemonize no >>"$MLOG" 2>&1 &
+  REDIS_PID=$!
+  for _ in $(seq 100); do "${RCLI[@]}" PING 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+  "${RCLI[@]}" PING | grep -q PONG || die "redis-server did not start"
+fi
+# redis_measure ENTRIES VALUE_TEXT_BYTES: prints "memory_usage used_memory_per_entry"
+redis_measure() {
+  "${RCLI[@]}" FLUSHALL >/dev/null
+  local u0 u1 mu
+  u0=$("${RCLI[@]}" INFO memory | awk -F: '/^used_memory:/{print $2+0}')
+  "${RCLI[@]}" EVAL "local v = '\"' .. string.rep('v', tonumber(ARGV[2]) - 2) .. '\"'
+    for i = 1, tonumber(ARGV[1]) do redis.call('SET', string.format('m%0$((MEM_KEY_BYTES - 1))d', i), v) end
+    return redis.call('DBSIZE')" 0 "$1" "$2" >/dev/null
+  u1=$("${RCLI[@]}" INFO memory | awk -F: '/^used_memory:/{print $2+0}')
+  mu=$(for k in 1 2 3 4 5; do
+         i=$(( k * $1 / 6 + 1 ))
+         "${RCLI[@]}" MEMORY USAGE "m$(printf "%0$((MEM_KEY_BYTES - 1))d" "$i")" SAMPLES 0
+       done | sort -n | sed -n 3p)
+  echo "$mu $(awk -v a="$u0" -v b="$u1" -v n="$1" 'BEGIN{printf "%.1f", (b - a) / n}')"
+  "${RCLI[@]}" FLUSHALL >/dev/null
+}
+
+printf 'entry_bytes\tkey_bytes\tvalue_bytes\tmemory_bytes\tmax_entries\tentries_fit\tbytes_per_entry\toverhead_per_entry\taccounted_bytes_per_entry\tbytes_used_at_fit\tbytes_limit\tlimited_by\tstop\tfill_s\tredis_value_bytes\tredis_memory_usage\tredis_used_per_entry\n' >"$TSV"
 
 for eb in $MEM_ENTRY_BYTES; do
   vb=$((eb - MEM_KEY_BYTES))
-  for me_req in $MEM_MAX_ENTRIES; do
+  mes=$MEM_MAX_ENTRIES
+  if [ "$mes" = auto ]; then
+    mes=1024; while [ "$mes" -lt $(( mem_bytes / (eb + 64) )) ]; do mes=$((mes * 2)); done
+  fi
+  for me_req in $mes; do
     me=$(pg_start "$me_req")
     "${PSQL[@]}" -c "$SETUP_SQL" >>"$MLOG" 2>&1 || die "setup failed (see $MLOG)"
     vlen=$("${PSQL[@]}" -At -c "SELECT mem_vlen($vb)")
@@ -207,11 +260,16 @@ for eb in $MEM_ENTRY_BYTES; do
     [ "$fit" -ge "$fit1" ] || log "warning: pass 2 fit $fit < pass 1 lower bound $fit1"
     # which limit bound: the entry count, or the memory
     if [ "$fit" -ge $((me - fine)) ]; then lim=max_entries; else lim=memory; fi
+    rvb=$((vlen + 2)); rmu=""; rpe=""
+    if [ "$MEM_REDIS" = 1 ]; then
+      read -r rmu rpe < <(redis_measure "$fit" "$rvb")
+      log "redis: $fit entries of a ${MEM_KEY_BYTES}-byte key + ${rvb}-byte JSON text: MEMORY USAGE $rmu B, used_memory $rpe B/entry"
+    fi
     awk -v eb="$eb" -v kb="$MEM_KEY_BYTES" -v vb="$vb" -v mb="$mem_bytes" -v me="$me" -v fit="$fit" \
-        -v used="$used" -v lim_b="$limit" -v lim="$lim" -v stop="$stop" -v s="$(awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN{printf "%.1f", (b-a)+(c-b)}')" \
+        -v rvb="$rvb" -v rmu="$rmu" -v rpe="$rpe" -v used="$used" -v lim_b="$limit" -v lim="$lim" -v stop="$stop" -v s="$(awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN{printf "%.1f", (b-a)+(c-b)}')" \
         'BEGIN{ OFS="\t"; bpe = mb / fit;
                 print eb, kb, vb, mb, me, fit, sprintf("%.1f", bpe), sprintf("%.1f", bpe - eb),
-                      sprintf("%.1f", used / fit), used, lim_b, lim, stop, s }' >>"$TSV"
+                      sprintf("%.1f", used / fit), used, lim_b, lim, stop, s, rvb, rmu, rpe }' >>"$TSV"
     log "$(printf 'entry %s B, max_entries %s: %s entries fit (%s), %.1f B/entry, overhead %.1f B (limited by %s)' \
           "$eb" "$me" "$fit" "$stop" "$(awk -v m="$mem_bytes" -v f="$fit" 'BEGIN{print m/f}')" \
           "$(awk -v m="$mem_bytes" -v f="$fit" -v e="$eb" 'BEGIN{print m/f-e}')" "$lim")"
@@ -219,3 +277,6 @@ for eb in $MEM_ENTRY_BYTES; do
   done
 done
 log "done: $TSV"
+
+exit
+}

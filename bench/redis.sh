@@ -6,9 +6,9 @@
 # exit path: a redis-server on RB_REDIS_PORT, and two PostgreSQL clusters A and B (initdb as
 # user postgres under $RB_BASE) with qcache preloaded and qcache.redis_url pointing at it.
 # Then, RB_R times, each case for RB_T seconds with pgbench -M prepared over TCP:
-#   select1      SELECT 1 on A, -c 1 (the round-trip floor)
+#   select1      SELECT 1 on A, -c 1 and -c 8 (the round-trip floor)
 #   l2_hit       qcache_get of a ~1 KB value on A with qcache.l1_ttl = 0 in the session
-#                (PGOPTIONS), so every call is an L1 miss served by Redis, -c 1
+#                (PGOPTIONS), so every call is an L1 miss served by Redis, -c 1 and -c 8
 #   redis_get    redis-benchmark GET of a value of the same JSON length, -c 1
 #   get_nourl    qcache_get hits (L1) on A with qcache.redis_url = '', -c 1 and -c 8
 #   get_down     the same with qcache.redis_url pointing at a port where nothing listens
@@ -23,6 +23,9 @@
 # Knobs: RB_T [5] RB_R [3] RB_BASE [/tmp/qcache-bench-redis] RB_PORT_A [55446]
 #        RB_PORT_B [55447] RB_REDIS_PORT [56391] RB_DEAD_PORT [56399] RB_INVALS [1000]
 set -Eeuo pipefail
+# The whole script is one compound command, read before it runs: editing this file while a run
+# is in progress cannot change what that run executes.
+{
 
 OUT=${1:?usage: redis.sh OUT_DIR}
 : "${PGBIN:=/usr/lib/postgresql/15/bin}"
@@ -115,7 +118,7 @@ bench() {
 reload_url() {
   runuser -u postgres -- "$PGBIN/psql" -X -q -h $H -p "$RB_PORT_A" -U postgres -d postgres \
     -c "ALTER SYSTEM SET qcache.redis_url = '$1'" -c 'SELECT pg_reload_conf()' >/dev/null
-  sleep 1
+  sleep 0.5
   "${PA[@]}" -c "$FILL" >/dev/null
 }
 
@@ -128,8 +131,8 @@ for rep in $(seq 1 "$RB_R"); do
       [ "$(redis-cli -h $H -p "$RB_REDIS_PORT" EXISTS qcache:postgres:probe2)" = 1 ] && break
     sleep 0.05
   done
-  bench "$rep" select1 1 "$S/select1.sql"
-  bench "$rep" l2_hit 1 "$S/get.sql" "-c qcache.l1_ttl=0"
+  bench "$rep" select1 1 "$S/select1.sql"; bench "$rep" select1 8 "$S/select1.sql"
+  bench "$rep" l2_hit 1 "$S/get.sql" "-c qcache.l1_ttl=0"; bench "$rep" l2_hit 8 "$S/get.sql" "-c qcache.l1_ttl=0"
   rb=$(redis-benchmark -h $H -p "$RB_REDIS_PORT" -c 1 -n $(( RB_T * 15000 )) -d "$VLEN" -r 1000 -t set,get --csv 2>>"$RLOG")
   echo "== rep $rep redis-benchmark" >>"$RLOG"; echo "$rb" >>"$RLOG"
   rbline=$(grep '^"GET"' <<<"$rb" | tr -d '"')
@@ -175,3 +178,6 @@ cp "$RB_BASE/a.log" "$OUT/redis-postgres-a.log" 2>/dev/null || true
 
 python3 "$HERE/redis_report.py" "$TSV" "$OUT/redis_inval.tsv" "$VLEN" >"$OUT/redis.md"
 cat "$OUT/redis.md" >&2
+
+exit
+}

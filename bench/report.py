@@ -1,126 +1,69 @@
 #!/usr/bin/env python3
-"""Write the qcache benchmark report from one suite run's raw data (stdlib only).
+"""Write the qcache benchmark report and its charts from one suite run's raw data.
 
-  python3 bench/report.py --raw-dir bench/results/raw/<tag> --out bench/results/<date>.md
+  python3 bench/report.py --raw-dir bench/results/raw/<stamp> --out bench/results/<date>.md
 
 Reads, in --raw-dir:
   <fp>-<run>.tsv / .meta   rows and metadata of each peers-harness run (bench/peers/run.sh);
                            every harness run is one sample; runs of the latest fingerprint are used
   memory.tsv               the memory step (bench/memory.sh), if present
-  redis.md                 the Redis step (bench/redis.sh), if present, included as is
-  suite.info               what bench/run.sh recorded (command, qcache revision, knobs)
-Writes --out (markdown) and <raw-dir>/figures.tsv (one line per figure, for charts).
+  redis.tsv, redis_inval.tsv, redis.md   the Redis step (bench/redis.sh), if present
+  suite.info               what bench/run.sh recorded (command, qcache revision, knobs, wall time)
+Writes --out (markdown), <raw-dir>/figures.tsv (one line per figure), and the charts: for each
+chart, <charts-dir>/<report name>-<chart>.tsv (the data), .gp (the gnuplot script) and .png
+(gnuplot, pngcairo), where <charts-dir> is charts/ next to --out.
 
 Every figure is the median over runs, with its spread (max-min)/median; ratios are computed
-within each run (numerator and baseline measured minutes apart on the same servers), then the
+within each run (numerator and baseline measured a minute apart on the same servers), then the
 median is taken. A sample during which processes outside the benchmark used more than
 --foreign-max % of a core is left out, unless every sample of that figure was disturbed (then
-all are used and the figure is flagged "noisy").
-
-To add a figure: add a line to TPS_ORDER, RATIOS or LOOPS below; cases this file does not name
-still appear in the TPS and loop tables.
+all are used and the figure is flagged ⚑). Python standard library only.
 """
 import argparse
 import csv
 import glob
 import os
 import statistics
+import subprocess
 
-# Order of the pgbench cases in the TPS table (others follow in harness order).
-TPS_ORDER = ["pg_select1", "fn_sql_const", "fn_plpgsql_const", "unlogged_kv", "pgmemcache_get",
-             "qcache_get", "qcache_mixed", "qcache_set",
-             "fn_agg_const", "qcache_fetch_agg", "pgpool_agg",
-             "fn_agg_const_simple", "qcache_fetch_agg_simple", "pgpool_agg_simple",
-             "upd_plain", "upd_watched_0", "upd_watched_100", "upd_watched_10000"]
+UPD_TARGET = round(1 / 1.3, 3)  # a watched UPDATE costs at most 1.3x the plain one (issue 3)
+MEMORY_TARGET = 100.0           # bytes of overhead per 100-byte entry (issue 2)
 
-# The watched UPDATE may cost at most 1.3 times the plain one (issue 3): TPS ratio >= 1/1.3.
-UPD_TARGET = round(1 / 1.3, 3)
-
-# (label, numerator case, baseline case, op, target, clients the target applies to (None: all),
-#  where the target comes from).  target may also be a dict {clients: target}: then it applies
-#  to those client counts only, each with its own value.
-RATIOS = [
-    ("qcache_get / pg_select1", "qcache_get", "pg_select1", ">=", 0.9, None,
-     "issue 2: a 1 KB hit at ≥ 0.9× `SELECT 1`, at -c 1 and -c 8"),
-    ("qcache_get / unlogged_kv", "qcache_get", "unlogged_kv", ">", 1.0, None,
-     "issue 5: ahead of an unlogged table at every client count"),
-    ("qcache_get / pgmemcache_get", "qcache_get", "pgmemcache_get", ">", 1.0, None,
-     "issue 5: ahead of pgmemcache at every client count"),
-    ("qcache_mixed / qcache_get", "qcache_mixed", "qcache_get", ">=", 0.85, None,
-     "issue 2: 90% get + 10% set at ≥ 0.85× pure gets (the spec states it for 8 clients)"),
-    ("qcache_set / qcache_get", "qcache_set", "qcache_get", None, None, None, "information"),
-    ("qcache_get / fn_sql_const", "qcache_get", "fn_sql_const", None, None, None,
-     "information: against the floor for returning 1 KB (a constant folded at plan time)"),
-    ("qcache_get / fn_plpgsql_const", "qcache_get", "fn_plpgsql_const", None, None, None,
-     "information: against a function that returns a constant 1 KB jsonb"),
-    # issue 3: qcache_fetch hit of the per-category aggregate (100 rows, ~8 KB jsonb)
-    ("qcache_fetch_agg / fn_agg_const (prepared)", "qcache_fetch_agg", "fn_agg_const", ">=", 0.9, None,
-     "issue 3: a qcache_fetch hit of the aggregate at ≥ 0.9× a SQL function returning the same jsonb "
-     "as a constant (the floor for sending this payload)"),
-    ("qcache_fetch_agg / fn_agg_const (simple)", "qcache_fetch_agg_simple", "fn_agg_const_simple", ">=", 0.9,
-     None, "issue 3: the same, -M simple"),
-    ("qcache_fetch_agg / pgpool_agg (prepared)", "qcache_fetch_agg", "pgpool_agg", ">=",
-     {"1": 1.2, "8": 1.5}, None,
-     "issue 3: ahead of pgpool-II's query cache serving the same aggregate, 1.2× at -c 1, 1.5× at -c 8"),
-    ("qcache_fetch_agg / pgpool_agg (simple)", "qcache_fetch_agg_simple", "pgpool_agg_simple", ">=",
-     {"1": 1.2, "8": 1.5}, None, "issue 3: the same, -M simple"),
-    ("qcache_fetch_agg simple / prepared", "qcache_fetch_agg_simple", "qcache_fetch_agg", None, None, None,
-     "information: what the simple protocol (parse and plan per call) costs a hit"),
-    ("fn_agg_const / pg_select1", "fn_agg_const", "pg_select1", None, None, None,
-     "information: what sending the aggregate's payload (jsonb to text, ~6.5 KB) adds to the bare round trip"),
-    ("pgpool_agg_simple / pg_select1", "pgpool_agg_simple", "pg_select1", None, None, None,
-     "information: pgpool's simple-protocol hit against PostgreSQL's bare `SELECT 1` round trip "
-     "(prepared); a qcache_fetch answer costs at least that round trip plus the payload"),
-    # issue 3: UPDATE of one row, watched (qcache_watch) vs plain
-    ("upd_watched_0 / upd_plain", "upd_watched_0", "upd_plain", ">=", UPD_TARGET, None,
-     "issue 3: a watched UPDATE costs ≤ 1.3× the plain one (TPS ratio ≥ 1/1.3); 0 entries on the table's tag"),
-    ("upd_watched_100 / upd_plain", "upd_watched_100", "upd_plain", ">=", UPD_TARGET, None,
-     "issue 3: the same, 100 entries on the table's tag when the run starts"),
-    ("upd_watched_10000 / upd_plain", "upd_watched_10000", "upd_plain", ">=", UPD_TARGET, None,
-     "issue 3: the same, 10,000 entries on the table's tag when the run starts"),
-]
-
-
-def target_for(target, cl):
-    """The target at client count cl (None: no target there)."""
-    if isinstance(target, dict):
-        return target.get(cl)
-    return target
-
-
-def target_txt(op, target):
-    if op is None or target is None:
-        return ""
-    if isinstance(target, dict):
-        return ", ".join(f"c={cl}: {op} {t:g}" for cl, t in target.items())
-    return f"{op} {target:g}"
-
-# (label, loop case, op, target µs, comparison loop case, where the target comes from)
-LOOPS = [
-    ("qcache_get, 1 KB hit", "loop_qcache_get", "<=", 0.3, "loop_unlogged_subq",
-     "issue 2: ≤ 0.3 µs over the loop's own cost (unlogged-table probe: ~0.9 µs)"),
-    ("qcache_set, 1 KB value", "loop_qcache_set", "<=", 1.0, None, "issue 2: a set costs ≤ 1 µs"),
-    ("qcache_get, miss", "loop_qcache_get_miss", None, None, None, "information"),
-]
-
-MEMORY_TARGET = 100.0  # bytes of overhead per entry (issue 2)
-
-# Descriptions of the qcache cases (the harness only knows them as "extra: <file>").
+# Descriptions of the cases (the harness only knows the qcache ones as "extra: <file>").
 DESC = {
-    "qcache_get": "qcache_get of a ~1 KB value, hit, random key of 1000",
-    "qcache_set": "qcache_set of a constant ~1 KB value (ttl 0), random key of 1000",
-    "qcache_mixed": "90% qcache_get, 10% qcache_set (\\if on random(1,10)), random key of 1000",
-    "fn_agg_const": "agg_const_sql(): SQL function returning the aggregate's jsonb as a constant (floor)",
-    "qcache_fetch_agg": "qcache_fetch hit of the per-category aggregate (100 rows)",
-    "pgpool_agg": "the same aggregate served by pgpool-II's query cache",
-    "upd_plain": "UPDATE of one random row of 10,000, table without qcache_watch",
-    "upd_watched_0": "the same UPDATE, qcache_watch on the table, 0 entries on its tag",
+    "pg_select1": "`SELECT 1`: the protocol round trip with nothing to do, the physical floor",
+    "fn_sql_const": "the same ~1 KB jsonb as a constant folded at plan time: the floor for returning 1 KB",
+    "qcache_get": "**qcache L1 hit**: `qcache_get(key)`, ~1 KB value, 1000 keys",
+    "l2_hit": "**qcache L2 hit**: `qcache_get` served by Redis (`qcache.l1_ttl = 0`), ~1 KB (Redis step)",
+    "redis_get": "raw Redis GET of the same ~1 KB (redis-benchmark, no PostgreSQL in the path)",
+    "unlogged_kv": "an unlogged table used as a cache: `SELECT value ... WHERE key = $1`",
+    "pgmemcache_get": "memcached through pgmemcache: `memcache_get(key)`",
+    "qcache_mixed": "90% `qcache_get`, 10% `qcache_set` of the ~1 KB value",
+    "qcache_mixed_inval": "90% get (a miss refills from the table), 10% `qcache_invalidate`",
+    "qcache_set": "`qcache_set` of a constant ~1 KB value (ttl 0)",
+    "pg_pk": "uncached query: primary-key lookup of one row of `products` (100k rows)",
+    "qcache_miss_fill": "**qcache miss then fill**: `qcache_fetch` of a new key running that PK query",
+    "pg_agg": "uncached query: the per-category aggregate over 100k rows (100 result rows)",
+    "pgpool_agg": "that aggregate through pgpool-II's query cache (hits)",
+    "fn_agg_const": "the aggregate's jsonb as a constant folded at plan time: the payload floor",
+    "qcache_fetch_agg": "**`qcache_fetch` hit** of the aggregate (jsonb)",
+    "qcache_fetch_json_agg": "**`qcache_fetch_json` hit** of the aggregate (kept and returned as JSON text)",
+    "upd_plain": "UPDATE of one random row of 10,000, table without `qcache_watch`",
+    "upd_watched_0": "the same UPDATE, `qcache_watch` on the table, 0 entries on its tag",
     "upd_watched_100": "the same, 100 entries on the table's tag at the start of the run",
     "upd_watched_10000": "the same, 10,000 entries on the table's tag at the start of the run",
     "loop_qcache_get": "qcache_get hit of a ~1 KB value",
     "loop_qcache_set": "qcache_set (replace) of a constant ~1 KB value, ttl 0",
     "loop_qcache_get_miss": "qcache_get of an absent key",
+    "loop_unlogged_subq": "an unlogged-table index probe (correlated subquery)",
 }
+
+# The get cases of the TPS-against-clients chart, and the mixed-workload chart.
+CURVE_GET = [("qcache_get", "qcache L1 hit"), ("pg_select1", "SELECT 1 (floor)"),
+             ("fn_sql_const", "1 KB constant (payload floor)"), ("unlogged_kv", "unlogged table"),
+             ("pgmemcache_get", "pgmemcache"), ("redis_get", "raw Redis GET (no SQL)")]
+CURVE_MIXED = [("qcache_get", "100% gets"), ("qcache_mixed", "10% sets"),
+               ("qcache_mixed_inval", "10% invalidations")]
 
 
 def fnum(x):
@@ -141,6 +84,13 @@ def read_kv(path):
     return d
 
 
+def read_tsv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
 def fmt_int(v):
     return "n/a" if v is None else f"{v:,.0f}"
 
@@ -156,11 +106,21 @@ def fmt_us(v):
 
 
 def fmt_ratio(v):
-    return "n/a" if v is None else f"{v:.2f}"
+    if v is None:
+        return "n/a"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def fmt_bytes(b):
+    b = int(b)
+    for unit, f in (("MB", 1000000), ("KB", 1000)):
+        if b >= f and b % f == 0:
+            return f"{b // f} {unit}"
+    return f"{b} B"
 
 
 def check(v, op, target):
-    if op is None or v is None:
+    if op is None or v is None or target is None:
         return None
     return {">=": v >= target, ">": v > target, "<=": v <= target, "<": v < target}[op]
 
@@ -169,7 +129,7 @@ class Stat:
     """Median and spread of per-run samples, leaving out disturbed samples when it can."""
 
     def __init__(self, samples):
-        # samples: list of (value, clean) over runs
+        # samples: list of (value, clean)
         self.all = [v for v, _ in samples if v is not None]
         clean = [v for v, ok in samples if v is not None and ok]
         self.vals = clean or self.all
@@ -185,11 +145,23 @@ class Stat:
             return None
         return (self.max - self.min) / abs(self.median) * 100
 
+    def n_txt(self):
+        return f"n={len(self.vals)}" + (f" of {len(self.all)}" if self.left_out else "") + (" ⚑" if self.noisy else "")
+
     def spread_txt(self):
-        """e.g. "±12%, n=3", "n=1 ⚑", "±5%, n=2 of 3" """
+        """e.g. "spread 12%, n=3", "n=1 ⚑", "spread 5%, n=2 of 3" """
         parts = [] if self.spread is None else [f"spread {self.spread:.0f}%"]
-        parts.append(f"n={len(self.vals)}" + (f" of {len(self.all)}" if self.left_out else ""))
-        return ", ".join(parts) + (" ⚑" if self.noisy else "")
+        parts.append(self.n_txt())
+        return ", ".join(parts)
+
+    def short(self, fmt=fmt_ratio):
+        """value with its spread in brackets: "0.92 (±4%)"; ⚑ if noisy"""
+        if self.median is None:
+            return "n/a"
+        s = fmt(self.median)
+        if self.spread is not None:
+            s += f" ({self.spread:.0f}%)"
+        return s + (" ⚑" if self.noisy else "")
 
 
 def main():
@@ -197,30 +169,35 @@ def main():
     ap.add_argument("--raw-dir", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--foreign-max", type=float, default=15.0)
+    ap.add_argument("--no-charts", action="store_true")
     a = ap.parse_args()
     raw = a.raw_dir
+    fmax = a.foreign_max
     suite = read_kv(os.path.join(raw, "suite.info"))
+    out_dir = os.path.dirname(os.path.abspath(a.out))
+    name = os.path.basename(a.out)[:-3] if a.out.endswith(".md") else os.path.basename(a.out)
+    charts_dir = os.path.join(out_dir, "charts")
 
-    # ---- harness runs of the latest fingerprint
+    # ================================================================ harness runs
     runs = []
     for path in sorted(glob.glob(os.path.join(raw, "*-*.tsv"))):
         stem = path[:-4]
         meta = read_kv(stem + ".meta")
-        with open(path) as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        runs.append({"id": meta.get("run_id", os.path.basename(stem)), "fp": meta.get("fingerprint", "?"),
-                     "meta": meta, "rows": rows, "stem": stem})
+        if "fingerprint" not in meta:
+            continue
+        runs.append({"id": meta.get("run_id", os.path.basename(stem)), "fp": meta["fingerprint"],
+                     "meta": meta, "rows": read_tsv(path), "stem": stem})
     failed = sorted(glob.glob(os.path.join(raw, "*.log.failed")))
+    other_fp = []
+    runs.sort(key=lambda r: r["id"])
     if runs:
         fp = runs[-1]["fp"]
         other_fp = [r for r in runs if r["fp"] != fp]
         runs = [r for r in runs if r["fp"] == fp]
     else:
-        fp, other_fp = None, []
+        fp = None
     meta = runs[-1]["meta"] if runs else {}
-    fmax = a.foreign_max
-    # "bench-info name=value" lines that bench/qcache/setup.sql echoes into the run log
-    info = {}
+    info = {}  # "bench-info name=value" lines that bench/qcache/setup.sql echoes into the run log
     if runs and os.path.exists(runs[-1]["stem"] + ".log"):
         with open(runs[-1]["stem"] + ".log", errors="replace") as f:
             for line in f:
@@ -228,133 +205,387 @@ def main():
                     k, v = line[len("bench-info "):].strip().split("=", 1)
                     info[k] = v
 
-    def ok(fc):
+    def clean(fc):
         fc = fnum(fc)
         return fc is None or fc <= fmax
 
-    # per run: {(case, clients): (tps, lat, clean)} and {loop case: (us, clean)}
-    per_run_tps, per_run_loop = [], []
-    cases, clients, loop_cases, desc = [], [], [], {}
+    # per run: {(case, clients): (tps, lat_us, clean, foreign)}; {loop case: (us, clean, foreign)}
+    per_run, per_run_loop = [], []
+    cases, loop_cases, desc, modes = [], [], {}, {}
+    all_clients = set()
     for r in runs:
         t, lp = {}, {}
         for row in r["rows"]:
             c = row["case"]
             base = c[:-len("_simple")] if c.endswith("_simple") else c
             desc[c] = DESC.get(c, DESC.get(base, row["desc"]))
-            if row.get("mode") and row["mode"] not in ("loop", "resp", r["meta"].get("mode", "prepared")):
-                desc[c] += f" (`-M {row['mode']}`)"
+            modes[c] = row.get("mode")
             if row["kind"] in ("pgbench", "redis"):
-                t[(c, row["clients"])] = (fnum(row["tps"]), fnum(row["lat_us"]), ok(row.get("foreign_cpu")),
-                                          fnum(row.get("foreign_cpu")))
+                t[(c, int(row["clients"]))] = (fnum(row["tps"]), fnum(row["lat_us"]), clean(row.get("foreign_cpu")),
+                                               fnum(row.get("foreign_cpu")))
+                all_clients.add(int(row["clients"]))
                 if c not in cases:
                     cases.append(c)
-                if row["clients"] not in clients:
-                    clients.append(row["clients"])
             elif row["kind"] == "loop":
-                lp[c] = (fnum(row["lat_us"]), ok(row.get("foreign_cpu")), fnum(row.get("foreign_cpu")))
+                lp[c] = (fnum(row["lat_us"]), clean(row.get("foreign_cpu")), fnum(row.get("foreign_cpu")))
                 if c not in loop_cases:
                     loop_cases.append(c)
-        per_run_tps.append(t)
+        per_run.append(t)
         per_run_loop.append(lp)
-    clients.sort(key=int)
-    cases = [c for c in TPS_ORDER if c in cases] + [c for c in cases if c not in TPS_ORDER]
+    main_clients = sorted(int(x) for x in (meta.get("clients") or suite.get("clients") or "1 8").split())
+    all_clients = sorted(all_clients)
     n = len(runs)
 
-    figures = []  # rows of figures.tsv
+    tps_cache, lat_cache, ratio_cache = {}, {}, {}
 
-    def fig(name, cl, st, unit, op=None, target=None, status=None):
-        figures.append([name, cl, "" if st.median is None else f"{st.median:.6g}",
-                        "" if st.min is None else f"{st.min:.6g}", "" if st.max is None else f"{st.max:.6g}",
-                        "" if st.spread is None else f"{st.spread:.1f}", str(len(st.vals)),
-                        "1" if st.noisy else "0", unit, op or "", "" if target is None else str(target),
-                        {True: "met", False: "missed", None: ""}[status]])
+    def tps(c, cl):
+        if (c, cl) not in tps_cache:
+            s = [(t[(c, cl)][0], t[(c, cl)][2]) for t in per_run if (c, cl) in t]
+            tps_cache[(c, cl)] = Stat(s) if s else None
+        return tps_cache[(c, cl)]
 
-    def status_txt(st, op, target):
-        s = check(st.median, op, target)
-        if s is None:
-            return "–", None
-        txt = "met" if s else "**MISSED**"
-        if st.noisy:
-            txt += " (noisy ⚑)"
-        return txt, s
+    def lat(c, cl):
+        if (c, cl) not in lat_cache:
+            s = [(t[(c, cl)][1], t[(c, cl)][2]) for t in per_run if (c, cl) in t]
+            lat_cache[(c, cl)] = Stat(s) if s else None
+        return lat_cache[(c, cl)]
 
-    tps_stat = {}
-    for c in cases:
-        for cl in clients:
-            samples = [(t[(c, cl)][0], t[(c, cl)][2]) for t in per_run_tps if (c, cl) in t]
-            if samples:
-                tps_stat[(c, cl)] = Stat(samples)
-                fig(f"tps:{c}", cl, tps_stat[(c, cl)], "tps")
-    lat_stat = {}
-    for c in cases:
-        for cl in clients:
-            samples = [(t[(c, cl)][1], t[(c, cl)][2]) for t in per_run_tps if (c, cl) in t]
-            if samples:
-                lat_stat[(c, cl)] = Stat(samples)
-
-    ratio_stat = {}
-    for label, num, den, op, target, only, _ in RATIOS:
-        for cl in clients:
-            samples = []
-            for t in per_run_tps:
+    def ratio(num, den, cl):
+        """TPS ratio num/den computed within each run, median over runs."""
+        if (num, den, cl) not in ratio_cache:
+            s = []
+            for t in per_run:
                 if (num, cl) in t and (den, cl) in t and t[(num, cl)][0] and t[(den, cl)][0]:
-                    samples.append((t[(num, cl)][0] / t[(den, cl)][0], t[(num, cl)][2] and t[(den, cl)][2]))
-            if samples:
-                st = Stat(samples)
-                tg = target_for(target, cl)
-                applies = (only is None or cl in only) and tg is not None
-                ratio_stat[(label, cl)] = st
-                fig(f"ratio:{num}/{den}", cl, st, "ratio", op if applies else None,
-                    tg if applies else None, check(st.median, op, tg) if applies else None)
+                    s.append((t[(num, cl)][0] / t[(den, cl)][0], t[(num, cl)][2] and t[(den, cl)][2]))
+            ratio_cache[(num, den, cl)] = Stat(s) if s else None
+        return ratio_cache[(num, den, cl)]
+
+    def clients_of(c):
+        return [cl for cl in all_clients if tps(c, cl) is not None]
 
     loop_stat = {}
     for c in loop_cases:
-        samples = [(lp[c][0], lp[c][1]) for lp in per_run_loop if c in lp]
-        loop_stat[c] = Stat(samples)
-    for label, c, op, target, cmp_case, _ in LOOPS:
-        if c in loop_stat:
-            fig(f"loop_us:{c}", "1", loop_stat[c], "us/op", op, target, check(loop_stat[c].median, op, target))
+        loop_stat[c] = Stat([(lp[c][0], lp[c][1]) for lp in per_run_loop if c in lp])
 
-    # ---- memory
-    mem_rows = []
-    mpath = os.path.join(raw, "memory.tsv")
-    if os.path.exists(mpath):
-        with open(mpath) as f:
-            mem_rows = list(csv.DictReader(f, delimiter="\t"))
-    for m in mem_rows:
-        ov = fnum(m["overhead_per_entry"])
-        st = Stat([(ov, True)])
-        fig(f"memory_overhead:{m['entry_bytes']}B:max_entries={m['max_entries']}", "", st, "bytes",
-            "<=", MEMORY_TARGET, check(ov, "<=", MEMORY_TARGET))
+    # ================================================================ Redis step
+    rrows = read_tsv(os.path.join(raw, "redis.tsv"))
+    rreps = sorted({r["rep"] for r in rrows}, key=int)
+    rby = {(r["rep"], r["case"], int(r["clients"])): r for r in rrows}
+
+    def rstat(case, cl, field):
+        s = [(fnum(rby[(rep, case, cl)][field]), True) for rep in rreps if (rep, case, cl) in rby]
+        s = [x for x in s if x[0] is not None]
+        return Stat(s) if s else None
+
+    def rratio(num, den, cl, field="tps", inverse=False):
+        s = []
+        for rep in rreps:
+            x, y = rby.get((rep, num, cl)), rby.get((rep, den, cl))
+            if x and y and fnum(x[field]) and fnum(y[field]):
+                v = fnum(x[field]) / fnum(y[field])
+                s.append((1 / v if inverse else v, True))
+        return Stat(s) if s else None
+
+    def r_l2_target():
+        s = []
+        for rep in rreps:
+            l2, g, s1 = (rby.get((rep, c, 1)) for c in ("l2_hit", "redis_get", "select1"))
+            if l2 and g and s1 and None not in (fnum(l2["lat_ms"]), fnum(g["lat_ms"]), fnum(s1["lat_ms"])):
+                s.append((fnum(l2["lat_ms"]) / (fnum(g["lat_ms"]) + fnum(s1["lat_ms"])), True))
+        return Stat(s) if s else None
+
+    rinval = []
+    ipath = os.path.join(raw, "redis_inval.tsv")
+    if os.path.exists(ipath):
+        with open(ipath) as f:
+            rinval = [line.rstrip("\n").split("\t") for line in f if line.count("\t") == 4]
+
+    # ================================================================ memory step
+    mem_rows = read_tsv(os.path.join(raw, "memory.tsv"))
+    mem100 = next((m for m in mem_rows if m["entry_bytes"] == "100"), None)
+
+    # ================================================================ figures.tsv
+    figures = []
+
+    def fig(fname, cl, st, unit, op=None, target=None):
+        if st is None:
+            return
+        figures.append([fname, str(cl), "" if st.median is None else f"{st.median:.6g}",
+                        "" if st.min is None else f"{st.min:.6g}", "" if st.max is None else f"{st.max:.6g}",
+                        "" if st.spread is None else f"{st.spread:.1f}", str(len(st.vals)),
+                        "1" if st.noisy else "0", unit, op or "", "" if target is None else str(target),
+                        {True: "met", False: "missed", None: ""}[check(st.median, op, target)]])
+
+    for c in cases:
+        for cl in clients_of(c):
+            fig(f"tps:{c}", cl, tps(c, cl), "tps")
+            fig(f"lat_us:{c}", cl, lat(c, cl), "us")
+    for c, st in loop_stat.items():
+        fig(f"loop_us:{c}", 1, st, "us/op")
+
+    # ================================================================ targets
+    # Each target: a row of the Targets table. cells: [(clients label, Stat, applies)].
+    targets = []
+
+    def add_target(issue, label, op, tgt, cells, unit="ratio", why=None, tgt_txt=None, src=""):
+        """cells: list of (client label, Stat or None, target applies here: bool, target value)"""
+        statuses = []
+        for cl, st, applies, tv in cells:
+            if st is not None and applies:
+                statuses.append((cl, check(st.median, op, tv), st.noisy))
+            fig(f"target:{label}", cl, st, unit, op if applies else None, tv if applies else None)
+        targets.append({"issue": issue, "label": label, "op": op, "tgt": tgt, "cells": cells,
+                        "statuses": statuses, "why": why, "tgt_txt": tgt_txt, "unit": unit, "src": src})
+
+    def ratio_cells(num, den, tv, every=False):
+        cls = all_clients if every else main_clients
+        cells = []
+        for cl in sorted(set(clients_of(num)) & set(clients_of(den))):
+            st = ratio(num, den, cl)
+            applies = every or cl in main_clients
+            cells.append((cl, st, applies and tv is not None, tv))
+        return [c for c in cells if c[0] in cls or not every]
+
+    ag = info.get("agg_text_bytes", "?")
+
+    def why_l1(cl):
+        fl, q = ratio("fn_sql_const", "pg_select1", cl), ratio("qcache_get", "fn_sql_const", cl)
+        g = loop_stat.get("loop_qcache_get")
+        u = loop_stat.get("loop_unlogged_subq")
+        if fl is None or q is None or fl.median is None or q.median is None:
+            return None
+        t = (f"at c={cl}, the same 1 KB returned as a constant (`fn_sql_const`, nothing looked up) reaches "
+             f"{fmt_ratio(fl.median)}× `SELECT 1`, and `qcache_get` {fmt_ratio(q.median)}× that floor. ")
+        if fl.median < 0.9:
+            t += "The payload alone costs more than the target allows: "
+        elif q.median < 0.95:
+            t += "Here most of the gap is qcache's own cost: "
+        else:
+            t += "qcache is within 5% of the payload floor, so the gap to the target is the payload and the noise: "
+        t += (f"the hit itself costs {fmt_us(g.median) if g else '?'} µs inside the backend"
+              + (f" (an unlogged-table probe: {fmt_us(u.median)} µs)" if u else "")
+              + "; the rest is `jsonb_out` and sending 1 KB, which `SELECT 1` does not do.")
+        if cl > 2:
+            t += (f" With {cl} pgbench clients and {cl} backends on 2 cores, every microsecond of CPU the "
+                  "payload costs shows in the TPS.")
+        st = ratio("qcache_get", "pg_select1", cl)
+        if st and st.noisy:
+            t += " Every sample of this figure ran under other load (⚑): re-run on a quiet machine."
+        return t
+
+    def why_pgpool(cl, mode, num="qcache_fetch_agg"):
+        if mode != "simple":
+            return None
+        pp = ratio("pgpool_agg_simple", "pg_select1_simple", cl)
+        pp_prep = ratio("pgpool_agg_simple", "pg_select1", cl)
+        fl = ratio("fn_agg_const", "pg_select1", cl)
+        q = ratio(num + "_simple", "pg_select1_simple", cl)
+        base = "pg_select1_simple"
+        if pp is None:
+            pp, q, base = pp_prep, ratio(num + "_simple", "pg_select1", cl), "pg_select1"
+        if pp is None or pp.median is None:
+            return None
+        need = 1.5 * pp.median
+        base_txt = "`SELECT 1`" + (" in the same simple protocol" if base == "pg_select1_simple" else " (prepared)")
+        t = (f"at c={cl}, pgpool answers a cached simple-protocol query from its own memory, with the text it "
+             f"stored, without reaching PostgreSQL: it runs at {fmt_ratio(pp.median)}× PostgreSQL's bare "
+             f"{base_txt}. 1.5× pgpool means {fmt_ratio(need)}× that bare round trip"
+             + (", faster than the floor of any statement PostgreSQL answers" if need > 1 else "")
+             + f"; `{num}_simple` runs at {fmt_ratio(q.median) if q else '?'}× it.")
+        if num == "qcache_fetch_agg" and fl is not None:
+            t += (f" A `qcache_fetch` hit also turns the aggregate's jsonb into {ag} bytes of text: the same jsonb "
+                  f"from a constant folded at plan time (`fn_agg_const`, prepared) reaches only "
+                  f"{fmt_ratio(fl.median)}× `SELECT 1`.")
+        js = ratio("qcache_fetch_json_agg_simple", "pgpool_agg_simple", cl)
+        if num == "qcache_fetch_agg" and js is not None:
+            t += (f" `qcache_fetch_json`, which keeps the text and skips that conversion, reaches "
+                  f"{fmt_ratio(js.median)}× pgpool.")
+        if num == "qcache_fetch_agg":
+            t += (" With prepared statements (the extended protocol, what most drivers use) pgpool is the "
+                  "slower one: see the prepared row.")
+        return t
+
+    # issue 5 (and 2): L1 hit against SELECT 1
+    add_target("5, 2", "qcache L1 hit (`qcache_get`, 1 KB) / `SELECT 1`", ">=", 0.9,
+               ratio_cells("qcache_get", "pg_select1", 0.9), why=why_l1,
+               src="issue 2 states it at -c 1 and -c 8; the other client counts are shown for information")
+    for mode, sfx in (("prepared", ""), ("simple", "_simple")):
+        add_target("5, 3", f"`qcache_fetch` hit of the aggregate / pgpool-II query cache, {mode}", ">=", 1.5,
+                   ratio_cells("qcache_fetch_agg" + sfx, "pgpool_agg" + sfx, 1.5),
+                   why=(lambda cl, m=mode: why_pgpool(cl, m)),
+                   src="issue 5: 1.5× (issue 3 asked 1.2× at -c 1)")
+    if any(c.startswith("qcache_fetch_json_agg") for c in cases):
+        for mode, sfx in (("prepared", ""), ("simple", "_simple")):
+            add_target("5, 3", f"`qcache_fetch_json` hit of the aggregate / pgpool-II query cache, {mode}", ">=",
+                       1.5, ratio_cells("qcache_fetch_json_agg" + sfx, "pgpool_agg" + sfx, 1.5),
+                       why=(lambda cl, m=mode: why_pgpool(cl, m, "qcache_fetch_json_agg")),
+                       src="the same target for the JSON-text variant")
+    for den, lab in (("pgmemcache_get", "pgmemcache"), ("unlogged_kv", "an unlogged table used as a cache")):
+        add_target("5", f"qcache L1 hit / {lab}", ">", 1.0, ratio_cells("qcache_get", den, 1.0, every=True),
+                   src="issue 5: ahead at every client count")
+    # issue 2
+    add_target("2", "90% get + 10% set / pure get", ">=", 0.85, ratio_cells("qcache_mixed", "qcache_get", 0.85))
+    for lc, lab, tv in (("loop_qcache_get", "in-SQL `qcache_get`, 1 KB hit, µs over the loop", 0.3),
+                        ("loop_qcache_set", "in-SQL `qcache_set`, 1 KB, µs over the loop", 1.0)):
+        if lc in loop_stat:
+            add_target("2", lab, "<=", tv, [(1, loop_stat[lc], True, tv)], unit="us")
+    if mem100:
+        ov = Stat([(fnum(mem100["overhead_per_entry"]), True)])
+        add_target("2", f"memory overhead per 100-byte entry (bytes; qcache.memory = "
+                   f"{int(mem100['memory_bytes']) // 1048576} MB, max_entries {int(mem100['max_entries']):,})",
+                   "<=", MEMORY_TARGET, [("–", ov, True, MEMORY_TARGET)], unit="bytes")
+    # issue 3
+    for mode, sfx in (("prepared", ""), ("simple", "_simple")):
+        add_target("3", f"`qcache_fetch` hit / the same jsonb from a constant, {mode}", ">=", 0.9,
+                   ratio_cells("qcache_fetch_agg" + sfx, "fn_agg_const" + sfx, 0.9))
+    for N in ("0", "100", "10000"):
+        if "upd_watched_" + N in cases:
+            add_target("3", f"UPDATE with `qcache_watch`, {int(N):,} entries on the tag / without", ">=", UPD_TARGET,
+                       ratio_cells("upd_watched_" + N, "upd_plain", UPD_TARGET), tgt_txt="≥ 0.77 (≤ 1.3× the cost)")
+    # issue 4
+    l2t = r_l2_target()
+    if l2t:
+        add_target("4", "L2 hit latency / (raw Redis GET + `SELECT 1`), c=1 (Redis step)", "<=", 1.5,
+                   [(1, l2t, True, 1.5)])
+    cells = [(cl, rratio("get_down", "get_nourl", cl), True, 0.9) for cl in (1, 8)]
+    if any(st for _, st, _, _ in cells):
+        add_target("4", "`qcache_get` with Redis down / without Redis (Redis step)", ">=", 0.9,
+                   [c for c in cells if c[1]])
+
+    # ================================================================ charts
+    charts = {}  # key -> (png relpath, tsv relpath, title)
+    os.makedirs(charts_dir, exist_ok=True) if not a.no_charts else None
+
+    def write_chart(key, title, header, rows, gp):
+        base = os.path.join(charts_dir, f"{name}-{key}")
+        with open(base + ".tsv", "w") as f:
+            f.write("# " + title + "\n")
+            f.write("\t".join(header) + "\n")
+            for r in rows:
+                f.write("\t".join("?" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r)
+                        + "\n")
+        with open(base + ".gp", "w") as f:
+            f.write(f"# gnuplot {base}.gp  (made by bench/report.py; data in the .tsv next to it)\n")
+            f.write("set terminal pngcairo size 900,560 font 'sans,10' noenhanced\n")
+            f.write(f"set output '{os.path.basename(base)}.png'\n")
+            f.write("set datafile separator '\\t'\nset datafile missing '?'\n"
+                    "set key inside left top box opaque\n")
+            f.write("set grid\n")
+            f.write(gp.replace("@TSV@", f"'{os.path.basename(base)}.tsv'"))
+        try:
+            subprocess.run(["gnuplot", os.path.basename(base) + ".gp"], cwd=charts_dir, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+            charts[key] = (os.path.relpath(base + ".png", out_dir), os.path.relpath(base + ".tsv", out_dir), title)
+        except (OSError, subprocess.SubprocessError) as e:
+            print(f"report: gnuplot failed for {key}: {e}")
+
+    def med3(st):
+        return (st.median, st.min, st.max) if st else (None, None, None)
+
+    def series_plot(series, xcol_label, extra=""):
+        parts = []
+        for i, (c, lab) in enumerate(series):
+            col = 2 + 3 * i
+            style = "lw 3" if "qcache" in c else "lw 1.5"
+            if c in ("pg_select1", "fn_sql_const") or c.startswith("size_const"):
+                style += " dt 2"
+            parts.append(f"@TSV@ using 1:{col}:{col + 1}:{col + 2} with yerrorlines {style} pt 7 ps 0.8 "
+                         f"title '{lab}'")
+        return extra + "plot " + ", \\\n     ".join(parts) + "\n"
+
+    if not a.no_charts and runs:
+        # 1. TPS against client count
+        series = [(c, lab) for c, lab in CURVE_GET if clients_of(c)]
+        if series:
+            cls = sorted({cl for c, _ in series for cl in clients_of(c)})
+            rows = [[cl] + [v for c, _ in series for v in med3(tps(c, cl))] for cl in cls]
+            hdr = ["clients"] + [f"{c}_{k}" for c, _ in series for k in ("median", "min", "max")]
+            write_chart("tps_clients", "TPS against client count, get of a ~1 KB value (median of runs, "
+                        "bars min-max)", hdr, rows, series_plot(series, "clients", (
+                            "set title 'Get of a ~1 KB value: TPS against clients (pgbench -M prepared, 2 cores)'\n"
+                            "set logscale x 2\nset xtics (" + ", ".join(str(c) for c in cls) + ")\n"
+                            "set xlabel 'clients (pgbench -c)'\nset ylabel 'transactions per second'\n"
+                            "set yrange [0:*]\nset format y '%.0s%c'\n")))
+        # 2. latency against value size
+        sizes = sorted({int(c.rsplit("_", 1)[1]) for c in cases if c.startswith("size_qcache_get_")})
+        if sizes:
+            sser = [("size_qcache_get", "qcache L1 hit (qcache_get)"), ("size_const", "constant jsonb (SQL floor)"),
+                    ("size_redis_get", "raw Redis GET (no SQL)")]
+            rows = [[b] + [v for s, _ in sser for v in med3(lat(f"{s}_{b}", 1))] for b in sizes]
+            hdr = ["value_bytes"] + [f"{s}_us_{k}" for s, _ in sser for k in ("median", "min", "max")]
+            write_chart("latency_size", "Latency (µs, c=1) against value size (bytes of JSON text)", hdr, rows,
+                        series_plot([(s, lab) for s, lab in sser], "bytes", (
+                            "set title 'Latency of one get against value size (-c 1; median of runs, bars min-max)'\n"
+                            "set logscale xy 10\nset xlabel 'value size (bytes of JSON text)'\n"
+                            "set ylabel 'latency per get (µs)'\nset format x '%.0s%cB'\n")))
+        # 3. mixed workloads
+        series = [(c, lab) for c, lab in CURVE_MIXED if clients_of(c)]
+        if len(series) > 1:
+            cls = sorted({cl for c, _ in series for cl in clients_of(c)})
+            rows = [[cl] + [v for c, _ in series for v in med3(tps(c, cl))] for cl in cls]
+            hdr = ["clients"] + [f"{c}_{k}" for c, _ in series for k in ("median", "min", "max")]
+            write_chart("mixed", "qcache TPS with 10% sets or 10% invalidations, against pure gets", hdr, rows,
+                        series_plot(series, "clients", (
+                            "set title 'qcache: 10% sets or 10% invalidations among gets (1 KB values, 1000 keys)'\n"
+                            "set logscale x 2\nset xtics (" + ", ".join(str(c) for c in cls) + ")\n"
+                            "set xlabel 'clients (pgbench -c)'\nset ylabel 'transactions per second'\n"
+                            "set yrange [0:*]\nset format y '%.0s%c'\n")))
+        # 4. memory per entry
+        if mem_rows:
+            rows = []
+            for m in mem_rows:
+                rows.append([int(m["entry_bytes"]), fnum(m["bytes_per_entry"]), fnum(m.get("redis_used_per_entry")),
+                             fnum(m.get("redis_memory_usage")), int(m["entry_bytes"])])
+            hdr = ["entry_bytes", "qcache_bytes_per_entry", "redis_used_memory_per_entry", "redis_memory_usage",
+                   "payload_bytes"]
+            gp = ("set title 'Memory per entry against entry size (key 10 B + value)'\n"
+                  "set multiplot layout 1,2\nset key inside left top\n"
+                  "set logscale xy 10\nset xlabel 'entry size (bytes)'\nset ylabel 'bytes of memory per entry'\n"
+                  "set format x '%.0s%cB'\nset format y '%.0s%cB'\n"
+                  "plot @TSV@ using 1:2 with linespoints lw 3 pt 7 title 'qcache (qcache.memory / entries that fit)', "
+                  "\\\n     @TSV@ using 1:3 with linespoints lw 1.5 pt 5 title 'Redis used\\_memory / entries', "
+                  "\\\n     @TSV@ using 1:4 with linespoints lw 1.5 dt 2 pt 4 title 'Redis MEMORY USAGE', "
+                  "\\\n     @TSV@ using 1:5 with lines lw 1 lc 'gray' title 'the bytes themselves'\n"
+                  "unset title\nset logscale y 10\nset logscale x 10\nset ylabel 'overhead (% of the entry size)'\n"
+                  "set format y '%g%%'\nset key inside right top\n"
+                  "plot @TSV@ using 1:(100*($2-$1)/$1) with linespoints lw 3 pt 7 title 'qcache', "
+                  "\\\n     @TSV@ using 1:(100*($3-$1)/$1) with linespoints lw 1.5 pt 5 title 'Redis used\\_memory', "
+                  "\\\n     @TSV@ using 1:(100*($4-$1)/$1) with linespoints lw 1.5 dt 2 pt 4 title 'Redis MEMORY USAGE'\n"
+                  "unset multiplot\n")
+            write_chart("memory", "Bytes of memory per entry against entry size: qcache and Redis", hdr, rows, gp)
 
     # ================================================================ markdown
     out = []
     w = out.append
     date = suite.get("date") or meta.get("date", "?")
+    mode = suite.get("mode", "?")
     w(f"# qcache benchmark, {date}")
     w("")
-    mode = suite.get("mode", "?")
     if mode == "quick":
-        w("> **Quick mode** (`--quick`): short pgbench runs, one sample, fewer cases. A smoke test of the "
-          "suite, not figures to quote.")
+        w("> **Quick mode** (`--quick`): 1-second pgbench runs, one sample, fewer client counts and sizes. "
+          "A smoke test of the suite, not figures to quote.")
         w("")
-    w(f"Made by `{suite.get('command', 'bash bench/run.sh')}` (mode {mode}). "
-      f"qcache {suite.get('qcache_rev', '?')}{' with uncommitted changes' if suite.get('qcache_dirty') == '1' else ''}, "
-      f"built and installed by the suite from `{suite.get('qcache_src', '?')}`.")
+    wall = fnum(suite.get("wall_s"))
+    w(f"Made by `{suite.get('command', 'bash bench/run.sh')}`"
+      + (f" in **{int(wall) // 60} min {int(wall) % 60} s** of wall time (packages, build, every step, up to "
+         "this report)" if wall else "") + ". "
+      f"qcache {suite.get('qcache_rev', '?')}"
+      + (" with uncommitted changes in the working tree" if suite.get("qcache_dirty") == "1" else "")
+      + ".")
     if meta:
-        w(f"Machine: nproc={meta.get('nproc')}, {meta.get('cpu')}, {meta.get('mem')} RAM, {meta.get('os')}, "
-          f"kernel {meta.get('kernel')}; clients and servers share these cores. "
-          f"PostgreSQL {meta.get('postgres')}, pgmemcache {meta.get('pgmemcache')}, {meta.get('memcached')}.")
+        w(f"Machine: {meta.get('nproc')} cores ({meta.get('cpu')}), {meta.get('mem')} RAM, {meta.get('os')}, "
+          f"kernel {meta.get('kernel')}; clients and servers share the cores. PostgreSQL {meta.get('postgres')}, "
+          f"{meta.get('pgpool')}, pgmemcache {meta.get('pgmemcache')}, {meta.get('memcached')}, "
+          f"Redis {meta.get('redis')}.")
         w("")
-        w(f"pgbench `-n -M {meta.get('mode')} -T {meta.get('T')}` over TCP 127.0.0.1 at -c {{{meta.get('clients')}}} "
-          f"(-j = min(c, {meta.get('jobs')})); {meta.get('nkeys')} keys of ~{meta.get('doc_bytes')}-byte JSON "
-          f"(text form) in each cache; in-SQL loops of {meta.get('loop_n')} ops, median of "
-          f"{meta.get('loop_reps')} timings; the cases named `*_simple` run with `-M simple`. "
-          f"**{n} run(s)** of the harness (config fingerprint `{fp}`): "
-          + ", ".join(f"`{r['id']}` ({r['meta'].get('elapsed_s', '?')} s, {r['meta'].get('quiet_wait_s', '?')} s "
-                      f"waiting for quiet, max foreign CPU "
-                      f"{max([fnum(x.get('foreign_cpu')) or 0 for x in r['rows']] or [0]):.0f}%)" for r in runs)
-          + ".")
+        w(f"**{n} sample(s)**: the harness ran {n} time(s), each time starting every server afresh and "
+          f"running every case; each figure is the median over samples, with its spread "
+          f"((max − min) / median). pgbench `-n -M {meta.get('mode')}` over TCP 127.0.0.1, "
+          f"`-T {meta.get('T')}` at -c {{{' '.join(map(str, main_clients))}}} and "
+          f"`-T {meta.get('short_T', meta.get('T'))}` for the other curve points (-j = min(c, {meta.get('jobs')})). "
+          + "Samples: " + ", ".join(
+              f"`{r['id']}` ({r['meta'].get('elapsed_s', '?')} s, max foreign CPU "
+              f"{max([fnum(x.get('foreign_cpu')) or 0 for x in r['rows']] or [0]):.0f}%)" for r in runs) + ".")
         if failed:
             w(f"{len(failed)} harness run(s) failed and are not counted: "
               + ", ".join(f"`{os.path.basename(p)}`" for p in failed) + ".")
@@ -365,119 +596,268 @@ def main():
         w("**No harness run completed**: no throughput or loop figures.")
     w("")
 
-    # ---- targets summary
+    # ---- how to read this
+    w("## How to read this")
+    w("")
+    w("- **`SELECT 1` is the physical floor**: a prepared statement's round trip to PostgreSQL over "
+      "loopback TCP, with nothing to compute and nothing to send back. Nothing served through SQL can beat it. "
+      "A cache at 0.9× `SELECT 1` adds about 11% to the bare round trip (1 / 0.9).")
+    w("- **A ratio is requests per second of the case divided by those of its baseline, measured in the same "
+      "sample**, a minute apart on the same servers; the table gives the median over samples. For an "
+      "application whose time goes to database round trips, 1.2 means 20% more requests served by the same "
+      "connections and cores, 0.8 means 20% fewer; for a query result, the ratio to the uncached query is how "
+      "many requests are served for each one computed.")
+    w("- **µs at c=1** is what one connection waits per request (pgbench's average latency); at c=8 and "
+      "above, the two cores are shared by pgbench's clients and the servers, so TPS there is a CPU-bound "
+      "total for client plus server, not a server's capacity.")
+    w("- **Raw Redis GET** does not go through PostgreSQL: it is what an application pays when it talks to "
+      "Redis directly, over its own connection (an application that has PostgreSQL open anyway pays both).")
+    w("- **Spread** = (max − min) / median over the samples; `n` = samples used. Samples during which "
+      f"processes outside the benchmark used more than {fmax:.0f}% of a core are left out (`n=2 of 3`); "
+      "⚑ marks a figure whose every sample was disturbed. Trust figures without ⚑ and with a small spread.")
+    w("")
+
+    # ---- targets
     w("## Targets")
     w("")
-    w("Median over runs (spread = (max − min) / median over runs, n = runs used). "
-      f"⚑ noisy: every sample of that figure ran while other processes used > {fmax:.0f}% of a core.")
+    w("Every target of the issues, side by side. Each cell: the median over samples (spread). A missed "
+      "target says why, with figures from this same run.")
     w("")
-    w("| figure | " + " | ".join(f"c={cl}" for cl in clients) + " | target | status | source |")
-    w("|---|" + "---:|" * len(clients) + "---|---|---|")
-    for label, num, den, op, target, only, src in RATIOS:
-        if op is None or not any((label, cl) in ratio_stat for cl in clients):
-            continue
-        cells, stats = [], []
-        for cl in clients:
-            st = ratio_stat.get((label, cl))
+    w("| issue | figure | measured | target | status |")
+    w("|---|---|---|---|---|")
+    whys = []
+    for t in targets:
+        cells = []
+        for cl, st, applies, tv in t["cells"]:
             if st is None:
-                cells.append("n/a")
                 continue
-            cells.append(f"{fmt_ratio(st.median)} ({st.spread_txt()})")
-            if (only is None or cl in only) and target_for(target, cl) is not None:
-                stats.append((cl, st))
-        sts = [(cl, status_txt(st, op, target_for(target, cl))) for cl, st in stats]
-        status = ", ".join(f"c={cl}: {t}" for cl, (t, _) in sts) if sts else "–"
-        w(f"| {label} | " + " | ".join(cells) + f" | {target_txt(op, target)} | {status} | {src} |")
-    for label, c, op, target, cmp_case, src in LOOPS:
-        if op is None or c not in loop_stat:
-            continue
-        st = loop_stat[c]
-        t, _ = status_txt(st, op, target)
-        cmp_txt = ""
-        if cmp_case in loop_stat and loop_stat[cmp_case].median:
-            cmp_txt = f"; {cmp_case}: {fmt_us(loop_stat[cmp_case].median)} µs"
-        cell = f"{fmt_us(st.median)} µs ({st.spread_txt()}){cmp_txt}"
-        w(f"| in-SQL {label} | {cell} |" + " |" * (len(clients) - 1) + f" {op} {target} µs | {t} | {src} |")
-    for m in mem_rows:
-        ov = fnum(m["overhead_per_entry"])
-        s = check(ov, "<=", MEMORY_TARGET)
-        cell = (f"{int(m['entries_fit']):,} entries of {m['entry_bytes']} B fit in "
-                f"{int(m['memory_bytes']) // 1048576} MB (max_entries {int(m['max_entries']):,}): "
-                f"{fnum(m['bytes_per_entry']):.1f} B/entry, overhead **{ov:.1f} B**")
-        w(f"| memory overhead per entry | {cell} |" + " |" * (len(clients) - 1)
-          + f" <= {MEMORY_TARGET:.0f} B | {'met' if s else '**MISSED**'} | issue 2 |")
+            fmt = fmt_us if t["unit"] == "us" else (lambda v: f"{v:.1f}") if t["unit"] == "bytes" else fmt_ratio
+            txt = st.short(fmt)
+            if not applies:
+                txt = f"({txt})"
+            cells.append(txt if cl == "–" else f"c={cl}: {txt}")
+        tgt_txt = t["tgt_txt"] or f"{t['op']} {t['tgt']:g}" + (" µs" if t["unit"] == "us" else " B" if t["unit"] == "bytes" else "")
+        missed = [cl for cl, s, _ in t["statuses"] if s is False]
+        if not t["statuses"]:
+            status = "n/a"
+        elif not missed:
+            status = "met" + (" ⚑" if any(nz for _, _, nz in t["statuses"]) else "")
+        else:
+            status = "**MISSED** at " + ", ".join(f"c={cl}" for cl in missed)
+            met = [cl for cl, s, _ in t["statuses"] if s]
+            if met:
+                status += "; met at " + ", ".join(f"c={cl}" for cl in met)
+            whys.append((t, missed))
+        src = f" ({t['src']})" if t["src"] else ""
+        w(f"| {t['issue']} | {t['label']}{src} | {'; '.join(cells)} | {tgt_txt} | {status} |")
+    w("")
+    w("Values in brackets are shown for information: the target is stated at other client counts.")
+    w("")
+    if whys:
+        w("**Why the missed targets are missed**")
+        w("")
+        for t, missed in whys:
+            reasons = []
+            for cl in missed:
+                r = t["why"](cl) if t["why"] else None
+                if r:
+                    reasons.append(r)
+                else:
+                    st = next(s for c, s, _, _ in t["cells"] if c == cl)
+                    reasons.append(f"at c={cl}: {fmt_ratio(st.median)} (samples {', '.join(fmt_ratio(v) for v in st.vals)}"
+                                   + ("; every sample disturbed by other load, re-run on a quiet machine" if st.noisy else "")
+                                   + ").")
+            w(f"- *{t['label']}*: " + " ".join(r[0].upper() + r[1:] for r in reasons))
+        w("")
+
+    # ---- the cases side by side
+    w("## The cases side by side")
+    w("")
+    w("TPS with its spread in brackets; every ratio is computed within each sample against the baseline "
+      "named in the column, then the median is taken.")
     w("")
 
-    # ---- what the reader needs to judge a missed target
-    missed = []
-    for label, num, den, op, target, only, src in RATIOS:
-        for cl in clients:
-            st = ratio_stat.get((label, cl))
-            tg = target_for(target, cl)
-            if op is None or st is None or tg is None or (only is not None and cl not in only):
-                continue
-            if check(st.median, op, tg) is False:
-                per_run = []
-                for r, t in zip(runs, per_run_tps):
-                    if (num, cl) in t and (den, cl) in t:
-                        x, y = t[(num, cl)], t[(den, cl)]
-                        per_run.append(f"`{r['id']}`: {num} {fmt_int(x[0])} TPS (foreign CPU "
-                                       f"{'?' if x[3] is None else f'{x[3]:.0f}%'}), {den} {fmt_int(y[0])} TPS "
-                                       f"(foreign CPU {'?' if y[3] is None else f'{y[3]:.0f}%'})")
-                missed.append(f"- {label} at c={cl}: {fmt_ratio(st.median)}, target {op} {tg:g}"
-                              + (" — every sample disturbed by other load, re-run on a quiet machine"
-                                 if st.noisy else "") + ". " + "; ".join(per_run) + ".")
-    for label, c, op, target, cmp_case, src in LOOPS:
-        st = loop_stat.get(c)
-        if op is not None and st is not None and check(st.median, op, target) is False:
-            missed.append(f"- in-SQL {label}: {fmt_us(st.median)} µs, target {op} {target} µs"
-                          + (" — every sample disturbed by other load" if st.noisy else "") + ".")
-    if missed:
-        w("**Missed targets**, with the samples behind them (foreign CPU = % of a core used by other "
-          "processes during the sample):")
-        w("")
-        out.extend(missed)
-        w("")
+    def tps_cell(c, cl):
+        st = tps(c, cl)
+        return "n/a" if st is None else st.short(fmt_int)
 
-    # ---- TPS table
-    if cases:
-        w("## Throughput (pgbench)")
-        w("")
-        w("TPS median over runs, with spread; µs = pgbench's average latency (median over runs).")
-        w("")
-        w("| case | what | " + " | ".join(f"TPS c={cl} | µs c={cl} | spread c={cl}" for cl in clients) + " |")
-        w("|---|---|" + "---:|---:|---|" * len(clients))
-        for c in cases:
-            cells = []
-            for cl in clients:
-                st = tps_stat.get((c, cl))
-                lt = lat_stat.get((c, cl))
-                if st is None:
-                    cells += ["n/a", "n/a", ""]
-                else:
-                    cells += [fmt_int(st.median) + (" ⚑" if st.noisy else ""),
-                              fmt_us(lt.median if lt else None), st.spread_txt()]
-            w(f"| `{c}` | {desc.get(c, '')} | " + " | ".join(cells) + " |")
-        w("")
+    def lat_cell(c, cl):
+        st = lat(c, cl)
+        return "n/a" if st is None else fmt_us(st.median)
 
-    # ---- all ratios
-    if ratio_stat:
-        w("## Ratios (computed within each run, then the median over runs)")
-        w("")
-        w("| ratio | " + " | ".join(f"c={cl}" for cl in clients) + " | target | meaning |")
-        w("|---|" + "---:|" * len(clients) + "---|---|")
-        for label, num, den, op, target, only, src in RATIOS:
-            if not any((label, cl) in ratio_stat for cl in clients):
+    def ratio_cell(num, den, cl):
+        st = ratio(num, den, cl)
+        return "–" if st is None else st.short()
+
+    mc = main_clients
+    w("**A ~1 KB value by key** (1000 keys, the same JSON document in every cache):")
+    w("")
+    w("| case | what | " + " | ".join(f"TPS c={cl} | µs c={cl}" for cl in mc) + " | "
+      + " | ".join(f"× `SELECT 1` c={cl}" for cl in mc) + " | "
+      + " | ".join(f"qcache L1 ÷ this c={cl}" for cl in mc) + " |")
+    w("|---|---|" + "---:|---:|" * len(mc) + "---:|" * len(mc) * 2)
+    for c in ("pg_select1", "fn_sql_const", "qcache_get", "l2_hit", "redis_get", "unlogged_kv", "pgmemcache_get",
+              "qcache_mixed", "qcache_mixed_inval"):
+        if c == "l2_hit":
+            if not rrows:
                 continue
             cells = []
-            for cl in clients:
-                st = ratio_stat.get((label, cl))
-                cells.append("n/a" if st is None else
-                             f"{fmt_ratio(st.median)} [{fmt_ratio(st.min)}–{fmt_ratio(st.max)}]"
-                             + (" ⚑" if st.noisy else ""))
-            w(f"| {label} | " + " | ".join(cells) + f" | {target_txt(op, target)} | {src} |")
+            for cl in mc:
+                st, lt = rstat("l2_hit", cl, "tps"), rstat("l2_hit", cl, "lat_ms")
+                cells += [st.short(fmt_int) if st else "n/a", fmt_us(lt.median * 1000) if lt else "n/a"]
+            rs = [rratio("l2_hit", "select1", cl) for cl in mc]
+            w(f"| `qcache_get` L2 | {DESC['l2_hit']} | " + " | ".join(cells) + " | "
+              + " | ".join(st.short() + " ‡" if st else "n/a" for st in rs) + " | " + " | ".join("–" for _ in mc) + " |")
+            continue
+        if c not in cases:
+            continue
+        cells = []
+        for cl in mc:
+            cells += [tps_cell(c, cl), lat_cell(c, cl)]
+        w(f"| `{c}` | {desc.get(c, DESC.get(c, ''))} | " + " | ".join(cells) + " | "
+          + " | ".join("1" if c == "pg_select1" else ratio_cell(c, "pg_select1", cl) for cl in mc) + " | "
+          + " | ".join("–" if c == "qcache_get" else ratio_cell("qcache_get", c, cl) for cl in mc) + " |")
+    w("")
+    if rrows:
+        w("‡ The L2 hit comes from the Redis step (`bench/redis.sh`): its own PostgreSQL cluster, with "
+          "`qcache.redis_url` set, and a `SELECT 1` measured there in the same rep as its baseline. An L2 hit is an "
+          "L1 miss served by Redis: one Redis round trip (a Lua script checking the value's stamps) and parsing "
+          "the JSON into jsonb, on top of the SQL call.")
         w("")
-        w("[min–max] over runs. A ratio of 1 means as fast as the baseline in the same run.")
+    w("**A query's result** (the uncached query, the caches that serve it, and the floor for its payload):")
+    w("")
+    w("| case | what | " + " | ".join(f"TPS c={cl} | µs c={cl}" for cl in mc) + " | "
+      + " | ".join(f"÷ uncached query c={cl}" for cl in mc) + " | "
+      + " | ".join(f"÷ pgpool c={cl}" for cl in mc) + " |")
+    w("|---|---|" + "---:|---:|" * len(mc) + "---:|" * len(mc) * 2)
+    rows_b = [("pg_pk", None, None), ("qcache_miss_fill", "pg_pk", None), ("pg_agg", None, None)]
+    for sfx in ("", "_simple"):
+        if sfx:
+            rows_b.append(("pg_select1_simple", None, None))
+        for c in ("pgpool_agg", "fn_agg_const", "qcache_fetch_agg", "qcache_fetch_json_agg"):
+            rows_b.append((c + sfx, "pg_agg", None if c == "pgpool_agg" else "pgpool_agg" + sfx))
+    for c, unc, pool in rows_b:
+        if c not in cases:
+            continue
+        cells = []
+        for cl in mc:
+            cells += [tps_cell(c, cl), lat_cell(c, cl)]
+        d = desc.get(c, "") + (" (`-M simple`)" if c.endswith("_simple") else "")
+        w(f"| `{c}` | {d} | " + " | ".join(cells) + " | "
+          + " | ".join("–" if unc is None else ratio_cell(c, unc, cl) for cl in mc) + " | "
+          + " | ".join("–" if pool is None else ratio_cell(c, pool, cl) for cl in mc) + " |")
+    w("")
+    w(f"The aggregate: `{open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peers', 'scripts', 'agg.sql')).read().strip()}` "
+      f"over 100k rows, {meta.get('agg_exec_ms', '?')} ms uncached in this run; its result is 100 rows, "
+      f"{info.get('agg_jsonb_bytes', '?')} bytes of jsonb, {ag} bytes as text. The `qcache_fetch` entries are "
+      "stored before the runs (`bench/qcache/setup.sql`, or the first call), so every call is a hit. "
+      "pgpool caches the aggregate after its first execution; its auto-invalidation was checked: "
+      f"{meta.get('pgpool_invalidation', 'not run')}. `qcache_miss_fill` uses a new key on every call "
+      "(one of 10^9), so every call misses, runs the PK query through SPI, stores the row and returns it; its "
+      "ratio to `pg_pk` is what a miss costs against not caching at all.")
+    w("")
+    upd = [c for c in ("upd_plain", "upd_watched_0", "upd_watched_100", "upd_watched_10000") if c in cases]
+    if upd:
+        w("**Writes**: the cost of `qcache_watch`'s invalidation trigger on an UPDATE.")
+        w("")
+        w("| case | what | " + " | ".join(f"TPS c={cl}" for cl in mc) + " | "
+          + " | ".join(f"÷ `upd_plain` c={cl}" for cl in mc) + " |")
+        w("|---|---|" + "---:|" * len(mc) * 2)
+        for c in upd:
+            w(f"| `{c}` | {desc.get(c, '')} | " + " | ".join(tps_cell(c, cl) for cl in mc) + " | "
+              + " | ".join("–" if c == "upd_plain" else ratio_cell(c, "upd_plain", cl) for cl in mc) + " |")
+        w("")
+        w(f"N entries on the tag are stored by the first transaction of client 0 "
+          f"(`bench_upd_populate`, {info.get('populate_10000_ms', '?')} ms for 10,000) while the other clients wait "
+          "100 ms; the first UPDATE's commit makes them all stale at once (one stamp per tag) and the sweeper "
+          "frees them. The cluster runs with `fsync = off`, `synchronous_commit = off`: a plain UPDATE costs "
+          "no WAL flush, so the trigger's share is larger than on a durable server.")
+        w("")
+
+    # ---- charts
+    w("## Charts")
+    w("")
+    if not charts:
+        w("No charts (gnuplot missing, or no data).")
+        w("")
+    for key, text in (
+            ("tps_clients", "**TPS against client count**, get of a ~1 KB value. Bars: min–max over samples. "
+                            "Raw Redis GET does not go through PostgreSQL."),
+            ("latency_size", "**Latency against value size**, one client: a qcache L1 hit, the same bytes as a "
+                             "constant (the floor of returning that much through SQL), and a raw Redis GET."),
+            ("mixed", "**qcache with 10% sets or 10% invalidations** among gets. After an invalidation the next "
+                      "get of that key misses and refills it from the table (about 10% of gets in the steady "
+                      "state)."),
+            ("memory", "**Bytes of memory per entry against entry size**, qcache next to Redis for the same "
+                       "entries (left), and the overhead as a share of the entry (right).")):
+        if key in charts:
+            png, tsv, title = charts[key]
+            w(text + f" Data: [{os.path.basename(tsv)}]({tsv}).")
+            w("")
+            w(f"![{title}]({png})")
+            w("")
+
+    # TPS against clients table
+    series = [(c, lab) for c, lab in CURVE_GET + CURVE_MIXED[1:] if clients_of(c)]
+    if series:
+        cls = sorted({cl for c, _ in series for cl in clients_of(c)})
+        w("TPS against client count (median, spread in brackets), and qcache's ratios at each count:")
+        w("")
+        w("| case | " + " | ".join(f"c={cl}" for cl in cls) + " |")
+        w("|---|" + "---:|" * len(cls))
+        for c, lab in series:
+            w(f"| `{c}` ({lab}) | " + " | ".join(tps_cell(c, cl) if tps(c, cl) else "–" for cl in cls) + " |")
+        for num, den in (("qcache_get", "pg_select1"), ("qcache_get", "fn_sql_const"), ("qcache_get", "unlogged_kv"),
+                         ("qcache_get", "pgmemcache_get"), ("qcache_get", "redis_get"),
+                         ("qcache_mixed", "qcache_get"), ("qcache_mixed_inval", "qcache_get")):
+            if num in cases and den in cases:
+                w(f"| {num} ÷ {den} | " + " | ".join(ratio_cell(num, den, cl) for cl in cls) + " |")
+        w("")
+    sizes = sorted({int(c.rsplit("_", 1)[1]) for c in cases if c.startswith("size_qcache_get_")})
+    if sizes:
+        w("Latency against value size, c=1 (µs, median; spread in brackets):")
+        w("")
+        w("| value (JSON text) | qcache L1 hit | constant (SQL floor) | qcache ÷ floor (TPS) | raw Redis GET |")
+        w("|---:|---:|---:|---:|---:|")
+        for b in sizes:
+            q, k, r = (lat(f"{s}_{b}", 1) for s in ("size_qcache_get", "size_const", "size_redis_get"))
+            w(f"| {fmt_bytes(b)} | {q.short(fmt_us) if q else 'n/a'} | {k.short(fmt_us) if k else 'n/a'} | "
+              f"{ratio_cell(f'size_qcache_get_{b}', f'size_const_{b}', 1)} | {r.short(fmt_us) if r else 'n/a'} |")
+        w("")
+        w("Each size: 10 keys holding a jsonb string whose JSON text is exactly that many bytes (hex digits). "
+          "Past a few KB, the SQL path's cost is PostgreSQL turning jsonb into text and sending it "
+          "(the constant pays the same); Redis sends stored bytes as they are.")
+        w("")
+
+    # ---- memory
+    if mem_rows:
+        m0 = mem_rows[0]
+        w("## Memory per entry")
+        w("")
+        w(f"A throw-away cluster with `qcache.memory = {int(m0['memory_bytes']) // 1048576}MB` is filled with "
+          f"entries of exactly N bytes until the first eviction: a key of {m0['key_bytes']} bytes plus a jsonb "
+          f"string whose VARSIZE is N − {m0['key_bytes']} bytes; no tags, ttl 0. bytes/entry = qcache.memory / "
+          "entries that fit (everything: entry header, allocator rounding, the bucket array of `max_entries`, "
+          "sized as the smallest power of 2 above the entries that fit). Redis (its own server, jemalloc) "
+          "receives as many entries under the same keys, each value the JSON text of qcache's value (what "
+          "qcache's second level stores there); `MEMORY USAGE` is the median of 5 keys, `used_memory` per entry "
+          "is the growth of `used_memory` divided by the entries (its hash table included). The fills are "
+          "deterministic: one fill per size.")
+        w("")
+        w("| N | entries that fit | qcache bytes/entry | qcache overhead | Redis `MEMORY USAGE` | Redis `used_memory`/entry | max_entries | limited by |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---|")
+        for m in mem_rows:
+            eb = int(m["entry_bytes"])
+            ov = fnum(m["overhead_per_entry"])
+            rmu, rpe = fnum(m.get("redis_memory_usage")), fnum(m.get("redis_used_per_entry"))
+            w(f"| {fmt_bytes(eb)} | {int(m['entries_fit']):,} | {fnum(m['bytes_per_entry']):,.1f} | "
+              f"{ov:,.1f} B ({100 * ov / eb:.1f}%) | "
+              + (f"{rmu:,.0f} ({100 * (rmu - eb) / eb:+.1f}%)" if rmu else "n/a") + " | "
+              + (f"{rpe:,.1f} ({100 * (rpe - eb) / eb:+.1f}%)" if rpe else "n/a") + " | "
+              f"{int(m['max_entries']):,} | {m['limited_by']} |")
+        w("")
+        w("qcache keeps values in size classes (the rounding is most of the overhead between 1 KB and 10 KB); "
+          "Redis's jemalloc has its own classes (visible at 100 KB).")
         w("")
 
     # ---- loops
@@ -485,7 +865,7 @@ def main():
         w("## In-SQL cost per operation (one backend, no client round trip)")
         w("")
         w("`SELECT count(expr) FROM generate_series(1, N) i`, minus the same statement over "
-          "`length('k'||(1+i%1000))` (loop_baseline, whose row shows its own total per op).")
+          "`length('k'||(1+i%1000))` (`loop_baseline`, whose row shows its own total per op).")
         w("")
         w("| loop case | what | µs/op | min–max | spread |")
         w("|---|---|---:|---:|---|")
@@ -495,106 +875,47 @@ def main():
               f"{fmt_us(st.min)}–{fmt_us(st.max)} | {st.spread_txt()} |")
         w("")
 
-    # ---- the Redis level (bench/redis.sh writes its own section)
+    # ---- the Redis step's own section
     rpath = os.path.join(raw, "redis.md")
     if os.path.exists(rpath):
         with open(rpath) as f:
             for line in f.read().rstrip("\n").split("\n"):
-                w(line)
+                w(line.replace("## The Redis second level", "## The Redis second level (Redis step)"))
         w("")
 
-    # ---- memory
-    if mem_rows:
-        w("## Memory per entry")
+    # ---- every pgbench figure
+    if cases:
+        w("## Every pgbench figure")
         w("")
-        m0 = mem_rows[0]
-        w(f"A throw-away cluster with `qcache.memory = {int(m0['memory_bytes']) // 1048576}MB` is filled with "
-          f"entries of exactly N bytes, until the first eviction. **An N-byte entry** is a key of "
-          f"{m0['key_bytes']} bytes (`'m' || lpad(i::text, {int(m0['key_bytes']) - 1}, '0')`) plus a jsonb "
-          f"string value whose VARSIZE (`pg_column_size`) is N − {m0['key_bytes']} bytes; no tags, ttl 0. "
-          "These are the bytes qcache must keep; everything else is overhead: the entry header, the "
-          "allocator's size-class rounding and metadata, and the bucket array (8 bytes per bucket, "
-          "`max_entries` rounded up to a power of 2, allocated up front out of `qcache.memory`).")
-        w("")
-        w("bytes/entry = qcache.memory / entries that fit; overhead = bytes/entry − N. "
-          "'accounted' = `bytes_used` / entries (what qcache_stats charges: header + key + value + the "
-          "index share, without the allocator's rounding).")
-        w("")
-        w("| N | max_entries | entries that fit | bytes/entry | overhead/entry | accounted B/entry | limited by | target ≤ 100 B |")
-        w("|---:|---:|---:|---:|---:|---:|---|---|")
-        for m in mem_rows:
-            ov = fnum(m["overhead_per_entry"])
-            w(f"| {m['entry_bytes']} | {int(m['max_entries']):,} | {int(m['entries_fit']):,} | "
-              f"{fnum(m['bytes_per_entry']):.1f} | {ov:.1f} | {fnum(m['accounted_bytes_per_entry']):.1f} | "
-              f"{m['limited_by']} ({m['stop']}) | {'met' if ov <= MEMORY_TARGET else '**MISSED**'} |")
-        w("")
-        w("The bucket array is sized by `qcache.max_entries`, not by what is stored: with a max_entries "
-          "far above the entries that fit, each entry also carries a share of empty buckets. The row "
-          "whose max_entries is the smallest power of 2 above the entries that fit is the configuration "
-          "to quote for small entries.")
+        w("| case | what | c | TPS | µs | spread, n |")
+        w("|---|---|---:|---:|---:|---|")
+        for c in cases:
+            for cl in clients_of(c):
+                st, lt = tps(c, cl), lat(c, cl)
+                d = desc.get(c, "") + (" (`-M simple`)" if c.endswith("_simple") else "")
+                w(f"| `{c}` | {d} | {cl} | {fmt_int(st.median)} | {fmt_us(lt.median if lt else None)} | "
+                  f"{st.spread_txt()} |")
         w("")
 
-    # ---- how to read
-    w("## How to read this")
-    w("")
-    w("- `pg_select1` (`SELECT 1`) is the physical floor: a prepared statement's round trip over "
-      "TCP with nothing to do. No cache served through SQL can beat it; a ratio to it says how much of "
-      "the round trip the cache adds (0.9 = the cache costs 10% on top of the bare protocol).")
-    w("- `fn_sql_const` (a constant 1 KB jsonb folded at plan time) and `fn_plpgsql_const` (a "
-      "function call returning a constant 1 KB jsonb) are the ideal caches: the cost of shipping 1 KB "
-      "with nothing looked up.")
-    w("- `unlogged_kv` (an unlogged table used as a cache, one index probe) and `pgmemcache_get` "
-      "(memcached through pgmemcache) are what an application would use instead; a ratio above 1 "
-      "means qcache serves more requests per second than that alternative on this machine.")
-    w("- `qcache_mixed` / `qcache_get`: what 10% writes cost the read throughput.")
-    w("- The in-SQL loops remove the client round trip: they are the CPU cost of the call itself "
-      "inside a backend (e.g. when qcache_get is called from a plpgsql function or a query).")
-    w("- **Cached aggregate (issue 3).** `qcache_fetch_agg` calls `qcache_fetch('agg', '<query>', 0)` on "
-      "the per-category aggregate of `peers/scripts/agg.sql` (100k products, 100 result rows; "
-      f"{meta.get('agg_exec_ms', '?')} ms uncached here), stored once by `qcache/setup.sql`: every call is "
-      f"a hit returning a jsonb array of {info.get('agg_jsonb_bytes', '?')} bytes "
-      f"({info.get('agg_text_bytes', '?')} bytes as text). `fn_agg_const` returns the same jsonb from an "
-      "IMMUTABLE SQL function whose body is that literal, folded at plan time: the floor for sending "
-      "this payload. `pgpool_agg` is the same aggregate through pgpool-II with its shared-memory query "
-      f"cache on (hits after the first; auto invalidation check: {meta.get('pgpool_invalidation', 'not run')}). "
-      "The `_simple` variants run with `-M simple`, where every call is parsed and planned: for "
-      "`fn_agg_const_simple` planning inlines the function and parses its jsonb literal again on each "
-      "call, so in simple mode that baseline is no longer a pure send-the-bytes floor.")
-    w("- **Trigger cost (issue 3).** `upd_plain` runs `UPDATE upd_plain SET v = v + 1 WHERE id = "
-      ":id` (one random row of 10,000, HOT); `upd_watched_N` runs the same UPDATE on an identical table "
-      "with `qcache_watch` on it (a statement trigger that queues the tag `table:public.<table>`, stamped "
-      "when the transaction commits). N = entries tagged with that table's tag **at the start of each "
-      "run**: the first transaction of client 0 stores them (`bench_upd_populate`, "
-      f"{info.get('populate_10000_ms', '?')} ms for 10,000) while the other clients wait 100 ms (same "
-      "first transaction in `upd_plain`, which stores none). The first UPDATE's commit makes them all "
-      "stale at once (one stamp per tag, no scan of the entries) and the sweeper reclaims them in the "
-      "background within about a second, on the same 2 cores. So `upd_watched_N / upd_plain` is the cost "
-      "of the trigger and the commit stamp, plus the one-off reclaim of N entries and the sweeper's scan "
-      "after each stamp; with this mechanism no UPDATE after the first can find live entries on the "
-      "tag, since keeping N live would mean re-storing them after every UPDATE, i.e. measuring sets. "
-      "The cluster runs with `synchronous_commit = off` and `fsync = off`, so a plain UPDATE costs no "
-      "WAL flush: the trigger's share is larger than it would be on a durable server.")
-    w("- With 2 cores shared by pgbench and the servers, the c=8 figures are CPU-bound totals for "
-      "client plus server. Figures marked ⚑ ran while other processes loaded the machine.")
-    w("")
+    # ---- raw data
     w("## Raw data")
     w("")
-    rel = os.path.relpath(raw, os.path.dirname(os.path.abspath(a.out)))
-    w(f"In `{rel}/`: each harness run's rows (`<fp>-<run>.tsv`), metadata (`.meta`), exact commands and "
-      "server configs (`.commands`), full pgbench/psql output (`.log`); `peers.md` (the harness's own "
-      "summary of these runs), `console.txt` (the suite's console), `build.txt`, `suite.info`, "
-      "`memory.tsv`, `memory.log`, `memory-postgres.log`, and `figures.tsv` (every figure of this "
-      "report, one per line, for charts).")
+    rel = os.path.relpath(raw, out_dir)
+    w(f"In [`{rel}/`]({rel}/): each harness run's rows (`<fp>-<run>.tsv`), metadata (`.meta`), exact commands "
+      "and server configs (`.commands`), the full pgbench, redis-benchmark and psql output (`.log`); "
+      "`scripts/` (the generated size cases), `console.txt`, `suite.info`, `memory.tsv`/`memory.log`, "
+      "`redis.tsv`/`redis.log`/`redis_inval.tsv`, and `figures.tsv` (every figure of this report, one per line). "
+      "The charts' data and gnuplot scripts are next to the PNGs in `charts/`.")
     if runs:
         w("")
-        w("### Per-run samples")
+        w("### Per-sample values (TPS; ⚑x% = foreign CPU above the limit during that sample)")
         w("")
         w("| case | c | " + " | ".join(f"`{r['id']}`" for r in runs) + " |")
         w("|---|---:|" + "---:|" * n)
         for c in cases:
-            for cl in clients:
+            for cl in clients_of(c):
                 vals = []
-                for t in per_run_tps:
+                for t in per_run:
                     x = t.get((c, cl))
                     vals.append("n/a" if x is None else
                                 fmt_int(x[0]) + (f" ⚑{x[3]:.0f}%" if x[3] is not None and x[3] > fmax else ""))

@@ -1,47 +1,61 @@
 #!/usr/bin/env bash
 # qcache benchmark suite: the one command.
 #
-#   bash bench/run.sh            full run (as root, Debian 12): ~12 min on 2 cores, R=3 samples
-#   bash bench/run.sh --quick    smoke run: T=2 s, one sample, fewer cases, ~2 min
+#   bash bench/run.sh            full run (as root, Debian 12): under 10 min on 2 cores, R=3 samples
+#   bash bench/run.sh --quick    smoke run: one sample, fewer client counts and sizes, under 2 min
 #
 # Steps, each stopping every server it started, also on failure:
 #   1. apt-get installs what is missing (PostgreSQL 15 + server dev, pgmemcache, memcached,
-#      pgpool2, redis, gcc, make, python3);
+#      pgpool2, redis, gcc, make, python3, gnuplot-nox);
 #   2. builds qcache from a copy of this working tree and installs it (make && make install);
 #   3. runs the peers harness (bench/peers/run.sh) R times, each run one sample: its own
 #      PostgreSQL with qcache preloaded + memcached + redis + pgpool on 127.0.0.1, non-default
 #      ports; the peer baselines plus the qcache cases of bench/qcache/ (every
 #      bench/qcache/scripts/<name>.sql is pgbench case <name>, and also <name>_simple, run with
 #      -M simple, if its first line is "-- bench-modes: prepared simple"; bench/qcache/qcache.loops
-#      holds the in-SQL loops);
-#   4. the memory step (bench/memory.sh): its own cluster, entries of 100 bytes until eviction;
+#      holds the in-SQL loops), at CLIENTS; the get cases and the mixed workloads also at
+#      CURVE_CLIENTS (TPS-against-clients curves), and the size_* cases at -c 1 for each of SIZES
+#      (latency-against-size curve);
+#   4. the memory step (bench/memory.sh): its own cluster and redis-server; entries of each size of
+#      MEM_ENTRY_BYTES until the first eviction, and the same entries in Redis;
 #   4b. the Redis step (bench/redis.sh): its own redis-server and two clusters: L2-hit latency
 #      against a raw Redis GET + SELECT 1, qcache_get with Redis down, cross-node invalidation
-#      latency (RB_* knobs; --quick: RB_R=1, RB_T=2, RB_INVALS=200);
-#   5. bench/report.py writes bench/results/<UTC date>.md (--quick: <UTC date>-quick.md), the
-#      figures with their ratios to the baselines and the targets, met or missed.
+#      latency (RB_* knobs);
+#   5. bench/report.py writes bench/results/<UTC date>.md (--quick: <UTC date>-quick.md) with
+#      the targets, met or missed and why, the cases side by side as ratios to their baselines,
+#      and the charts (gnuplot PNGs, with their data TSVs) in bench/results/charts/.
+# The wall time is printed at the end and written into the report.
 # Raw data (every pgbench output, commands, configs, per-run TSVs) stays in
 # bench/results/raw/<UTC date-time>/, which the report links to.
 #
-# Options: --quick  --all (every case the peers harness has: pgpool, redis, the aggregate...)
+# Options: --quick  --all (every case the peers harness has, too)
 #          --no-apt (do not install packages)  --no-build (use the installed qcache)
 #          --no-memory (skip step 4)  --no-redis (skip step 4b)  -h|--help
-# Knobs (env, defaults in brackets; --quick changes the starred ones):
-#   T [5*] seconds per pgbench run     R [3*] harness runs (samples)    CLIENTS ["1 8"]
-#   JOBS [2]   LOOP_N [100000]   LOOP_REPS [3]   QUIET_BUDGET_S [90*]   FOREIGN_MAX [15]
+# Knobs (env, defaults in brackets, then the --quick value):
+#   T [1] seconds per pgbench run at CLIENTS     SHORT_T [1] seconds per run of the other curve points
+#   R [3; 1] harness runs (samples)              CLIENTS ["1 8"; "1"]
+#   CURVE_CLIENTS ["2 4 16 32"; "8 32"]          SIZES ["100 1000 10000 100000 1000000"; "100 10000 1000000"]
+#   REDIS_N [30000; 20000] redis-benchmark requests per point (fewer for values over 10 KB)
+#   JOBS [2]   LOOP_N [100000]   LOOP_REPS [3]   QUIET_BUDGET_S [10; 5]   QUIET_PROBE_S [0.2]
+#   FOREIGN_MAX [15]
 #   CASES      a bash regex of case names replacing the default selection
 #   REPORT_NAME  report file name in bench/results/ instead of <UTC date>[-quick].md
+#   RESULTS_DIR  [bench/results] where the report, charts and raw data go (a trial run: /tmp/...)
 #   BENCH_BASE [/tmp/qcache-bench]  PG_PORT [55452] POOL_PORT [59989] PCP_PORT [59888]
 #   MC_PORT [51221] REDIS_PORT [56389]  (ports differ from the shared harness's defaults)
-#   MEM_* knobs of bench/memory.sh (MEM_MEMORY [256MB], MEM_MAX_ENTRIES ["4194304 2097152"*],
-#   MEM_ENTRY_BYTES ["100"], MEM_PORT [55443])
+#   MEM_* knobs of bench/memory.sh (MEM_MEMORY [32MB; 16MB], MEM_MAX_ENTRIES [auto],
+#   MEM_ENTRY_BYTES [as SIZES], MEM_PORT [55443], MEM_REDIS_PORT [56393])
+#   RB_R [3; 1] RB_T [1] RB_INVALS [500; 100] of bench/redis.sh
 #
-# Adding a case (later issues): a pgbench script in bench/qcache/scripts/ named qcache_*.sql
+# Adding a case: a pgbench script in bench/qcache/scripts/ named qcache_*.sql
 # (first line "-- bench-modes: prepared simple": also run as <name>_simple with -M simple),
 # a "loop_qcache_*|expr" line in bench/qcache/qcache.loops, setup in bench/qcache/setup.sql,
-# GUCs in bench/qcache/qcache.conf; then a line in report.py's RATIOS or LOOPS if it has a
-# target. Other baselines: add their names to BASELINES below.
+# GUCs in bench/qcache/qcache.conf; then, for a target or a table row, a few lines in report.py.
+# Other baselines: add their names to BASELINES below.
 set -Eeuo pipefail
+# The whole script is one compound command, read before it runs: editing this file while a run
+# is in progress cannot change what that run executes.
+{
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -68,46 +82,53 @@ done
 
 # Knobs the caller set explicitly, for the record of the command.
 SET_KNOBS=""
-for k in T R CLIENTS JOBS LOOP_N LOOP_REPS QUIET_BUDGET_S FOREIGN_MAX CASES MEM_MEMORY MEM_MAX_ENTRIES MEM_ENTRY_BYTES; do
+for k in T R CLIENTS SHORT_T CURVE_CLIENTS SIZES REDIS_N JOBS LOOP_N LOOP_REPS QUIET_BUDGET_S FOREIGN_MAX CASES \
+         MEM_MEMORY MEM_MAX_ENTRIES MEM_ENTRY_BYTES RB_T RB_R RB_INVALS; do
   [ -n "${!k+x}" ] && SET_KNOBS+="$k=$(printf '%q' "${!k}") "
 done
 
 if [ "$QUICK" = 1 ]; then
-  : "${T:=2}" "${R:=1}" "${QUIET_BUDGET_S:=10}" "${MEM_MAX_ENTRIES:=2097152}" "${MEM_BATCH:=100000}"
+  : "${T:=1}" "${R:=1}" "${QUIET_BUDGET_S:=5}" "${CLIENTS:=1}" "${CURVE_CLIENTS:=8 32}"
+  : "${SIZES:=100 10000 1000000}" "${MEM_ENTRY_BYTES:=100 10000 1000000}" "${MEM_MEMORY:=16MB}"
+  : "${REDIS_N:=20000}"
 fi
-: "${T:=5}" "${R:=3}" "${CLIENTS:=1 8}" "${JOBS:=2}" "${LOOP_N:=100000}" "${LOOP_REPS:=3}"
-: "${QUIET_BUDGET_S:=90}" "${FOREIGN_MAX:=15}"
+: "${T:=1}" "${R:=3}" "${CLIENTS:=1 8}" "${JOBS:=2}" "${LOOP_N:=100000}" "${LOOP_REPS:=3}"
+: "${SHORT_T:=1}" "${CURVE_CLIENTS:=2 4 16 32}" "${SIZES:=100 1000 10000 100000 1000000}"
+: "${REDIS_N:=30000}" "${QUIET_BUDGET_S:=10}" "${FOREIGN_MAX:=15}" "${QUIET_PROBE_S:=0.2}"
 : "${BENCH_BASE:=/tmp/qcache-bench}" "${PG_PORT:=55452}" "${POOL_PORT:=59989}" "${PCP_PORT:=59888}"
 : "${MC_PORT:=51221}" "${REDIS_PORT:=56389}"
 : "${PGBIN:=/usr/lib/postgresql/15/bin}"
+: "${MEM_MEMORY:=32MB}" "${MEM_ENTRY_BYTES:=$SIZES}"
 export MEM_MEMORY MEM_MAX_ENTRIES MEM_ENTRY_BYTES MEM_KEY_BYTES MEM_BATCH MEM_FINE MEM_BASE MEM_PORT
 [[ $R =~ ^[1-9][0-9]*$ ]] || die "R must be a positive integer"
+for b in $SIZES; do [[ $b =~ ^[0-9]+$ ]] && [ "$b" -ge 2 ] && [ "$b" -le 1000000 ] || die "SIZES: $b is not 2..1000000"; done
 
-# The baselines issues 2 and 3 compare against (peers harness case names, and the baselines
-# among bench/qcache/scripts: fn_agg_const*, upd_plain); the qcache cases are every qcache_*
-# pgbench script, the upd_watched_* scripts and every loop_qcache_* loop.
-BASELINES="pg_select1 unlogged_kv pgmemcache_get fn_plpgsql_const fn_sql_const"
+# The baselines the targets compare against (peers harness case names, and the baselines among
+# bench/qcache/scripts: fn_agg_const*, upd_plain); the qcache cases are every qcache_* pgbench
+# script but qcache_set (the 10% sets of qcache_mixed measure sets), the upd_watched_* scripts,
+# every loop_qcache_* loop, and the size_* cases of the latency-against-size curve.
+BASELINES="pg_select1 pg_select1_simple fn_sql_const unlogged_kv pgmemcache_get redis_get pg_pk pg_agg"
 BASELINES+=" pgpool_agg pgpool_agg_simple fn_agg_const fn_agg_const_simple upd_plain"
-BASELINE_LOOPS="loop_unlogged_subq loop_fn_plpgsql_const loop_fn_sql_const"
+BASELINE_LOOPS="loop_unlogged_subq"
 UPD_CASES="upd_watched_.*"
 if [ "$QUICK" = 1 ]; then
-  BASELINES="pg_select1 unlogged_kv pgmemcache_get"
-  BASELINES+=" pgpool_agg pgpool_agg_simple fn_agg_const fn_agg_const_simple upd_plain"
-  BASELINE_LOOPS="loop_unlogged_subq"
-  UPD_CASES="upd_watched_0|upd_watched_10000"
+  UPD_CASES="upd_watched_10000"
 fi
+# The get cases of the TPS-against-clients curve, and the mixed workloads of the sets and
+# invalidations curve: they also run at CURVE_CLIENTS (with SHORT_T).
+CURVE_CASES="^(pg_select1|fn_sql_const|unlogged_kv|pgmemcache_get|redis_get|qcache_get|qcache_mixed|qcache_mixed_inval)\$"
 if [ -n "${CASES:-}" ]; then CASE_FILTER=$CASES
 elif [ "$ALL" = 1 ]; then CASE_FILTER=.
 else
   b="$BASELINES $BASELINE_LOOPS"
-  CASE_FILTER="^(${b// /|}|qcache_.*|$UPD_CASES|loop_qcache_.*)\$"
+  CASE_FILTER="^(${b// /|}|qcache_(get|mixed|mixed_inval|miss_fill|fetch_.*)|$UPD_CASES|loop_qcache_.*|size_.*)\$"
 fi
 
 [ "$(id -u)" = 0 ] || die "run as root (apt-get, and the servers run as user postgres via runuser)"
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 DAY=$(date -u +%Y-%m-%d)
-RESULTS_DIR="$HERE/results"
+RESULTS_DIR="${RESULTS_DIR:-$HERE/results}"   # RESULTS_DIR=/tmp/x: a trial run that leaves bench/results alone
 RAW="$RESULTS_DIR/raw/$STAMP"
 REPORT="$RESULTS_DIR/$DAY.md"
 [ "$QUICK" = 1 ] && REPORT="$RESULTS_DIR/$DAY-quick.md"
@@ -119,7 +140,7 @@ log "suite $STAMP: raw data in ${RAW#$REPO/}, report ${REPORT#$REPO/}"
 
 # ---------------------------------------------------------------- 1. packages
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-15-pgmemcache pgpool2 memcached
-      redis-server redis-tools libhiredis-dev gcc make python3 iproute2 procps util-linux"
+      redis-server redis-tools libhiredis-dev gcc make python3 gnuplot-nox iproute2 procps util-linux"
 if [ "$APT" = 1 ]; then
   missing=""
   for p in $PKGS; do
@@ -163,7 +184,8 @@ fi
   echo "mode=$([ "$QUICK" = 1 ] && echo quick || echo full)"
   echo "qcache_rev=$QC_REV"; echo "qcache_dirty=$QC_DIRTY"
   echo "qcache_src=$REPO (working tree)"
-  echo "R=$R"; echo "T=$T"; echo "clients=$CLIENTS"; echo "case_filter=$CASE_FILTER"
+  echo "R=$R"; echo "T=$T"; echo "short_T=$SHORT_T"; echo "clients=$CLIENTS"; echo "curve_clients=$CURVE_CLIENTS"
+  echo "sizes=$SIZES"; echo "case_filter=$CASE_FILTER"
 } >"$RAW/suite.info"
 
 # ---------------------------------------------------------------- 3. the harness, R times
@@ -178,9 +200,19 @@ for f in "$HERE"/qcache/scripts/*.sql; do
     SCRIPTS+="${n}_simple=qcache/scripts/$n.sql@simple "
   fi
 done
+# The latency-against-size cases, generated for each size of SIZES (qcache/setup.sql stores the
+# values and creates size_const_<N>() from BENCH_SIZES): size_qcache_get_<N> reads one of 10
+# keys holding N bytes of JSON; size_const_<N> returns the same N bytes from a constant (the
+# floor); the harness adds size_redis_get_<N> (REDIS_SIZES). They run at -c 1, for SHORT_T.
+mkdir -p "$RAW/scripts"
+for b in $SIZES; do
+  printf '%s\n' '\set k random(1, 10)' "SELECT qcache_get('sz$b:' || :k);" >"$RAW/scripts/size_qcache_get_$b.sql"
+  printf '%s\n' "SELECT size_const_$b();" >"$RAW/scripts/size_const_$b.sql"
+  SCRIPTS+="size_qcache_get_$b=$RAW/scripts/size_qcache_get_$b.sql size_const_$b=$RAW/scripts/size_const_$b.sql "
+done
 # qcache_fetch_agg and setup.sql must fetch the very aggregate the peers' pgpool_agg runs.
 AGG_TEXT=$(tr '\n' ' ' <"$HERE/peers/scripts/agg.sql" | sed 's/[; ]*$//')
-for f in "$HERE/qcache/scripts/qcache_fetch_agg.sql" "$HERE/qcache/setup.sql"; do
+for f in "$HERE"/qcache/scripts/qcache_fetch_*agg.sql "$HERE/qcache/setup.sql"; do
   grep -qF "'$AGG_TEXT'" "$f" || die "$f does not hold the text of peers/scripts/agg.sql ($AGG_TEXT)"
 done
 # RAW is new for each suite run, so RESET_RAW=1 on the first harness run only guards against a
@@ -194,6 +226,8 @@ for r in $(seq 1 "$R"); do
         MC_PORT="$MC_PORT" REDIS_PORT="$REDIS_PORT" PGBIN="$PGBIN" \
         T="$T" CLIENTS="$CLIENTS" JOBS="$JOBS" LOOP_N="$LOOP_N" LOOP_REPS="$LOOP_REPS" \
         QUIET_BUDGET_S="$QUIET_BUDGET_S" FOREIGN_MAX="$FOREIGN_MAX" CASE_FILTER="$CASE_FILTER" \
+        QUIET_PROBE_S="$QUIET_PROBE_S" CURVE_CASES="$CURVE_CASES" CURVE_CLIENTS="$CURVE_CLIENTS" \
+        SHORT_T="$SHORT_T" SHORT_CASES='^size_' REDIS_SIZES="$SIZES" REDIS_N="$REDIS_N" BENCH_SIZES="$SIZES" \
         EXTRA_PRELOAD=qcache EXTRA_PG_CONF=qcache/qcache.conf EXTRA_SETUP_SQL=qcache/setup.sql \
         EXTRA_SCRIPTS="${SCRIPTS% }" EXTRA_LOOPS=qcache/qcache.loops EXTRA_TARGET=pg \
         RAW_DIR="$RAW" RESULTS="$RAW/peers.md" RESET_RAW="$([ "$r" = 1 ] && echo 1 || echo 0)" \
@@ -216,17 +250,23 @@ fi
 REDIS_RC=0
 if [ "$REDIS" = 1 ]; then
   log "redis step"
-  if [ "$QUICK" = 1 ]; then : "${RB_R:=1}" "${RB_T:=2}" "${RB_INVALS:=200}"; fi
-  RB_R="${RB_R:-3}" RB_T="${RB_T:-5}" RB_INVALS="${RB_INVALS:-1000}" PGBIN="$PGBIN" \
+  if [ "$QUICK" = 1 ]; then : "${RB_R:=1}" "${RB_T:=1}" "${RB_INVALS:=100}"; fi
+  RB_R="${RB_R:-3}" RB_T="${RB_T:-1}" RB_INVALS="${RB_INVALS:-500}" PGBIN="$PGBIN" \
     bash "$HERE/redis.sh" "$RAW" 2>&1 | tee -a "$CONSOLE" || { REDIS_RC=1; log "redis step failed"; }
 fi
 
-# ---------------------------------------------------------------- 5. report
+# ---------------------------------------------------------------- 5. report and charts
+echo "wall_s=$(( $(date +%s) - T_SUITE ))" >>"$RAW/suite.info"
 /usr/bin/python3 "$HERE/report.py" --raw-dir "$RAW" --out "$REPORT" --foreign-max "$FOREIGN_MAX" \
   || die "report failed"
-log "report: ${REPORT#$REPO/} (raw data: ${RAW#$REPO/}), suite took $(( $(date +%s) - T_SUITE )) s"
+WALL=$(( $(date +%s) - T_SUITE ))
 echo
-sed -n '/^## Targets/,/^## Throughput/p' "$REPORT" | sed '$d'
+sed -n '/^## Targets/,/^## The cases/p' "$REPORT" | sed '$d'
+log "report: ${REPORT#$REPO/}, charts in ${RESULTS_DIR#$REPO/}/charts/, raw data: ${RAW#$REPO/}"
+log "wall time: $WALL s ($((WALL / 60)) min $((WALL % 60)) s)"
 [ "$OK" -gt 0 ] || die "no harness run completed"
 [ "$MEM_RC" = 0 ] || die "the memory step failed"
 [ "$REDIS_RC" = 0 ] || die "the redis step failed"
+
+exit
+}

@@ -130,3 +130,43 @@ SELECT round(bench_time_ms($q$SELECT bench_upd_populate('upd_w10000', 10000)$q$,
        AS populate_10000_ms \gset
 \echo bench-info populate_10000_ms=:populate_10000_ms
 SELECT qcache_invalidate_tag('table:public.upd_w10000');
+
+-- ---------------------------------------------------------------- issue 5
+-- (a) Read-through refill for qcache_mixed_inval: on a miss, read the key's value from
+-- kv_unlogged (the "database") and store it again, as an application's cache-aside code does.
+CREATE FUNCTION bench_refill(k text) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE v jsonb;
+BEGIN
+  SELECT value INTO v FROM kv_unlogged WHERE key = k;
+  PERFORM qcache_set(k, v, 0);
+  RETURN v;
+END $$;
+
+-- (b) Values of several sizes for the latency-against-size curve: for each size N in the
+-- environment variable BENCH_SIZES (bytes, set by bench/run.sh), 10 keys 'sz<N>:1'..'sz<N>:10'
+-- hold a jsonb string whose JSON text is exactly N bytes (hex digits, incompressible enough for
+-- any cache that compresses), and size_const_<N>() is an IMMUTABLE SQL function whose body is
+-- that literal, folded at plan time: the floor for returning N bytes through SQL.
+CREATE FUNCTION bench_size_setup(n int) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE v jsonb; stored int;
+BEGIN
+  SELECT to_jsonb(left(string_agg(md5(n::text || ':' || i), '' ORDER BY i), n - 2)) INTO v
+  FROM generate_series(1, (n - 2) / 32 + 1) i;
+  IF length(v::text) <> n THEN
+    RAISE EXCEPTION 'size % : JSON text is % bytes', n, length(v::text);
+  END IF;
+  SELECT count(*) FILTER (WHERE qcache_set('sz' || n || ':' || i, v, 0)) INTO stored
+  FROM generate_series(1, 10) i;
+  IF stored <> 10 THEN
+    RAISE EXCEPTION 'size %: only % of 10 values stored (qcache.max_entry_size?)', n, stored;
+  END IF;
+  EXECUTE format('CREATE FUNCTION size_const_%s() RETURNS jsonb LANGUAGE sql IMMUTABLE AS %L',
+                 n, format('SELECT %L::jsonb', v::text));
+  RETURN pg_column_size(v);
+END $$;
+\getenv bench_sizes BENCH_SIZES
+\if :{?bench_sizes}
+SELECT s AS size_bytes, bench_size_setup(s::int) AS jsonb_bytes
+FROM unnest(string_to_array(trim(:'bench_sizes'), ' ')) s WHERE s <> '';
+\endif
+SELECT entries, bytes_used, bytes_limit FROM qcache_stats;
