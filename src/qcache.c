@@ -73,6 +73,15 @@ qcache_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		qc_require_loaded();
 		(void) qc_store_remove_matching(objectId, QC_MATCH_ALL, NULL, 0);
 	}
+
+	/*
+	 * A database created, dropped or renamed: the names the Redis subscriber
+	 * resolved may be stale (a name dropped and created again has a new oid)
+	 */
+	if ((access == OAT_POST_CREATE || access == OAT_DROP ||
+		 access == OAT_POST_ALTER) &&
+		classId == DatabaseRelationId && qc_shared)
+		pg_atomic_fetch_add_u32(&qc_shared->db_names_generation, 1);
 }
 
 /*

@@ -44,6 +44,9 @@
 /* Interval between two sweeps of the background worker, in milliseconds. */
 #define QC_SWEEP_INTERVAL_MS	1000
 
+/* The least interval between two sweeps for invalidated entries (store.c). */
+#define QC_DEAD_SWEEP_INTERVAL_MS	10000
+
 /* ---------- GUCs (qcache.c) ---------- */
 extern int	qc_memory_kb;
 extern int	qc_max_entries;
@@ -147,6 +150,11 @@ typedef struct QcShared
 	pg_atomic_uint64 l2_warned;
 	pg_atomic_uint64 l2_removals;	/* bumped by the worker before each
 									 * removal another node asked for */
+	pg_atomic_uint32 l2_sha_ready;	/* l2_script_sha is filled in */
+	pg_atomic_uint32 db_names_generation;	/* bumped when a database is
+											 * created, dropped or altered */
+	char		l2_script_sha[3][41];	/* SHA1s of redis.c's Lua scripts,
+										 * written once under stats_lock */
 
 	int			nslots;			/* number of stat slots */
 	slock_t		stats_lock;		/* protects reset_base, stats_reset */

@@ -876,15 +876,32 @@ qc_redis_connect(QcRedisConn *conn)
 		qc_cmd_str(&cmds[n], dbbuf);
 		n++;
 	}
+
+	/*
+	 * The scripts' SHA1s are the same everywhere: the first connection of the
+	 * cluster learns them with SCRIPT LOAD and leaves them in shared memory.
+	 * If Redis loses them later, EVALSHA's NOSCRIPT falls back to EVAL
+	 * (qc_redis_script).
+	 */
 	first_script = n;
-	for (i = 0; i < QC_NUM_SCRIPTS; i++)
+	if (pg_atomic_read_u32(&qc_shared->l2_sha_ready) != 0)
 	{
-		qc_cmd_init(&cmds[n], 3);
-		qc_cmd_str(&cmds[n], "SCRIPT");
-		qc_cmd_str(&cmds[n], "LOAD");
-		qc_cmd_str(&cmds[n], qc_scripts()[i]);
-		n++;
+		pg_read_barrier();
+		memcpy(script_sha, qc_shared->l2_script_sha, sizeof(script_sha));
 	}
+	else
+	{
+		for (i = 0; i < QC_NUM_SCRIPTS; i++)
+		{
+			qc_cmd_init(&cmds[n], 3);
+			qc_cmd_str(&cmds[n], "SCRIPT");
+			qc_cmd_str(&cmds[n], "LOAD");
+			qc_cmd_str(&cmds[n], qc_scripts()[i]);
+			n++;
+		}
+	}
+	if (n == 0)
+		return true;
 	if (!qc_redis_run(conn, n, cmds, r))
 		return false;
 	for (i = 0; i < n; i++)
@@ -902,6 +919,16 @@ qc_redis_connect(QcRedisConn *conn)
 			memcpy(script_sha[i - first_script], r[i]->str, 41);
 	}
 	qc_redis_free_replies(n, r);
+	if (n - first_script == QC_NUM_SCRIPTS &&
+		pg_atomic_read_u32(&qc_shared->l2_sha_ready) == 0)
+	{
+		/* identical bytes from every writer; published by the flag */
+		SpinLockAcquire(&qc_shared->stats_lock);
+		memcpy(qc_shared->l2_script_sha, script_sha, sizeof(script_sha));
+		SpinLockRelease(&qc_shared->stats_lock);
+		pg_write_barrier();
+		pg_atomic_write_u32(&qc_shared->l2_sha_ready, 1);
+	}
 	return true;
 }
 

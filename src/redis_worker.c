@@ -49,6 +49,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
@@ -274,12 +275,66 @@ qc_ping_subscription(void)
 }
 
 /*
- * Resolve a database name; InvalidOid if there is no such database here.
+ * Names resolved so far.  Emptied when any database is created, dropped or
+ * altered (QcShared.db_names_generation, bumped by qcache.c's object access
+ * hook), so a name never maps to a database it no longer names: a name
+ * dropped and created again is flushed by the creation.  A name not found
+ * is not remembered.
+ */
+typedef struct QcDbName
+{
+	char		name[NAMEDATALEN];
+	Oid			oid;
+}			QcDbName;
+
+static HTAB *db_names = NULL;
+static uint32 db_names_generation = 0;
+
+static Oid	qc_database_oid_scan(const char *name);
+
+/* Resolve a database name; InvalidOid if there is no such database here. */
+static Oid
+qc_database_oid(const char *name)
+{
+	uint32		gen = pg_atomic_read_u32(&qc_shared->db_names_generation);
+	QcDbName   *e;
+	bool		found;
+	Oid			oid;
+
+	if (strlen(name) >= NAMEDATALEN)
+		return InvalidOid;
+	if (db_names == NULL || gen != db_names_generation)
+	{
+		HASHCTL		ctl;
+
+		if (db_names != NULL)
+			hash_destroy(db_names);
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(QcDbName);
+		ctl.hcxt = TopMemoryContext;
+		db_names = hash_create("qcache database names", 16, &ctl,
+							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		db_names_generation = gen;
+	}
+	e = hash_search(db_names, name, HASH_FIND, NULL);
+	if (e != NULL)
+		return e->oid;
+	oid = qc_database_oid_scan(name);
+	if (OidIsValid(oid) &&
+		pg_atomic_read_u32(&qc_shared->db_names_generation) == gen)
+	{
+		e = hash_search(db_names, name, HASH_ENTER, &found);
+		e->oid = oid;
+	}
+	return oid;
+}
+
+/*
  * A heap scan of pg_database, as the autovacuum launcher does: a process
  * connected to no database cannot use the catalog indexes.
  */
 static Oid
-qc_database_oid(const char *name)
+qc_database_oid_scan(const char *name)
 {
 	Oid			oid = InvalidOid;
 	Relation	rel;

@@ -510,12 +510,27 @@ uint64
 qc_store_sweep(TimestampTz now)
 {
 	static uint64 last_generation = 0;
+	static TimestampTz last_dead_sweep = 0;
 	uint64		generation = pg_atomic_read_u64(&qc_shared->stamp_generation);
-	bool		dead_too = generation != last_generation;
+	bool		dead_too;
 	uint64		n = 0;
 	int			p;
 
-	last_generation = generation;
+	/*
+	 * Entries that an invalidation made stale are never served, so freeing
+	 * them is only about memory, which eviction also reclaims on demand.  A
+	 * look for them scans every entry: do it at most every
+	 * QC_DEAD_SWEEP_INTERVAL_MS, so that a steady stream of invalidations
+	 * (local writes, or other nodes' through Redis) does not make the sweeper
+	 * scan the whole cache every second.
+	 */
+	dead_too = generation != last_generation &&
+		now - last_dead_sweep >= (TimestampTz) QC_DEAD_SWEEP_INTERVAL_MS * 1000;
+	if (dead_too)
+	{
+		last_generation = generation;
+		last_dead_sweep = now;
+	}
 	for (p = 0; p < QC_NUM_PARTITIONS; p++)
 	{
 		CHECK_FOR_INTERRUPTS();

@@ -18,8 +18,11 @@ my $pw = 'sekret-pw-4711';
 my $redis = QcRedis->new(password => $pw);
 $redis->start;
 
-my $a = QcRedis::node('node_a', $redis->url(3), undef, allows_streaming => 1);
-my $b = QcRedis::node('node_b', $redis->url(3));
+# A generous timeout: this test is about function, and a loaded test machine
+# must not open the breaker (010 tests the faults with 50 ms).
+my $a = QcRedis::node('node_a', $redis->url(3), "qcache.redis_timeout = 1s\n",
+	allows_streaming => 1);
+my $b = QcRedis::node('node_b', $redis->url(3), "qcache.redis_timeout = 1s\n");
 QcRedis::wait_l2_up($a, $redis, 3);
 QcRedis::wait_l2_up($b, $redis, 3);
 

@@ -89,6 +89,11 @@ usleep(300_000);
 $redis->stop;
 check_latency($a, $h, $err, 'Redis stopped mid-workload');
 log_after($a, qr/lost the Redis invalidation channel; dropped all \d+ local cache entries/, $offa);
+my @warnings = (slurp_file($a->logfile, $offa) =~ /WARNING:  qcache:/g);
+my @client_warnings = ($$err =~ /WARNING:  qcache:/g);
+ok(@warnings <= 1 && @client_warnings <= 1,
+	sprintf('warnings are rate-limited: %d in the log, %d to the client, over 600 calls',
+		scalar @warnings, scalar @client_warnings));
 
 my ($rc, $out, $e2) = $b->psql('postgres', q{SELECT qcache_invalidate('stale:1')});
 is($rc, 0, 'invalidating on B while Redis is down works');
