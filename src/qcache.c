@@ -252,8 +252,8 @@ _PG_init(void)
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = qcache_ProcessUtility;
 
-	qc_register_worker();
-	qc_register_l2_worker();
+	qc_register_worker("qcache sweeper", "qcache_sweeper_main");
+	qc_register_worker("qcache redis subscriber", "qcache_l2_main");
 	qc_inval_register();
 	qc_l2_install_log_filter();
 }

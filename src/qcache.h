@@ -402,11 +402,10 @@ extern int64 qc_l2_invalidate_prefix(const char *prefix, uint32 len);
 extern void qc_l2_clear(TimestampTz stamp);
 extern void qc_l2_commit(const char *db, const char *tags, size_t len,
 						 int ntags, bool wildcard, TimestampTz stamp);
-extern void qc_register_l2_worker(void);
 extern PGDLLEXPORT void qcache_l2_main(Datum arg);
 
 /* ---------- the sweeper (worker.c) ---------- */
-extern void qc_register_worker(void);
+extern void qc_register_worker(const char *name, const char *function);
 extern PGDLLEXPORT void qcache_sweeper_main(Datum arg);
 
 #endif							/* QCACHE_H */

@@ -954,6 +954,22 @@ qc_backend_conn(bool lost_write)
 }
 
 /*
+ * The connection for a write or an invalidation; NULL if it cannot reach
+ * Redis now (breaker open, or the connection fails), after counting the
+ * write as lost.
+ */
+static QcRedisConn *
+qc_l2_write_conn(void)
+{
+	if (!qc_l2_usable())
+	{
+		qc_l2_skipped_write();
+		return NULL;
+	}
+	return qc_backend_conn(true);
+}
+
+/*
  * Run a script by its SHA1, or by its text if Redis lost it (NOSCRIPT),
  * followed by up to one more pipelined command.  Replies as qc_redis_run.
  */
@@ -1217,12 +1233,7 @@ qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
 	QcL2SetResult res;
 	int			i;
 
-	if (!qc_l2_usable())
-	{
-		qc_l2_skipped_write();
-		return QC_L2_FAILED;
-	}
-	if ((conn = qc_backend_conn(true)) == NULL)
+	if ((conn = qc_l2_write_conn()) == NULL)
 		return QC_L2_FAILED;
 	qc_l2_keys(key, &k);
 	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, ttl_ms);
@@ -1274,12 +1285,7 @@ qc_l2_invalidate_key(const QcKey *key)
 	redisReply *r[2];
 	bool		removed;
 
-	if (!qc_l2_usable())
-	{
-		qc_l2_skipped_write();
-		return false;
-	}
-	if ((conn = qc_backend_conn(true)) == NULL)
+	if ((conn = qc_l2_write_conn()) == NULL)
 		return false;
 	qc_l2_keys(key, &k);
 	qc_cmd_init(&cmds[0], 3);
@@ -1373,12 +1379,7 @@ qc_l2_invalidate_tag(const char *tag, uint32 len, TimestampTz stamp)
 	char	   *key;
 	size_t		keylen;
 
-	if (!qc_l2_usable())
-	{
-		qc_l2_skipped_write();
-		return;
-	}
-	if ((conn = qc_backend_conn(true)) == NULL)
+	if ((conn = qc_l2_write_conn()) == NULL)
 		return;
 	key = qc_l2_name("#t:", qc_l2_dbname(), tag, len, &keylen);
 	qc_l2_stamp(conn, 1, &key, &keylen, stamp, 't', qc_l2_dbname(), tag, len);
@@ -1505,12 +1506,7 @@ qc_l2_invalidate_prefix(const char *prefix, uint32 len)
 {
 	QcRedisConn *conn;
 
-	if (!qc_l2_usable())
-	{
-		qc_l2_skipped_write();
-		return 0;
-	}
-	if ((conn = qc_backend_conn(true)) == NULL)
+	if ((conn = qc_l2_write_conn()) == NULL)
 		return 0;
 	return qc_l2_delete_scan(conn, prefix, len, 'p', 0);
 }
@@ -1526,12 +1522,7 @@ qc_l2_clear(TimestampTz stamp)
 	char	   *key;
 	size_t		keylen;
 
-	if (!qc_l2_usable())
-	{
-		qc_l2_skipped_write();
-		return;
-	}
-	if ((conn = qc_backend_conn(true)) == NULL)
+	if ((conn = qc_l2_write_conn()) == NULL)
 		return;
 	key = qc_l2_name("#d:", qc_l2_dbname(), NULL, 0, &keylen);
 	qc_l2_stamp(conn, 1, &key, &keylen, stamp, 'c', qc_l2_dbname(), NULL, 0);
@@ -1590,12 +1581,7 @@ qc_l2_commit_body(const char *db, const char *tags, size_t len, int ntags,
 	const char *p;
 	int			n = 0;
 
-	if (!qc_l2_usable())
-	{
-		qc_l2_skipped_write();
-		return;
-	}
-	if ((conn = qc_backend_conn(true)) == NULL)
+	if ((conn = qc_l2_write_conn()) == NULL)
 		return;
 	if (wildcard)
 	{

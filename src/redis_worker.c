@@ -70,24 +70,6 @@ static bool subscribed = false;
 static TimestampTz last_ping = 0;
 static TimestampTz last_pong = 0;
 
-/* Register the worker; from _PG_init. */
-void
-qc_register_l2_worker(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 1;
-	strlcpy(worker.bgw_library_name, "qcache", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "qcache_l2_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "qcache redis subscriber", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "qcache redis subscriber", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
-}
-
 /* Drop every L1 entry of every database, and say why. */
 static void
 qc_drop_l1(const char *why)

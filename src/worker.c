@@ -30,9 +30,12 @@
 
 #include "qcache.h"
 
-/* Register the sweeper; from _PG_init, while preloading. */
+/*
+ * Register a background worker of qcache (the sweeper, the Redis
+ * subscriber); from _PG_init, while preloading.
+ */
 void
-qc_register_worker(void)
+qc_register_worker(const char *name, const char *function)
 {
 	BackgroundWorker worker;
 
@@ -42,9 +45,9 @@ qc_register_worker(void)
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = 1;
 	strlcpy(worker.bgw_library_name, "qcache", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "qcache_sweeper_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "qcache sweeper", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "qcache sweeper", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, name, BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
 }
 
