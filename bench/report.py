@@ -159,8 +159,11 @@ class Stat:
         if self.median is None:
             return "n/a"
         s = fmt(self.median)
-        if self.spread is not None:
-            s += f" ({self.spread:.0f}%)"
+        extra = [] if self.spread is None else [f"{self.spread:.0f}%"]
+        if self.left_out:
+            extra.append(f"n={len(self.vals)} of {len(self.all)}")
+        if extra:
+            s += " (" + ", ".join(extra) + ")"
         return s + (" ⚑" if self.noisy else "")
 
 
@@ -348,62 +351,83 @@ def main():
 
     ag = info.get("agg_text_bytes", "?")
 
-    def why_l1(cl):
-        fl, q = ratio("fn_sql_const", "pg_select1", cl), ratio("qcache_get", "fn_sql_const", cl)
+    def per_c(f, cls, fmt=fmt_ratio, unit="×"):
+        """ "0.93× (c=1) and 0.79× (c=8)" for f(cl) -> Stat """
+        parts = []
+        for cl in cls:
+            st = f(cl)
+            parts.append(f"{fmt(st.median) if st and st.median is not None else '?'}{unit}"
+                         + (f" (c={cl})" if len(cls) > 1 else ""))
+        return " and ".join(parts)
+
+    def noisy_note(num, den, cls):
+        sts = [ratio(num, den, cl) for cl in cls]
+        if any(st and st.noisy for st in sts):
+            return " Every sample of this figure ran under other load (⚑): re-run on a quiet machine."
+        if any(st and st.left_out for st in sts):
+            return (" Some samples ran under other load and are left out (" + ", ".join(
+                f"c={cl}: {st.n_txt()}" for cl, st in zip(cls, sts) if st and st.left_out) + ").")
+        return ""
+
+    def why_l1(cls):
+        fl = lambda cl: ratio("fn_sql_const", "pg_select1", cl)
+        q = lambda cl: ratio("qcache_get", "fn_sql_const", cl)
+        if any(fl(cl) is None or q(cl) is None for cl in cls):
+            return None
         g = loop_stat.get("loop_qcache_get")
         u = loop_stat.get("loop_unlogged_subq")
-        if fl is None or q is None or fl.median is None or q.median is None:
-            return None
-        t = (f"at c={cl}, the same 1 KB returned as a constant (`fn_sql_const`, nothing looked up) reaches "
-             f"{fmt_ratio(fl.median)}× `SELECT 1`, and `qcache_get` {fmt_ratio(q.median)}× that floor. ")
-        if fl.median < 0.9:
-            t += "The payload alone costs more than the target allows: "
-        elif q.median < 0.95:
-            t += "Here most of the gap is qcache's own cost: "
-        else:
-            t += "qcache is within 5% of the payload floor, so the gap to the target is the payload and the noise: "
-        t += (f"the hit itself costs {fmt_us(g.median) if g else '?'} µs inside the backend"
-              + (f" (an unlogged-table probe: {fmt_us(u.median)} µs)" if u else "")
-              + "; the rest is `jsonb_out` and sending 1 KB, which `SELECT 1` does not do.")
-        if cl > 2:
-            t += (f" With {cl} pgbench clients and {cl} backends on 2 cores, every microsecond of CPU the "
-                  "payload costs shows in the TPS.")
-        st = ratio("qcache_get", "pg_select1", cl)
-        if st and st.noisy:
-            t += " Every sample of this figure ran under other load (⚑): re-run on a quiet machine."
-        return t
+        low = [cl for cl in cls if fl(cl).median < 0.9]
+        t = (f"The function `fn_sql_const` returns the same 1 KB from a constant folded at plan time, with nothing looked up: "
+             f"it keeps {per_c(fl, cls)} `SELECT 1` in this run, so the payload alone (`jsonb_out` and sending "
+             f"1 KB, which `SELECT 1` does not do) costs "
+             + " and ".join(f"{100 * (1 - fl(cl).median):.0f}%" + (f" (c={cl})" if len(cls) > 1 else "")
+                            for cl in cls)
+             + " of the round trip's rate"
+             + (f"; at {', '.join(f'c={cl}' for cl in low)} more than the target allows by itself" if low else "")
+             + f". `qcache_get` keeps {per_c(q, cls)} that floor. Inside a backend a hit costs "
+             f"{fmt_us(g.median) if g else '?'} µs"
+             + (f" (an unlogged-table probe: {fmt_us(u.median)} µs)" if u else "")
+             + "; the rest of its distance to the floor is the function call, copying the value out of shared "
+             "memory, and the run-to-run noise of 1-second runs (spread "
+             + ", ".join(f"{st.spread:.0f}%" if st and st.spread is not None else "n/a"
+                         for st in (ratio("qcache_get", "pg_select1", cl) for cl in cls)) + ").")
+        if any(cl > 2 for cl in cls):
+            t += (" With 8 pgbench clients and 8 backends on 2 cores, every microsecond of CPU the payload costs "
+                  "shows in the TPS.")
+        return t + noisy_note("qcache_get", "pg_select1", cls)
 
-    def why_pgpool(cl, mode, num="qcache_fetch_agg"):
-        if mode != "simple":
-            return None
-        pp = ratio("pgpool_agg_simple", "pg_select1_simple", cl)
-        pp_prep = ratio("pgpool_agg_simple", "pg_select1", cl)
-        fl = ratio("fn_agg_const", "pg_select1", cl)
-        q = ratio(num + "_simple", "pg_select1_simple", cl)
+    def why_pgpool(cls, num="qcache_fetch_agg"):
         base = "pg_select1_simple"
-        if pp is None:
-            pp, q, base = pp_prep, ratio(num + "_simple", "pg_select1", cl), "pg_select1"
-        if pp is None or pp.median is None:
+        if any(ratio("pgpool_agg_simple", base, cl) is None for cl in cls):
+            base = "pg_select1"
+        pp = lambda cl: ratio("pgpool_agg_simple", base, cl)
+        if any(pp(cl) is None or pp(cl).median is None for cl in cls):
             return None
-        need = 1.5 * pp.median
-        base_txt = "`SELECT 1`" + (" in the same simple protocol" if base == "pg_select1_simple" else " (prepared)")
-        t = (f"at c={cl}, pgpool answers a cached simple-protocol query from its own memory, with the text it "
-             f"stored, without reaching PostgreSQL: it runs at {fmt_ratio(pp.median)}× PostgreSQL's bare "
-             f"{base_txt}. 1.5× pgpool means {fmt_ratio(need)}× that bare round trip"
-             + (", faster than the floor of any statement PostgreSQL answers" if need > 1 else "")
-             + f"; `{num}_simple` runs at {fmt_ratio(q.median) if q else '?'}× it.")
-        if num == "qcache_fetch_agg" and fl is not None:
-            t += (f" A `qcache_fetch` hit also turns the aggregate's jsonb into {ag} bytes of text: the same jsonb "
-                  f"from a constant folded at plan time (`fn_agg_const`, prepared) reaches only "
-                  f"{fmt_ratio(fl.median)}× `SELECT 1`.")
-        js = ratio("qcache_fetch_json_agg_simple", "pgpool_agg_simple", cl)
-        if num == "qcache_fetch_agg" and js is not None:
-            t += (f" `qcache_fetch_json`, which keeps the text and skips that conversion, reaches "
-                  f"{fmt_ratio(js.median)}× pgpool.")
+        q = lambda cl: ratio(num + "_simple", base, cl)
+        need = {cl: 1.5 * pp(cl).median for cl in cls}
+        above = [cl for cl in cls if need[cl] > 1]
+        t = ("Pgpool-II answers a cached simple-protocol query from its own memory, with the text it stored, "
+             f"without reaching PostgreSQL: it runs at {per_c(pp, cls)} PostgreSQL's bare `SELECT 1`"
+             + (" in the same simple protocol" if base == "pg_select1_simple" else " (prepared)")
+             + ". So 1.5× pgpool means " + " and ".join(
+                 f"{fmt_ratio(need[cl])}×" + (f" (c={cl})" if len(cls) > 1 else "") for cl in cls)
+             + " that bare round trip"
+             + (f" (at {', '.join(f'c={cl}' for cl in above)} faster than `SELECT 1` itself, for a call that "
+                "returns the whole aggregate)" if above else "")
+             + f"; `{num}_simple` runs at {per_c(q, cls)} it.")
         if num == "qcache_fetch_agg":
+            fl = lambda cl: ratio("fn_agg_const", "pg_select1", cl)
+            js = lambda cl: ratio("qcache_fetch_json_agg_simple", "pgpool_agg_simple", cl)
+            if all(fl(cl) for cl in cls):
+                t += (f" A `qcache_fetch` hit also turns the aggregate's jsonb into {ag} bytes of text, and that "
+                      f"alone (the same jsonb from a constant folded at plan time, `fn_agg_const`, prepared) keeps "
+                      f"only {per_c(fl, cls)} `SELECT 1`.")
+            if all(js(cl) for cl in cls):
+                t += (f" `qcache_fetch_json`, which keeps the text and skips that conversion, reaches "
+                      f"{per_c(js, cls)} pgpool (next row).")
             t += (" With prepared statements (the extended protocol, what most drivers use) pgpool is the "
                   "slower one: see the prepared row.")
-        return t
+        return t + noisy_note(num + "_simple", "pgpool_agg_simple", cls)
 
     # issue 5 (and 2): L1 hit against SELECT 1
     add_target("5, 2", "qcache L1 hit (`qcache_get`, 1 KB) / `SELECT 1`", ">=", 0.9,
@@ -412,13 +436,13 @@ def main():
     for mode, sfx in (("prepared", ""), ("simple", "_simple")):
         add_target("5, 3", f"`qcache_fetch` hit of the aggregate / pgpool-II query cache, {mode}", ">=", 1.5,
                    ratio_cells("qcache_fetch_agg" + sfx, "pgpool_agg" + sfx, 1.5),
-                   why=(lambda cl, m=mode: why_pgpool(cl, m)),
+                   why=(why_pgpool if mode == "simple" else None),
                    src="issue 5: 1.5× (issue 3 asked 1.2× at -c 1)")
     if any(c.startswith("qcache_fetch_json_agg") for c in cases):
         for mode, sfx in (("prepared", ""), ("simple", "_simple")):
             add_target("5, 3", f"`qcache_fetch_json` hit of the aggregate / pgpool-II query cache, {mode}", ">=",
                        1.5, ratio_cells("qcache_fetch_json_agg" + sfx, "pgpool_agg" + sfx, 1.5),
-                       why=(lambda cl, m=mode: why_pgpool(cl, m, "qcache_fetch_json_agg")),
+                       why=((lambda cls: why_pgpool(cls, "qcache_fetch_json_agg")) if mode == "simple" else None),
                        src="the same target for the JSON-text variant")
     for den, lab in (("pgmemcache_get", "pgmemcache"), ("unlogged_kv", "an unlogged table used as a cache")):
         add_target("5", f"qcache L1 hit / {lab}", ">", 1.0, ratio_cells("qcache_get", den, 1.0, every=True),
@@ -503,6 +527,7 @@ def main():
             write_chart("tps_clients", "TPS against client count, get of a ~1 KB value (median of runs, "
                         "bars min-max)", hdr, rows, series_plot(series, "clients", (
                             "set title 'Get of a ~1 KB value: TPS against clients (pgbench -M prepared, 2 cores)'\n"
+                            "set key below horizontal maxrows 2 nobox noopaque\nset xlabel offset 0,0.5\n"
                             "set logscale x 2\nset xtics (" + ", ".join(str(c) for c in cls) + ")\n"
                             "set xlabel 'clients (pgbench -c)'\nset ylabel 'transactions per second'\n"
                             "set yrange [0:*]\nset format y '%.0s%c'\n")))
@@ -527,6 +552,7 @@ def main():
             write_chart("mixed", "qcache TPS with 10% sets or 10% invalidations, against pure gets", hdr, rows,
                         series_plot(series, "clients", (
                             "set title 'qcache: 10% sets or 10% invalidations among gets (1 KB values, 1000 keys)'\n"
+                            "set key right bottom box opaque\n"
                             "set logscale x 2\nset xtics (" + ", ".join(str(c) for c in cls) + ")\n"
                             "set xlabel 'clients (pgbench -c)'\nset ylabel 'transactions per second'\n"
                             "set yrange [0:*]\nset format y '%.0s%c'\n")))
@@ -561,6 +587,9 @@ def main():
     mode = suite.get("mode", "?")
     w(f"# qcache benchmark, {date}")
     w("")
+    if suite.get("qcache_changed"):
+        w(f"> **Warning**: {suite['qcache_changed']}.")
+        w("")
     if mode == "quick":
         w("> **Quick mode** (`--quick`): 1-second pgbench runs, one sample, fewer client counts and sizes. "
           "A smoke test of the suite, not figures to quote.")
@@ -571,7 +600,7 @@ def main():
          "this report)" if wall else "") + ". "
       f"qcache {suite.get('qcache_rev', '?')}"
       + (" with uncommitted changes in the working tree" if suite.get("qcache_dirty") == "1" else "")
-      + ".")
+      + (f"; qcache {suite['qcache_build']}" if suite.get("qcache_build") else "") + ".")
     if meta:
         w(f"Machine: {meta.get('nproc')} cores ({meta.get('cpu')}), {meta.get('mem')} RAM, {meta.get('os')}, "
           f"kernel {meta.get('kernel')}; clients and servers share the cores. PostgreSQL {meta.get('postgres')}, "
@@ -602,11 +631,20 @@ def main():
     w("- **`SELECT 1` is the physical floor**: a prepared statement's round trip to PostgreSQL over "
       "loopback TCP, with nothing to compute and nothing to send back. Nothing served through SQL can beat it. "
       "A cache at 0.9× `SELECT 1` adds about 11% to the bare round trip (1 / 0.9).")
-    w("- **A ratio is requests per second of the case divided by those of its baseline, measured in the same "
-      "sample**, a minute apart on the same servers; the table gives the median over samples. For an "
+    w("- **A ratio is the requests per second of a case divided by those of its baseline, both measured in "
+      "the same sample**, a minute apart on the same servers (the median over samples is shown). For an "
       "application whose time goes to database round trips, 1.2 means 20% more requests served by the same "
-      "connections and cores, 0.8 means 20% fewer; for a query result, the ratio to the uncached query is how "
-      "many requests are served for each one computed.")
+      "connections and cores, 0.8 means 20% fewer. What each one tells an application:")
+    w("  - *× `SELECT 1`*: the share of the bare round trip's rate that a case keeps; 1 would mean the cache "
+      "costs nothing on top of the round trip.")
+    w("  - *qcache L1 ÷ unlogged table, ÷ pgmemcache, ÷ raw Redis GET*: how many more (or fewer) reads per "
+      "second the application gets from qcache than from that cache, for the same 1 KB value.")
+    w("  - *÷ uncached query*: for a hit, how many requests are served for each one the database would have "
+      "computed; for the miss then fill (below 1), the share of the uncached rate a miss keeps: 0.5 means a "
+      "miss costs twice the query alone.")
+    w("  - *÷ pgpool*: against putting pgpool-II's query cache between the application and PostgreSQL.")
+    w("  - *10% sets ÷ pure gets, 10% invalidations ÷ pure gets*: what writes to the cache cost its readers.")
+    w("  - *watched UPDATE ÷ plain UPDATE*: what `qcache_watch` costs the writers of a table.")
     w("- **µs at c=1** is what one connection waits per request (pgbench's average latency); at c=8 and "
       "above, the two cores are shared by pgbench's clients and the servers, so TPS there is a CPU-bound "
       "total for client plus server, not a server's capacity.")
@@ -657,17 +695,23 @@ def main():
         w("**Why the missed targets are missed**")
         w("")
         for t, missed in whys:
-            reasons = []
-            for cl in missed:
-                r = t["why"](cl) if t["why"] else None
-                if r:
-                    reasons.append(r)
-                else:
-                    st = next(s for c, s, _, _ in t["cells"] if c == cl)
-                    reasons.append(f"at c={cl}: {fmt_ratio(st.median)} (samples {', '.join(fmt_ratio(v) for v in st.vals)}"
-                                   + ("; every sample disturbed by other load, re-run on a quiet machine" if st.noisy else "")
-                                   + ").")
-            w(f"- *{t['label']}*: " + " ".join(r[0].upper() + r[1:] for r in reasons))
+            r = t["why"](missed) if t["why"] else None
+            if not r:
+                parts = []
+                for cl in missed:
+                    st = next(x for c, x, _, _ in t["cells"] if c == cl)
+                    parts.append(f"At c={cl}: {fmt_ratio(st.median)} (samples "
+                                 f"{', '.join(fmt_ratio(v) for v in st.vals)}, {st.n_txt()})")
+                sts = [next(x for c, x, _, _ in t["cells"] if c == cl) for cl in missed]
+                r = ("; ".join(parts) + ". This suite measures no cause for it: "
+                     + ("every sample ran under other load; re-run on a quiet machine."
+                        if any(st.noisy for st in sts) else
+                        "only some samples ran on a quiet machine, and a figure this close to its target can "
+                        "fall on either side of it from one run to the next."
+                        if any(st.left_out for st in sts) else
+                        "a figure within its spread of the target can fall on either side of it from one run to "
+                        "the next."))
+            w(f"- *{t['label']}*: " + r)
         w("")
 
     # ---- the cases side by side

@@ -36,7 +36,7 @@
 #   R [3; 1] harness runs (samples)              CLIENTS ["1 8"; "1"]
 #   CURVE_CLIENTS ["2 4 16 32"; "8 32"]          SIZES ["100 1000 10000 100000 1000000"; "100 10000 1000000"]
 #   REDIS_N [30000; 20000] redis-benchmark requests per point (fewer for values over 10 KB)
-#   JOBS [2]   LOOP_N [100000]   LOOP_REPS [3]   QUIET_BUDGET_S [10; 5]   QUIET_PROBE_S [0.2]
+#   JOBS [2]   LOOP_N [100000]   LOOP_REPS [3]   QUIET_BUDGET_S [5]   QUIET_PROBE_S [0.2]
 #   FOREIGN_MAX [15]
 #   CASES      a bash regex of case names replacing the default selection
 #   REPORT_NAME  report file name in bench/results/ instead of <UTC date>[-quick].md
@@ -94,7 +94,7 @@ if [ "$QUICK" = 1 ]; then
 fi
 : "${T:=1}" "${R:=3}" "${CLIENTS:=1 8}" "${JOBS:=2}" "${LOOP_N:=100000}" "${LOOP_REPS:=3}"
 : "${SHORT_T:=1}" "${CURVE_CLIENTS:=2 4 16 32}" "${SIZES:=100 1000 10000 100000 1000000}"
-: "${REDIS_N:=30000}" "${QUIET_BUDGET_S:=10}" "${FOREIGN_MAX:=15}" "${QUIET_PROBE_S:=0.2}"
+: "${REDIS_N:=30000}" "${QUIET_BUDGET_S:=5}" "${FOREIGN_MAX:=15}" "${QUIET_PROBE_S:=0.2}"
 : "${BENCH_BASE:=/tmp/qcache-bench}" "${PG_PORT:=55452}" "${POOL_PORT:=59989}" "${PCP_PORT:=59888}"
 : "${MC_PORT:=51221}" "${REDIS_PORT:=56389}"
 : "${PGBIN:=/usr/lib/postgresql/15/bin}"
@@ -184,6 +184,8 @@ fi
   echo "mode=$([ "$QUICK" = 1 ] && echo quick || echo full)"
   echo "qcache_rev=$QC_REV"; echo "qcache_dirty=$QC_DIRTY"
   echo "qcache_src=$REPO (working tree)"
+  so="$("$PGBIN/pg_config" --pkglibdir)/qcache.so"
+  echo "qcache_build=$([ "$BUILD" = 1 ] && echo "built by this run" || echo "installed before the run (--no-build)"): $(sed -n 's/^default_version = //p' "$("$PGBIN/pg_config" --sharedir)/extension/qcache.control" | tr -d "'") $(basename "$so") of $(date -u -r "$so" '+%Y-%m-%d %H:%M UTC'), sha1 $(sha1sum "$so" | cut -c1-12)"
   echo "R=$R"; echo "T=$T"; echo "short_T=$SHORT_T"; echo "clients=$CLIENTS"; echo "curve_clients=$CURVE_CLIENTS"
   echo "sizes=$SIZES"; echo "case_filter=$CASE_FILTER"
 } >"$RAW/suite.info"
@@ -256,6 +258,9 @@ if [ "$REDIS" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------- 5. report and charts
+so="$("$PGBIN/pg_config" --pkglibdir)/qcache.so"
+grep -q "sha1 $(sha1sum "$so" | cut -c1-12)" "$RAW/suite.info" \
+  || { echo "qcache_changed=qcache.so was replaced during the run (now $(date -u -r "$so" '+%H:%M UTC')): the samples may not all measure the same build" >>"$RAW/suite.info"; log "warning: qcache.so changed during the run"; }
 echo "wall_s=$(( $(date +%s) - T_SUITE ))" >>"$RAW/suite.info"
 /usr/bin/python3 "$HERE/report.py" --raw-dir "$RAW" --out "$REPORT" --foreign-max "$FOREIGN_MAX" \
   || die "report failed"
