@@ -117,6 +117,13 @@ fi
 # The get cases of the TPS-against-clients curve, and the mixed workloads of the sets and
 # invalidations curve: they also run at CURVE_CLIENTS (with SHORT_T).
 CURVE_CASES="^(pg_select1|fn_sql_const|unlogged_kv|pgmemcache_get|redis_get|qcache_get|qcache_mixed|qcache_mixed_inval)\$"
+# At each client count the cases run in this order (the others after them), each next to the
+# baselines it is compared with.
+CASE_ORDER="pg_select1 fn_sql_const qcache_get unlogged_kv pgmemcache_get qcache_mixed qcache_mixed_inval
+  pg_pk qcache_miss_fill pg_agg pgpool_agg fn_agg_const qcache_fetch_agg qcache_fetch_json_agg
+  pg_select1_simple pgpool_agg_simple fn_agg_const_simple qcache_fetch_agg_simple qcache_fetch_json_agg_simple
+  upd_plain upd_watched_0 upd_watched_100 upd_watched_10000"
+CASE_ORDER=$(echo $CASE_ORDER)
 if [ -n "${CASES:-}" ]; then CASE_FILTER=$CASES
 elif [ "$ALL" = 1 ]; then CASE_FILTER=.
 else
@@ -230,6 +237,7 @@ for r in $(seq 1 "$R"); do
         QUIET_BUDGET_S="$QUIET_BUDGET_S" FOREIGN_MAX="$FOREIGN_MAX" CASE_FILTER="$CASE_FILTER" \
         QUIET_PROBE_S="$QUIET_PROBE_S" CURVE_CASES="$CURVE_CASES" CURVE_CLIENTS="$CURVE_CLIENTS" \
         SHORT_T="$SHORT_T" SHORT_CASES='^size_' REDIS_SIZES="$SIZES" REDIS_N="$REDIS_N" BENCH_SIZES="$SIZES" \
+        CASE_ORDER="$CASE_ORDER" \
         EXTRA_PRELOAD=qcache EXTRA_PG_CONF=qcache/qcache.conf EXTRA_SETUP_SQL=qcache/setup.sql \
         EXTRA_SCRIPTS="${SCRIPTS% }" EXTRA_LOOPS=qcache/qcache.loops EXTRA_TARGET=pg \
         RAW_DIR="$RAW" RESULTS="$RAW/peers.md" RESET_RAW="$([ "$r" = 1 ] && echo 1 || echo 0)" \
