@@ -110,6 +110,7 @@ bench() {
           -h $H -p "$RB_PORT_A" -U postgres -f "$script" postgres 2>&1) || { echo "$out" >>"$RLOG"; die "pgbench $name failed"; }
   echo "== rep $rep $name c=$c PGOPTIONS=$opts" >>"$RLOG"; echo "$out" >>"$RLOG"
   local tps lat
+  BENCH_TX=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
   tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out")
   lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
   printf '%s\t%s\t%s\t%s\t%s\n' "$rep" "$name" "$c" "$tps" "$lat" >>"$TSV"
@@ -123,6 +124,7 @@ reload_url() {
 }
 
 printf 'rep\tcase\tclients\ttps\tlat_ms\n' >"$TSV"
+printf 'rep\tl2_hit_transactions\tl1_hits\tl2_hits\n' >"$OUT/redis_checks.tsv"
 for rep in $(seq 1 "$RB_R"); do
   log "rep $rep/$RB_R"
   reload_url "$URL"
@@ -132,7 +134,18 @@ for rep in $(seq 1 "$RB_R"); do
     sleep 0.05
   done
   bench "$rep" select1 1 "$S/select1.sql"; bench "$rep" select1 8 "$S/select1.sql"
-  bench "$rep" l2_hit 1 "$S/get.sql" "-c qcache.l1_ttl=0"; bench "$rep" l2_hit 8 "$S/get.sql" "-c qcache.l1_ttl=0"
+  # the values in Redis only: with qcache.l1_ttl = 0 a set leaves nothing in L1, so every get
+  # of the l2_hit case is an L1 miss served by Redis
+  "${PA[@]}" -c "SET qcache.l1_ttl = 0" -c "$FILL" >/dev/null
+  [ "$("${PA[@]}" -c "SELECT count(*) FROM qcache_entries WHERE key LIKE 'k:%'")" = 0 ] \
+    || die "A's L1 still holds values before the l2_hit case"
+  read -r h0 l0 < <("${PA[@]}" -F' ' -c "SELECT hits, l2_hits FROM qcache_stats")
+  BENCH_TX=0
+  bench "$rep" l2_hit 1 "$S/get.sql" "-c qcache.l1_ttl=0"; tx=$BENCH_TX
+  bench "$rep" l2_hit 8 "$S/get.sql" "-c qcache.l1_ttl=0"; tx=$((tx + BENCH_TX))
+  read -r h1 l1 < <("${PA[@]}" -F' ' -c "SELECT hits, l2_hits FROM qcache_stats")
+  # what the l2_hit gets were: qcache_stats' L1 hits and L2 hits during the case, per transaction
+  printf '%s\t%s\t%s\t%s\n' "$rep" "$tx" "$((h1 - h0))" "$((l1 - l0))" >>"$OUT/redis_checks.tsv"
   rb=$(redis-benchmark -h $H -p "$RB_REDIS_PORT" -c 1 -n $(( RB_T * 15000 )) -d "$VLEN" -r 1000 -t set,get --csv 2>>"$RLOG")
   echo "== rep $rep redis-benchmark" >>"$RLOG"; echo "$rb" >>"$RLOG"
   rbline=$(grep '^"GET"' <<<"$rb" | tr -d '"')
@@ -163,7 +176,8 @@ BEGIN
       ELSE
         PERFORM * FROM dblink('b', format('SELECT qcache_invalidate_tag(%L)', 't:' || i)) AS r(x bigint);
       END IF;
-      WHILE EXISTS (SELECT 1 FROM qcache_entries() WHERE key = 'inv:' || i) LOOP
+      -- an L1 hit until the message has removed it; then an L1 miss, and Redis has it no more
+      WHILE qcache_get('inv:' || i) IS NOT NULL LOOP
         PERFORM pg_sleep(0.0001);
         IF clock_timestamp() - t0 > interval '5 s' THEN RAISE EXCEPTION 'invalidation never arrived'; END IF;
       END LOOP;
@@ -176,7 +190,7 @@ EOF
   percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms) FROM inv_lat GROUP BY kind ORDER BY kind" >"$OUT/redis_inval.tsv"
 cp "$RB_BASE/a.log" "$OUT/redis-postgres-a.log" 2>/dev/null || true
 
-python3 "$HERE/redis_report.py" "$TSV" "$OUT/redis_inval.tsv" "$VLEN" >"$OUT/redis.md"
+python3 "$HERE/redis_report.py" "$TSV" "$OUT/redis_inval.tsv" "$VLEN" "$OUT/redis_checks.tsv" >"$OUT/redis.md"
 cat "$OUT/redis.md" >&2
 
 exit

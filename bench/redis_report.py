@@ -2,7 +2,7 @@
 """Markdown section for the Redis step (bench/redis.sh): medians over reps of ratios
 computed within each rep, with their spread, against issue 4's targets.
 
-Usage: redis_report.py redis.tsv redis_inval.tsv VALUE_BYTES > redis.md
+Usage: redis_report.py redis.tsv redis_inval.tsv VALUE_BYTES [redis_checks.tsv] > redis.md
 """
 import csv
 import statistics
@@ -85,6 +85,17 @@ def main():
             if ts:
                 w(f"| `{case}` | {c} | {statistics.median(ts):,.0f} | {statistics.median(ls):.3f} | {what[case]} |")
     w("")
+    if len(sys.argv) > 4:
+        chk = list(csv.DictReader(open(sys.argv[4]), delimiter="\t"))
+        tx = sum(int(r["l2_hit_transactions"] or 0) for r in chk)
+        l1 = sum(int(r["l1_hits"] or 0) for r in chk)
+        l2 = sum(int(r["l2_hits"] or 0) for r in chk)
+        if tx:
+            w(f"Check of the `l2_hit` case, from `qcache_stats` around it: {tx:,} gets, {l2:,} L2 hits "
+              f"({100 * l2 / tx:.1f}%) and {l1:,} L1 hits"
+              + (": every get was served by Redis." if l2 >= tx and l1 == 0 else
+                 ": **not every get was served by Redis**; the L2 figures above are not pure L2 hits."))
+            w("")
     w("An L2 hit costs one Redis round trip (a Lua script that checks the value's stamps) on top of "
       "the SQL call, and parsing the JSON text into jsonb. The cross-node figure includes the dblink "
       "call that makes the invalidation on B.")
