@@ -42,10 +42,10 @@
 #                                      max_entries" means the guess was too small.
 #   MEM_ENTRY_BYTES ["100 1000 10000 100000 1000000"]  entry sizes (key + value bytes), one fill each
 #   MEM_REDIS [1]                      also measure Redis (0: qcache only)
-#   MEM_REDIS_PORT [56393]
+#   MEM_REDIS_PORT [26393]
 #   MEM_KEY_BYTES [10]                 key length in bytes (2..12)
 #   MEM_BATCH [50000] MEM_FINE [100]   batch sizes of the two passes
-#   MEM_BASE [/tmp/qcache-bench-mem]   MEM_PORT [55443]
+#   MEM_BASE [/tmp/qcache-bench-mem]   MEM_PORT [25443]
 set -Eeuo pipefail
 # The whole script is one compound command, read before it runs: editing this file while a run
 # is in progress cannot change what that run executes.
@@ -54,9 +54,9 @@ set -Eeuo pipefail
 OUT=${1:?usage: memory.sh OUT_DIR}
 : "${PGBIN:=/usr/lib/postgresql/15/bin}"
 : "${MEM_MEMORY:=64MB}" "${MEM_MAX_ENTRIES:=auto}" "${MEM_ENTRY_BYTES:=100 1000 10000 100000 1000000}"
-: "${MEM_REDIS:=1}" "${MEM_REDIS_PORT:=56393}"
+: "${MEM_REDIS:=1}" "${MEM_REDIS_PORT:=26393}"
 : "${MEM_KEY_BYTES:=10}" "${MEM_BATCH:=50000}" "${MEM_FINE:=100}"
-: "${MEM_BASE:=/tmp/qcache-bench-mem}" "${MEM_PORT:=55443}"
+: "${MEM_BASE:=/tmp/qcache-bench-mem}" "${MEM_PORT:=25443}"
 H=127.0.0.1
 
 log() { printf '[%(%H:%M:%S)T] memory: %s\n' -1 "$*" >&2; }

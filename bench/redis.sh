@@ -20,8 +20,8 @@
 # latency), target <= 1.5; get_down / get_nourl TPS, target >= 0.9; invalidation p50/p99.
 #
 # Usage: bash bench/redis.sh OUT_DIR   (as root)
-# Knobs: RB_T [5] RB_R [3] RB_BASE [/tmp/qcache-bench-redis] RB_PORT_A [55446]
-#        RB_PORT_B [55447] RB_REDIS_PORT [56391] RB_DEAD_PORT [56399] RB_INVALS [1000]
+# Knobs: RB_T [5] RB_R [3] RB_BASE [/tmp/qcache-bench-redis] RB_PORT_A [25446]
+#        RB_PORT_B [25447] RB_REDIS_PORT [26391] RB_DEAD_PORT [26399] RB_INVALS [1000]
 set -Eeuo pipefail
 # The whole script is one compound command, read before it runs: editing this file while a run
 # is in progress cannot change what that run executes.
@@ -29,8 +29,8 @@ set -Eeuo pipefail
 
 OUT=${1:?usage: redis.sh OUT_DIR}
 : "${PGBIN:=/usr/lib/postgresql/15/bin}"
-: "${RB_T:=5}" "${RB_R:=3}" "${RB_BASE:=/tmp/qcache-bench-redis}" "${RB_PORT_A:=55446}"
-: "${RB_PORT_B:=55447}" "${RB_REDIS_PORT:=56391}" "${RB_DEAD_PORT:=56399}" "${RB_INVALS:=1000}"
+: "${RB_T:=5}" "${RB_R:=3}" "${RB_BASE:=/tmp/qcache-bench-redis}" "${RB_PORT_A:=25446}"
+: "${RB_PORT_B:=25447}" "${RB_REDIS_PORT:=26391}" "${RB_DEAD_PORT:=26399}" "${RB_INVALS:=1000}"
 H=127.0.0.1
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 

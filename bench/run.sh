@@ -41,10 +41,11 @@
 #   CASES      a bash regex of case names replacing the default selection
 #   REPORT_NAME  report file name in bench/results/ instead of <UTC date>[-quick].md
 #   RESULTS_DIR  [bench/results] where the report, charts and raw data go (a trial run: /tmp/...)
-#   BENCH_BASE [/tmp/qcache-bench]  PG_PORT [55452] POOL_PORT [59989] PCP_PORT [59888]
-#   MC_PORT [51221] REDIS_PORT [56389]  (ports differ from the shared harness's defaults)
+#   BENCH_BASE [/tmp/qcache-bench]  PG_PORT [25452] POOL_PORT [29989] PCP_PORT [29888]
+#   MC_PORT [21221] REDIS_PORT [26389]  (below the ephemeral range 32768-60999, where an outgoing
+#   connection can hold a port for a minute, and unlike the shared harness's defaults)
 #   MEM_* knobs of bench/memory.sh (MEM_MEMORY [32MB; 16MB], MEM_MAX_ENTRIES [auto],
-#   MEM_ENTRY_BYTES [as SIZES], MEM_PORT [55443], MEM_REDIS_PORT [56393])
+#   MEM_ENTRY_BYTES [as SIZES], MEM_PORT [25443], MEM_REDIS_PORT [26393])
 #   RB_R [3; 1] RB_T [1] RB_INVALS [500; 100] of bench/redis.sh
 #
 # Adding a case: a pgbench script in bench/qcache/scripts/ named qcache_*.sql
@@ -107,8 +108,8 @@ fi
 : "${T:=1}" "${R:=3}" "${CLIENTS:=1 8}" "${JOBS:=2}" "${LOOP_N:=100000}" "${LOOP_REPS:=3}"
 : "${SHORT_T:=1}" "${CURVE_CLIENTS:=2 4 16 32}" "${SIZES:=100 1000 10000 100000 1000000}"
 : "${REDIS_N:=30000}" "${QUIET_BUDGET_S:=5}" "${FOREIGN_MAX:=15}" "${QUIET_PROBE_S:=0.2}"
-: "${BENCH_BASE:=/tmp/qcache-bench}" "${PG_PORT:=55452}" "${POOL_PORT:=59989}" "${PCP_PORT:=59888}"
-: "${MC_PORT:=51221}" "${REDIS_PORT:=56389}"
+: "${BENCH_BASE:=/tmp/qcache-bench}" "${PG_PORT:=25452}" "${POOL_PORT:=29989}" "${PCP_PORT:=29888}"
+: "${MC_PORT:=21221}" "${REDIS_PORT:=26389}"
 : "${PGBIN:=/usr/lib/postgresql/15/bin}"
 : "${MEM_MEMORY:=32MB}" "${MEM_ENTRY_BYTES:=$SIZES}"
 export MEM_MEMORY MEM_MAX_ENTRIES MEM_ENTRY_BYTES MEM_KEY_BYTES MEM_BATCH MEM_FINE MEM_BASE MEM_PORT
