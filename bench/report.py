@@ -615,13 +615,13 @@ def main():
                   "set logscale xy 10\nset xlabel 'entry size (bytes)'\nset ylabel 'bytes of memory per entry'\n"
                   "set format x '%.0s%cB'\nset format y '%.0s%cB'\n"
                   "plot @TSV@ using 1:2 with linespoints lw 3 pt 7 title 'qcache (qcache.memory / entries that fit)', "
-                  "\\\n     @TSV@ using 1:3 with linespoints lw 1.5 pt 5 title 'Redis used\\_memory / entries', "
+                  "\\\n     @TSV@ using 1:3 with linespoints lw 1.5 pt 5 title 'Redis used_memory / entries', "
                   "\\\n     @TSV@ using 1:4 with linespoints lw 1.5 dt 2 pt 4 title 'Redis MEMORY USAGE', "
                   "\\\n     @TSV@ using 1:5 with lines lw 1 lc 'gray' title 'the bytes themselves'\n"
                   "unset title\nset logscale y 10\nset logscale x 10\nset ylabel 'overhead (% of the entry size)'\n"
                   "set format y '%g%%'\nset key inside right top\n"
                   "plot @TSV@ using 1:(100*($2-$1)/$1) with linespoints lw 3 pt 7 title 'qcache', "
-                  "\\\n     @TSV@ using 1:(100*($3-$1)/$1) with linespoints lw 1.5 pt 5 title 'Redis used\\_memory', "
+                  "\\\n     @TSV@ using 1:(100*($3-$1)/$1) with linespoints lw 1.5 pt 5 title 'Redis used_memory', "
                   "\\\n     @TSV@ using 1:(100*($4-$1)/$1) with linespoints lw 1.5 dt 2 pt 4 title 'Redis MEMORY USAGE'\n"
                   "unset multiplot\n")
             write_chart("memory", "Bytes of memory per entry against entry size: qcache and Redis", hdr, rows, gp)

@@ -1,0 +1,1 @@
+SELECT size_const_100();
