@@ -34,9 +34,9 @@
 # Knobs (env, defaults in brackets, then the --quick value):
 #   T [1] seconds per pgbench run at CLIENTS     SHORT_T [1] seconds per run of the other curve points
 #   R [3; 1] harness runs (samples)              CLIENTS ["1 8"; "1"]
-#   CURVE_CLIENTS ["2 4 16 32"; "8 32"]          SIZES ["100 1000 10000 100000 1000000"; "100 10000 1000000"]
+#   CURVE_CLIENTS ["2 4 16 32"; "8"]          SIZES ["100 1000 10000 100000 1000000"; "100 10000 1000000"]
 #   REDIS_N [30000; 20000] redis-benchmark requests per point (fewer for values over 10 KB)
-#   JOBS [2]   LOOP_N [100000]   LOOP_REPS [3]   QUIET_BUDGET_S [5]   QUIET_PROBE_S [0.2]
+#   JOBS [2]   LOOP_N [100000]   LOOP_REPS [3]   QUIET_BUDGET_S [5; 2]   QUIET_PROBE_S [0.2]
 #   FOREIGN_MAX [15]
 #   CASES      a bash regex of case names replacing the default selection
 #   REPORT_NAME  report file name in bench/results/ instead of <UTC date>[-quick].md
@@ -45,7 +45,7 @@
 #   MC_PORT [21221] REDIS_PORT [26389]  (below the ephemeral range 32768-60999, where an outgoing
 #   connection can hold a port for a minute, and unlike the shared harness's defaults)
 #   MEM_* knobs of bench/memory.sh (MEM_MEMORY [32MB; 16MB], MEM_MAX_ENTRIES [auto],
-#   MEM_ENTRY_BYTES [as SIZES], MEM_PORT [25443], MEM_REDIS_PORT [26393])
+#   MEM_ENTRY_BYTES [as SIZES; "100 1000000"], MEM_PORT [25443], MEM_REDIS_PORT [26393])
 #   RB_R [3; 1] RB_T [1] RB_INVALS [500; 100] of bench/redis.sh
 #
 # Adding a case: a pgbench script in bench/qcache/scripts/ named qcache_*.sql
@@ -101,8 +101,8 @@ for k in T R CLIENTS SHORT_T CURVE_CLIENTS SIZES REDIS_N JOBS LOOP_N LOOP_REPS Q
 done
 
 if [ "$QUICK" = 1 ]; then
-  : "${T:=1}" "${R:=1}" "${QUIET_BUDGET_S:=5}" "${CLIENTS:=1}" "${CURVE_CLIENTS:=8 32}"
-  : "${SIZES:=100 10000 1000000}" "${MEM_ENTRY_BYTES:=100 10000 1000000}" "${MEM_MEMORY:=16MB}"
+  : "${T:=1}" "${R:=1}" "${QUIET_BUDGET_S:=2}" "${CLIENTS:=1}" "${CURVE_CLIENTS:=8}"
+  : "${SIZES:=100 10000 1000000}" "${MEM_ENTRY_BYTES:=100 1000000}" "${MEM_MEMORY:=16MB}"
   : "${REDIS_N:=20000}"
 fi
 : "${T:=1}" "${R:=3}" "${CLIENTS:=1 8}" "${JOBS:=2}" "${LOOP_N:=100000}" "${LOOP_REPS:=3}"
