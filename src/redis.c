@@ -108,7 +108,7 @@ static const char *qc_script_get =
 "local ok, meta = pcall(cjson.decode, m)\n"
 "if not ok or type(meta) ~= 'table' then return false end\n"
 "local b = tonumber(meta.b)\n"
-"if not b then return false end\n"
+"if not b or tonumber(meta.l) ~= #v then return false end\n"
 "local function fresh(k, rec)\n"
 "  local s = redis.call('GET', k)\n"
 "  return s ~= false and s == rec and tonumber(s) < b\n"
@@ -161,7 +161,7 @@ static const char *qc_script_set =
 "  tags[#tags + 1] = ARGV[i]\n"
 "  stamps[#stamps + 1] = s\n"
 "end\n"
-"local meta = cjson.encode({b = ARGV[3], g = g, d = d, t = tags, s = stamps})\n"
+"local meta = cjson.encode({b = ARGV[3], g = g, d = d, t = tags, s = stamps, l = #ARGV[1]})\n"
 "if ttl > 0 then\n"
 "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)\n"
 "  redis.call('SET', KEYS[2], meta, 'PX', ttl)\n"
@@ -650,7 +650,12 @@ qc_redis_wait(QcRedisConn *conn, uint32 events, TimestampTz deadline)
 					 conn->timeout_ms);
 			return false;
 		}
-		ModifyWaitEvent(conn->wes, conn->sock_pos, events, NULL);
+		if (events != conn->sock_events)
+		{
+			/* an epoll_ctl: only when the direction changes */
+			ModifyWaitEvent(conn->wes, conn->sock_pos, events, NULL);
+			conn->sock_events = events;
+		}
 		n = WaitEventSetWait(conn->wes, left, &ev, 1, PG_WAIT_EXTENSION);
 		if (n == 0)
 			continue;			/* the loop checks the deadline */
@@ -843,6 +848,7 @@ qc_redis_connect(QcRedisConn *conn)
 	AddWaitEventToSet(conn->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	conn->sock_pos = AddWaitEventToSet(conn->wes, WL_SOCKET_WRITEABLE,
 									   conn->ctx->fd, NULL, NULL);
+	conn->sock_events = WL_SOCKET_WRITEABLE;
 	conn->busy = true;
 	if (!qc_redis_wait(conn, WL_SOCKET_WRITEABLE, deadline))
 	{
@@ -1187,10 +1193,8 @@ qc_l2_get(const QcKey *key, QcL2Value *out)
 }
 
 /*
- * Is JSON text from Redis valid JSON?  And parse it into jsonb (NULL if it
- * is not valid JSON
- * (another application may have written the key).  Checked with the
- * non-throwing parser first, so that bad text costs a miss, not an error.
+ * Is JSON text from Redis valid JSON (checked with the non-throwing
+ * parser)?  For qcache_fetch_json, which hands the text on as json.
  */
 bool
 qc_l2_json_valid(const char *json, size_t len)
@@ -1205,10 +1209,17 @@ qc_l2_json_valid(const char *json, size_t len)
 	return pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS;
 }
 
+/*
+ * Parse JSON text from Redis into jsonb.  The get script served it only if
+ * its length is the one qcache recorded when it wrote it, so text that
+ * another application wrote over the key is a miss; text it wrote with the
+ * very same length and invalid JSON would raise jsonb_in's error (22P02).
+ * Not checked twice: parsing is most of an L2 hit's own cost.
+ */
 Jsonb *
 qc_l2_json_to_jsonb(const char *json, size_t len)
 {
-	if (!qc_l2_json_valid(json, len))
+	if (strlen(json) != len)
 		return NULL;
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 											  CStringGetDatum(json)));

@@ -39,6 +39,7 @@ typedef struct QcRedisConn
 	redisContext *ctx;
 	WaitEventSet *wes;
 	int			sock_pos;
+	uint32		sock_events;	/* what sock_pos waits for now */
 	bool		busy;
 	uint32		generation;		/* settings it was made under */
 	int			timeout_ms;

@@ -571,7 +571,11 @@ qcache_l2_main(Datum arg)
 			WaitEvent	ev;
 			int			n;
 
-			ModifyWaitEvent(sub.wes, sub.sock_pos, WL_SOCKET_READABLE, NULL);
+			if (sub.sock_events != WL_SOCKET_READABLE)
+			{
+				ModifyWaitEvent(sub.wes, sub.sock_pos, WL_SOCKET_READABLE, NULL);
+				sub.sock_events = WL_SOCKET_READABLE;
+			}
 			n = WaitEventSetWait(sub.wes, timeout, &ev, 1, PG_WAIT_EXTENSION);
 			if (n > 0 && (ev.events & WL_LATCH_SET))
 				ResetLatch(MyLatch);
