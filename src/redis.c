@@ -1053,8 +1053,6 @@ qc_l2_name(const char *infix, const char *db, const char *str, size_t slen,
 	return buf.data;
 }
 
-#define QC_L2_STR(cmd, s) qc_cmd_arg(cmd, s, s##_len)
-
 /* The keys every value script takes: value, meta, global, database. */
 typedef struct QcL2Keys
 {
