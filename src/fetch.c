@@ -252,7 +252,8 @@ qc_add_rel(Oid *rels, int *n, Oid relid)
  * hold.
  */
 static void
-qc_run_query(const QcKey *key, const char *wrapped, QcFetchResult *res)
+qc_run_query(const QcKey *key, const char *wrapped, bool as_text,
+			 QcFetchResult *res)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	SPIPlanPtr	plan;
@@ -349,8 +350,14 @@ qc_run_query(const QcKey *key, const char *wrapped, QcFetchResult *res)
 			bool		hit;
 
 			res->l2_removals = pg_atomic_read_u64(&qc_shared->l2_removals);
-			hit = qc_l2_get(key, &res->l2) &&
-				qc_l2_json_valid(res->l2.json, res->l2.len);
+			hit = qc_l2_get(key, &res->l2);
+
+			/* parsed once: checked as JSON text, or made into jsonb */
+			if (hit && as_text)
+				hit = qc_l2_json_valid(res->l2.json, res->l2.len);
+			else if (hit)
+				hit = (res->value = qc_l2_json_to_jsonb(res->l2.json,
+														res->l2.len)) != NULL;
 
 			MemoryContextSwitchTo(spi);
 			if (hit)
@@ -473,7 +480,7 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 	struct varlena *value;
 	int			i;
 
-	qc_run_query(key, wrapped, &res);
+	qc_run_query(key, wrapped, as_text, &res);
 	memset(&info, 0, sizeof(info));
 	if (as_text)
 		info.flags = QC_ENTRY_JSON_TEXT;
@@ -481,7 +488,7 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 	{
 		value = as_text ?
 			(struct varlena *) cstring_to_text_with_len(res.l2.json, res.l2.len) :
-			(struct varlena *) qc_l2_json_to_jsonb(res.l2.json, res.l2.len);
+			(struct varlena *) res.value;
 		info.now = GetCurrentTimestamp();
 		info.expires = res.l2.pttl_ms > 0 ?
 			info.now + (TimestampTz) res.l2.pttl_ms * 1000 : 0;
