@@ -30,6 +30,16 @@ fi
 export PATH=/usr/lib/postgresql/15/bin:$PATH
 PGC=/usr/lib/postgresql/15/bin/pg_config
 
+# One build-install-test at a time on this machine: `make install` writes
+# the one qcache.so that every instance loads, so two runs at once (or a
+# run beside a benchmark, which holds the same lock) would test each
+# other's builds.
+exec 9>/tmp/qcache-bench.lock
+if ! flock -n 9; then
+	echo "test/run.sh: waiting for another test or benchmark run (/tmp/qcache-bench.lock)"
+	flock -w 3600 9
+fi
+
 # Build and run in a private copy: the source tree stays clean, and two runs
 # at once do not race on its object files.
 work=$(mktemp -d /tmp/qcache-test.XXXXXX)
