@@ -8,6 +8,8 @@ OBJS = \
 	src/store.o \
 	src/sqlfuncs.o \
 	src/fetch.o \
+	src/deps.o \
+	src/security.o \
 	src/flight.o \
 	src/invalidate.o \
 	src/worker.o \
@@ -16,14 +18,14 @@ OBJS = \
 SHLIB_LINK = -lhiredis
 
 EXTENSION = qcache
-DATA = qcache--1.0.sql qcache--1.0--1.1.sql qcache--1.1--1.2.sql
+DATA = qcache--1.0.sql qcache--1.0--1.1.sql qcache--1.1--1.2.sql qcache--1.2--1.3.sql
 PGFILEDESC = "qcache - query result cache in shared memory"
 
 # pg_regress suites (sql/ and expected/), on a temporary instance with
 # qcache preloaded; then isolation specs; then TAP tests.
-REGRESS = api errors ttl tags config stats eviction isolation_db privileges fetch triggers watch transactional fetch_tags fetch_acl upgrade fetch_json fetch_checked
+REGRESS = api errors ttl tags config stats eviction isolation_db privileges fetch triggers watch transactional fetch_tags fetch_acl upgrade fetch_json fetch_checked security
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/qcache.conf
-ISOLATION = set_get concurrent_set invalidate clear stale_set read_your_writes truncate_cascade explicit_stamp
+ISOLATION = set_get concurrent_set invalidate clear stale_set read_your_writes truncate_cascade explicit_stamp temp_tables
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/qcache.conf
 TAP_TESTS = 1

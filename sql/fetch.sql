@@ -31,17 +31,26 @@ INSERT INTO fetch_t VALUES
 	(2, 'two', NULL, false, NULL, NULL),
 	(3, 'three', 300, true, '1999-12-31', '"s"');
 CREATE SEQUENCE fetch_seq;
+-- ran(n): says when a query runs (a NOTICE at planning, where an IMMUTABLE
+-- call with a constant is folded), without writing anything.
+CREATE FUNCTION ran(n int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	RAISE NOTICE 'query ran (%)', n;
+	RETURN n;
+END
+$$;
 
 -- Rows as an array of objects, column names as keys, types as JSON types.
 SELECT qcache_fetch('fetch:all', 'SELECT * FROM fetch_t ORDER BY id');
 -- The order of the query is kept.
 SELECT qcache_fetch('fetch:desc', 'SELECT id, name FROM fetch_t ORDER BY id DESC');
 -- What was cached is what was returned.
-SELECT qcache_get('fetch:all') = qcache_fetch('fetch:all', 'SELECT * FROM fetch_t ORDER BY id') AS same;
+SELECT qcache_fetch_cached('fetch:all', 'SELECT * FROM fetch_t ORDER BY id') =
+       qcache_fetch('fetch:all', 'SELECT * FROM fetch_t ORDER BY id') AS same;
 -- One row is still an array; no rows is the empty array, and is cached.
 SELECT qcache_fetch('fetch:one', 'SELECT name FROM fetch_t WHERE id = 3');
 SELECT qcache_fetch('fetch:none', 'SELECT * FROM fetch_t WHERE id < 0');
-SELECT qcache_get('fetch:none');
+SELECT qcache_fetch_cached('fetch:none', 'SELECT * FROM fetch_t WHERE id < 0');
 -- Expressions and column aliases.
 SELECT qcache_fetch('fetch:expr', 'SELECT 1 + 1, ''x'' AS "Mixed Case", NULL::int AS n, ARRAY[1,2] AS arr');
 -- VALUES, set operations, read-only WITH, a parenthesized query, TABLE.
@@ -56,21 +65,25 @@ SELECT qcache_fetch('fetch:semi2', E'  -- leading comment\n SELECT 2 AS a ; \n')
 SELECT qcache_fetch('fetch:comment', 'SELECT 3 AS a -- trailing comment');
 SELECT qcache_fetch('fetch:comment2', 'SELECT 4 AS a /* block */');
 
--- A hit does not run the query: nextval moves once for three calls.
-SELECT qcache_fetch('fetch:seq', 'SELECT nextval(''fetch_seq'') AS n')
+-- A hit does not run the query: it runs once for three calls.
+SELECT qcache_fetch('fetch:seq', 'SELECT ran(1) AS n')
 FROM generate_series(1, 3);
-SELECT last_value FROM fetch_seq;
-SELECT qcache_fetch('fetch:seq', 'SELECT nextval(''fetch_seq'') AS n');
-SELECT last_value FROM fetch_seq;
--- A hit returns the cached value whatever the query: the key decides.
-SELECT qcache_fetch('fetch:seq', 'SELECT 42 AS other');
--- Also a value that qcache_set stored.
+SELECT qcache_fetch('fetch:seq', 'SELECT ran(1) AS n');
+-- A key names one query: another query under the same key runs, and is
+-- cached beside the first; neither is served for the other.
+SELECT qcache_fetch('fetch:seq', 'SELECT ran(42) AS other');
+SELECT qcache_fetch('fetch:seq', 'SELECT ran(42) AS other');
+SELECT qcache_fetch('fetch:seq', 'SELECT ran(1) AS n');
+-- A value that qcache_set stored is never served as a fetch result, and
+-- qcache_get never returns a fetch result.
 SELECT qcache_set('fetch:preset', '{"set": "by hand"}');
-SELECT qcache_fetch('fetch:preset', 'SELECT nextval(''fetch_seq'') AS n');
-SELECT last_value FROM fetch_seq;
+SELECT qcache_fetch('fetch:preset', 'SELECT ran(2) AS n');
+SELECT qcache_fetch('fetch:preset', 'SELECT ran(2) AS n');
+SELECT qcache_get('fetch:preset') AS get, qcache_get('fetch:seq') AS get_fetched;
 -- After an invalidation the query runs again.
 SELECT qcache_invalidate('fetch:seq');
-SELECT qcache_fetch('fetch:seq', 'SELECT nextval(''fetch_seq'') AS n');
+SELECT qcache_fetch('fetch:seq', 'SELECT ran(1) AS n');
+SELECT qcache_fetch('fetch:seq', 'SELECT ran(42) AS other');
 -- The cached value does not follow the table until it is invalidated.
 UPDATE fetch_t SET name = 'uno' WHERE id = 1;
 SELECT qcache_fetch('fetch:one-row', 'SELECT name FROM fetch_t WHERE id = 1');
@@ -84,10 +97,10 @@ SELECT qcache_fetch('fetch:ttl', 'SELECT 1 AS a', 30, ARRAY['fetch-tag', 'other'
 SELECT key, tags, expires - created AS lifetime
 FROM qcache_entries WHERE key LIKE 'fetch:ttl%' ORDER BY key;
 SELECT qcache_invalidate_tag('fetch-tag');
-SELECT qcache_fetch('fetch:ttl1', 'SELECT nextval(''fetch_seq'') AS n', 1) AS first,
-       qcache_fetch('fetch:ttl1', 'SELECT nextval(''fetch_seq'') AS n', 1) AS second;
+SELECT qcache_fetch('fetch:ttl1', 'SELECT ran(3) AS n', 1) AS first,
+       qcache_fetch('fetch:ttl1', 'SELECT ran(3) AS n', 1) AS second;
 SELECT pg_sleep(1.5);
-SELECT qcache_fetch('fetch:ttl1', 'SELECT nextval(''fetch_seq'') AS n', 1) AS after_expiry;
+SELECT qcache_fetch('fetch:ttl1', 'SELECT ran(3) AS n', 1) AS after_expiry;
 
 --
 -- Rejected before anything runs: 22023, whatever the cache holds.
@@ -131,7 +144,7 @@ SELECT last_value = :seq_before AS seq_unchanged FROM fetch_seq;
 SELECT to_regclass('fetch_into') IS NULL AS no_into_table,
        to_regclass('fetch_ctas') IS NULL AS no_ctas_table;
 SHOW search_path;
-SELECT qcache_get('fetch:bad') IS NULL AS nothing_cached;
+SELECT NOT EXISTS (SELECT FROM qcache_entries WHERE key = 'fetch:bad') AS nothing_cached;
 -- The check is made on hits too.
 SELECT qcache_fetch('fetch:hit', 'SELECT 1 AS a');
 SELECT pg_temp.try($$SELECT qcache_fetch('fetch:hit', 'DELETE FROM fetch_t')$$);
@@ -147,7 +160,7 @@ SELECT left(pg_temp.try($$SELECT qcache_fetch('fetch:bad', 'SELECT * FROM fetch_
 SELECT pg_temp.try($$SELECT qcache_fetch('fetch:bad', 'SELECT * FROM (WITH d AS (DELETE FROM fetch_t RETURNING *) SELECT * FROM d) s')$$);
 SELECT pg_temp.try($$SELECT qcache_fetch('fetch:bad', 'WITH w AS (WITH d AS (DELETE FROM fetch_t RETURNING *) SELECT * FROM d) SELECT * FROM w')$$);
 SELECT count(*) AS rows_left FROM fetch_t;
-SELECT qcache_get('fetch:bad') IS NULL AS nothing_cached;
+SELECT NOT EXISTS (SELECT FROM qcache_entries WHERE key = 'fetch:bad') AS nothing_cached;
 
 --
 -- A query that fails keeps its own error and caches nothing.
@@ -158,15 +171,15 @@ SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELECT * FROM fetch_no_s
 SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELECT no_such_column FROM fetch_t')$$);
 SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELEC 1')$$);
 SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELECT $1')$$);
-SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELECT (''x'' || nextval(''fetch_seq''))::int')$$);
-SELECT qcache_get('fetch:fail') IS NULL AS nothing_cached;
+SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELECT (''x'' || ran(5))::int')$$);
+SELECT NOT EXISTS (SELECT FROM qcache_entries WHERE key = 'fetch:fail') AS nothing_cached;
 SELECT count(*) FROM qcache_entries WHERE key = 'fetch:fail';
 -- An error in the query aborts the caller's transaction as usual; the
 -- cache has nothing from it.
 BEGIN;
 SELECT qcache_fetch('fetch:fail', 'SELECT id / (id - 2) FROM fetch_t ORDER BY id');
 ROLLBACK;
-SELECT qcache_get('fetch:fail') IS NULL AS nothing_cached;
+SELECT NOT EXISTS (SELECT FROM qcache_entries WHERE key = 'fetch:fail') AS nothing_cached;
 
 --
 -- A result too large to cache is still returned (not an error).
@@ -175,18 +188,18 @@ SELECT qcache_reset_stats();
 SET qcache.max_entry_size = 100;
 SELECT jsonb_array_length(qcache_fetch('fetch:large',
 	'SELECT g, repeat(''x'', 20) AS pad FROM generate_series(1, 20) g')) AS rows_returned;
-SELECT qcache_get('fetch:large') IS NULL AS not_cached;
+SELECT NOT EXISTS (SELECT FROM qcache_entries WHERE key = 'fetch:large') AS not_cached;
 SELECT sets, sets_rejected FROM qcache_stats;
 -- Each call runs the query again.
 SELECT qcache_fetch('fetch:large-seq',
-	'SELECT nextval(''fetch_seq'') AS n, repeat(''x'', 200) AS pad') -> 0 -> 'n' AS n
+	'SELECT ran(6) AS n, repeat(''x'', 200) AS pad') -> 0 -> 'n' AS n
 FROM generate_series(1, 2);
 RESET qcache.max_entry_size;
 
 -- A fetch in a SELECT list over many rows: one run per distinct key.
 SELECT qcache_clear() >= 0 AS cleared;
 SELECT g % 2 AS k, qcache_fetch('fetch:mod:' || g % 2,
-                                'SELECT nextval(''fetch_seq'') AS n') -> 0 -> 'n' AS n
+                                'SELECT ran(7) AS n') -> 0 -> 'n' AS n
 FROM generate_series(1, 6) g ORDER BY g;
 
 -- The query runs with the caller's snapshot: it sees the caller's own
@@ -198,4 +211,5 @@ ROLLBACK;
 
 DROP TABLE fetch_t;
 DROP SEQUENCE fetch_seq;
+DROP FUNCTION ran(int);
 SELECT qcache_clear() > 0 AS cleared;

@@ -46,8 +46,8 @@ SELECT pg_temp.try($t$SELECT qcache_fetch('checked:scs3',
 SELECT pg_temp.try($t$SELECT qcache_fetch('checked:scs4',
 	$q$SELECT 'a\' ) qcache_r; SELECT 1 AS z FROM (SELECT 1 /* ' -- */$q$)$t$) AS on_select;
 SELECT count(*) AS rows_left FROM checked_t;
-SELECT qcache_get('checked:scs3') IS NULL AS scs3_not_cached,
-       qcache_get('checked:scs4') IS NULL AS scs4_not_cached;
+SELECT NOT EXISTS (SELECT FROM qcache_entries WHERE key = 'checked:scs3') AS scs3_not_cached,
+       NOT EXISTS (SELECT FROM qcache_entries WHERE key = 'checked:scs4') AS scs4_not_cached;
 RESET standard_conforming_strings;
 RESET escape_string_warning;
 
@@ -56,7 +56,10 @@ RESET escape_string_warning;
 --
 SELECT qcache_fetch('checked:outer',
 	'SELECT qcache_fetch(''checked:inner'', ''SELECT 1 AS one'') AS inner_rows');
-SELECT qcache_get('checked:inner');
+SELECT qcache_fetch_cached('checked:inner', 'SELECT 1 AS one');
+-- The outer result is not cached: qcache cannot follow what the inner
+-- fetch depends on.
+SELECT EXISTS (SELECT FROM qcache_entries WHERE key = 'checked:outer') AS outer_cached;
 
 -- The inner query text is chosen to take the outer text's place in the
 -- per-backend list of accepted queries (hashtext is the hash it uses), and
@@ -86,8 +89,8 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 SELECT pg_temp.context_of(format('SELECT qcache_fetch(%L, %L)', 'checked:out', :'outer_q'));
-SELECT qcache_get('checked:in') IS NOT NULL AS inner_cached,
-       qcache_get('checked:out') IS NULL AS outer_not_cached;
+SELECT EXISTS (SELECT FROM qcache_entries WHERE key = 'checked:in') AS inner_cached,
+       NOT EXISTS (SELECT FROM qcache_entries WHERE key = 'checked:out') AS outer_not_cached;
 
 DROP TABLE checked_t, checked_inner;
 SELECT qcache_clear() > 0 AS cleared;

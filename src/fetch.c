@@ -7,47 +7,47 @@
  * query through SPI as the calling role and caches its rows as a jsonb
  * array of objects, one per row, in the query's order.
  *
- * Tags.  The entry carries the given tags plus table:<schema>.<name> of
- * every table and view the plan reads (the planner's relationOids, so
- * views count with the tables under them), and of the partitioned tables
- * above each partition it reads, which are the tags that a bare
- * qcache_watch invalidates.  Tables read only inside functions the query
- * calls are invisible to the planner and are not tagged.
+ * Who is served (SPEC section 8; security.c has the argument).  A result
+ * is stored under a variant of the key that names the query, its
+ * settings and what its names resolve against, never under the key
+ * itself: a fetch never serves a qcache_set value or another query's
+ * rows, and qcache_get never returns a fetch result.  While the query
+ * runs, deps.c records what its execution read and checked, nested
+ * functions included; a result that depends on its caller is stored
+ * under a scoped variant (role and settings), the others under the shared
+ * one; every hit re-checks the recorded privileges as the caller.  A role
+ * that may not be served runs the query itself, and gets what the query
+ * gives it, or its error.
  *
- * Privileges (SPEC section 8).  The entry also keeps the oids of the
- * relations whose SELECT privilege the executor checked against the caller
- * (range table entries without checkAsUser: a view, not the tables under
- * it, unless it is security_invoker).  A hit is served only to a role that
- * may SELECT from all of them; and a result computed without row-level
- * security is not served to a role for which one of them has row-level
- * security enabled.  A result
- * that row-level security shaped (the plan source's dependsOnRLS) is
- * stored under a role-scoped key (the key, a zero byte, the role oid),
- * which no SQL text can name and which only that role looks up.  Either
- * way, a role that may not be served runs the query itself, and gets what
- * the query gives it, or its error.
+ * Tags.  The entry carries the given tags; table:<schema>.<name> of every
+ * table and view the execution read (nested executions, views,
+ * partitions and inheritance children included, and their ancestors),
+ * which bare qcache_watch triggers invalidate; the node-internal OID tags
+ * of the same relations and of the functions it called, so that renames
+ * do not detach it and DDL reaches it; and the database's names tag,
+ * which DDL that could change what a name resolves to stamps.
  *
- * Single flight.  Concurrent misses of one key compute once: see
+ * Single flight.  Concurrent misses of one variant compute once: see
  * flight.c.
  *
  * The query must be exactly one read-only SELECT (or VALUES, or a set
  * operation of them).  The check is made on the raw parse tree, before
  * anything runs and on hits too: a statement list, any other statement,
  * and anywhere in the tree SELECT INTO, a data-modifying WITH and FOR
- * UPDATE/SHARE are rejected with 22023 (invalid_parameter_value).  The raw
- * grammar depends on no catalog, only on the lexer's settings, so each
- * backend remembers the query texts it has accepted under the current
- * settings (a small direct-mapped cache) and a hit costs one hash and one
- * strcmp, not a parse.  The query then runs wrapped as
+ * UPDATE/SHARE are rejected with 22023 (invalid_parameter_value).  The
+ * functions it calls are held to the same rule while it runs (deps.c).
+ * The raw grammar depends on no catalog, only on the lexer's settings, so
+ * each backend remembers the query texts it has accepted under the
+ * current settings (a small direct-mapped cache) and a hit costs one hash
+ * and one strcmp, not a parse.  The query then runs wrapped as
  *
  *		SELECT COALESCE(jsonb_agg(qcache_r.*), '[]') FROM (<query>) qcache_r
  *
- * with SPI in read-only mode (the caller's snapshot, and SPI's own check
- * that every plan is read-only, as a second line of defence).  The wrapped
- * text is parsed again when it is built and checked once more when it is
- * prepared: one statement, one jsonb column, or nothing runs.  A query that
- * fails raises its own error and caches nothing; a result that cannot be
- * cached is still returned (SPEC section 4).
+ * with SPI in read-only mode.  The wrapped text is parsed again when it is
+ * built and checked once more when it is prepared: one statement, one
+ * jsonb column, or nothing runs.  A query that fails raises its own error
+ * and caches nothing; a result that cannot be cached is still returned
+ * (SPEC section 4).
  *
  *-------------------------------------------------------------------------
  */
@@ -72,10 +72,12 @@
 #include "utils/rls.h"
 
 #include "qcache.h"
+#include "deps.h"
 #include "sqlfuncs.h"
 
 PG_FUNCTION_INFO_V1(qcache_fetch);
 PG_FUNCTION_INFO_V1(qcache_fetch_json);
+PG_FUNCTION_INFO_V1(qcache_fetch_cached);
 
 /* Size of the per-backend cache of accepted queries (power of 2). */
 #define QC_QUERY_CACHE_SIZE		64
@@ -83,6 +85,7 @@ PG_FUNCTION_INFO_V1(qcache_fetch_json);
 typedef struct QcCheckedQuery
 {
 	uint32		hash;
+	uint64		hash64;			/* the text's 64-bit hash, for its key */
 	bool		scs;			/* standard_conforming_strings when checked */
 	int			bq;				/* backslash_quote when checked */
 	char	   *query;			/* the text as given; NULL: empty slot */
@@ -180,11 +183,11 @@ qc_check_query(const char *query)
 
 /*
  * The wrapped statement for a query (palloc'd), from the per-backend cache
- * or parsed.  The lexer's settings are part of the cache key: the same text
+ * or parsed; and the query text's 64-bit hash, for the key's variant.  The lexer's settings are part of the cache key: the same text
  * may lex differently with another standard_conforming_strings.
  */
 static char *
-qc_checked_query(const char *query)
+qc_checked_query(const char *query, uint64 *query_hash)
 {
 	uint32		h = hash_bytes((const unsigned char *) query, strlen(query));
 	QcCheckedQuery *slot = &checked[h & (QC_QUERY_CACHE_SIZE - 1)];
@@ -194,7 +197,10 @@ qc_checked_query(const char *query)
 		slot->scs == standard_conforming_strings &&
 		slot->bq == backslash_quote &&
 		strcmp(slot->query, query) == 0)
+	{
+		*query_hash = slot->hash64;
 		return pstrdup(slot->wrapped);
+	}
 
 	wrapped = qc_check_query(query);	/* raises if not acceptable */
 
@@ -204,6 +210,8 @@ qc_checked_query(const char *query)
 		pfree(slot->wrapped);
 	}
 	slot->hash = h;
+	slot->hash64 = *query_hash =
+		hash_bytes_extended((const unsigned char *) query, strlen(query), 0);
 	slot->scs = standard_conforming_strings;
 	slot->bq = backslash_quote;
 	slot->query = MemoryContextStrdup(TopMemoryContext, query);
@@ -211,335 +219,265 @@ qc_checked_query(const char *query)
 	return wrapped;
 }
 
-static bool qc_fetch_may_serve(const QcValue *v);
 
-/* What running the query gives besides its rows. */
-typedef struct QcFetchResult
+/* A fetch key: the caller's key and the variant a result lives under. */
+typedef struct QcFetchKey
 {
-	Jsonb	   *value;
-	int			ntagrels;		/* relations read, for the table tags */
-	Oid			tagrels[QC_MAX_RELS];
-	int			naclrels;		/* relations the caller needs SELECT on */
-	Oid			aclrels[QC_MAX_RELS];
-	bool		too_many_rels;	/* not cacheable */
-	bool		role_scoped;	/* row-level security applied */
-	bool		from_l2;		/* value read from Redis, not computed */
-	QcL2Value	l2;				/* then: its build point and tags */
-	uint64		l2_removals;	/* QcShared.l2_removals before reading it */
-} QcFetchResult;
+	QcKey		user;			/* as given */
+	uint64		query_hash;
+	QcKey		shared;			/* key \0 'q' digest */
+	QcKey		scoped;			/* key \0 'r' digest; len 0 until built */
+	QcKey		flight;			/* for single flight: the shared variant */
+} QcFetchKey;
 
-/* Append relid to rels[*n] unless present; false if full. */
-static bool
-qc_add_rel(Oid *rels, int *n, Oid relid)
-{
-	int			i;
-
-	for (i = 0; i < *n; i++)
-		if (rels[i] == relid)
-			return true;
-	if (*n == QC_MAX_RELS)
-		return false;
-	rels[(*n)++] = relid;
-	return true;
-}
-
-/*
- * Run the wrapped query and fill res: its jsonb array in the caller's
- * context, the tables and views it reads (the planner's relationOids,
- * views included, as they stand after rewriting), and whether row-level
- * security shaped it.  Prepared first, so that what runs is checked to be
- * one statement with one jsonb column, whatever the text turned out to
- * hold.
- */
+/* Build the variant `kind` of a key for a digest. */
 static void
-qc_run_query(const QcKey *key, const char *wrapped, bool as_text,
-			 QcFetchResult *res)
-{
-	MemoryContext caller = CurrentMemoryContext;
-	SPIPlanPtr	plan;
-	List	   *sources;
-	CachedPlanSource *src;
-	CachedPlan *cplan;
-	ListCell   *lc;
-	Datum		d;
-	bool		isnull;
-	int			rc;
-
-	res->ntagrels = 0;
-	res->naclrels = 0;
-	res->too_many_rels = false;
-	res->from_l2 = false;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	plan = SPI_prepare(wrapped, 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	sources = SPI_plan_get_plan_sources(plan);
-	if (list_length(sources) != 1)
-		qc_reject_query("The query does not stand alone as one SELECT.");
-	src = linitial(sources);
-	if (src->resultDesc == NULL || src->resultDesc->natts != 1 ||
-		TupleDescAttr(src->resultDesc, 0)->atttypid != JSONBOID)
-		qc_reject_query("The query does not stand alone as one SELECT.");
-	res->role_scoped = src->dependsOnRLS;
-
-	/*
-	 * The relations the plan reads, for the tags, with the partitioned tables
-	 * above each partition (a write through the parent fires the parent's
-	 * statement trigger only); and the relations whose SELECT privilege the
-	 * executor checks against the caller (checkAsUser 0: not the tables under
-	 * a view, which it checks as the view's owner), for the check on hits.
-	 */
-	cplan = SPI_plan_get_cached_plan(plan);
-	if (cplan == NULL)
-		elog(ERROR, "SPI_plan_get_cached_plan failed");
-	foreach(lc, cplan->stmt_list)
-	{
-		PlannedStmt *ps = lfirst_node(PlannedStmt, lc);
-		ListCell   *lc2;
-
-		foreach(lc2, ps->relationOids)
-		{
-			Oid			relid = lfirst_oid(lc2);
-			char		kind = get_rel_relkind(relid);
-
-			if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE &&
-				kind != RELKIND_VIEW && kind != RELKIND_MATVIEW &&
-				kind != RELKIND_FOREIGN_TABLE)
-				continue;
-			if (!qc_add_rel(res->tagrels, &res->ntagrels, relid))
-				res->too_many_rels = true;
-			if (get_rel_relispartition(relid))
-			{
-				ListCell   *lc3;
-
-				foreach(lc3, get_partition_ancestors(relid))
-					if (!qc_add_rel(res->tagrels, &res->ntagrels, lfirst_oid(lc3)))
-					res->too_many_rels = true;
-			}
-		}
-		foreach(lc2, ps->rtable)
-		{
-			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc2);
-
-			if (rte->rtekind == RTE_RELATION &&
-				(rte->requiredPerms & ACL_SELECT) != 0 &&
-				!OidIsValid(rte->checkAsUser) &&
-				!qc_add_rel(res->aclrels, &res->naclrels, rte->relid))
-				res->too_many_rels = true;
-		}
-	}
-	/* an unsaved plan's generic plan is taken without a resource owner */
-	ReleaseCachedPlan(cplan, NULL);
-
-	/*
-	 * With a Redis level, another node may have computed the result: take it
-	 * from there if this role may read every relation (checked as on an L1
-	 * hit) and the result is not shaped by row-level security.
-	 */
-	if (!res->role_scoped && !res->too_many_rels && qc_l2_usable())
-	{
-		QcValue		probe;
-
-		memset(&probe, 0, sizeof(probe));
-		probe.nrels = res->naclrels;
-		probe.rels = res->aclrels;
-		if (qc_fetch_may_serve(&probe))
-		{
-			MemoryContext spi = MemoryContextSwitchTo(caller);
-			bool		hit;
-
-			res->l2_removals = pg_atomic_read_u64(&qc_shared->l2_removals);
-			hit = qc_l2_get(key, &res->l2);
-
-			/* parsed once: checked as JSON text, or made into jsonb */
-			if (hit && as_text)
-				hit = qc_l2_json_valid(res->l2.json, res->l2.len);
-			else if (hit)
-				hit = (res->value = qc_l2_json_to_jsonb(res->l2.json,
-														res->l2.len)) != NULL;
-
-			MemoryContextSwitchTo(spi);
-			if (hit)
-			{
-				res->from_l2 = true;
-				SPI_finish();
-				return;
-			}
-		}
-	}
-
-	rc = SPI_execute_plan(plan, NULL, NULL, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "qcache_fetch query returned %s", SPI_result_code_string(rc));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		elog(ERROR, "qcache_fetch query returned null");
-	d = SPI_datumTransfer(d, false, -1);
-	SPI_finish();
-	res->value = DatumGetJsonbP(d);
-}
-
-/*
- * The key under which a role-scoped result of `key` lives for the current
- * role: the key, a zero byte, the role's oid.  SQL text cannot hold a zero
- * byte, so no qcache_get can name it, and it hashes like the key itself
- * (qc_hash_key), in the same bucket.
- */
-static void
-qc_role_key(const QcKey *key, QcKey *rkey)
+qc_variant_key(const QcKey *user, char kind, uint64 digest, QcKey *out)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, key->data, key->len);
+	appendBinaryStringInfo(&buf, user->data, user->len);
 	appendStringInfoChar(&buf, '\0');
-	appendStringInfo(&buf, "%u", GetUserId());
-	*rkey = *key;
-	rkey->data = buf.data;
-	rkey->len = buf.len;
+	appendStringInfo(&buf, "%c%016" INT64_MODIFIER "x", kind, digest);
+	*out = *user;
+	out->data = buf.data;
+	out->len = buf.len;
+	/* the same bucket as the key (qc_hash_key stops at the zero byte) */
+	out->hash = user->hash;
+}
+
+/* The scoped variant, built on first use (it hashes every setting). */
+static const QcKey *
+qc_scoped_key(QcFetchKey *fk)
+{
+	if (fk->scoped.len == 0)
+		qc_variant_key(&fk->user, 'r', qc_fetch_digest(fk->query_hash, true),
+					   &fk->scoped);
+	return &fk->scoped;
 }
 
 /*
- * May the current role be handed this cached result?  Only if it may
- * SELECT from every table and view the result was read from, and, for a
- * result computed without row-level security, if none of them has
- * row-level security enabled for this role (it would see fewer rows).  A
- * role-scoped result is served to the role that computed it only.
+ * Check the query and build the fetch key of (key, query); returns the
+ * wrapped statement to run.
+ */
+static char *
+qc_fetch_key(text *key, text *query, QcFetchKey *fk)
+{
+	char	   *wrapped;
+
+	memset(fk, 0, sizeof(*fk));
+	qc_key_from_text(key, &fk->user);
+	wrapped = qc_checked_query(text_to_cstring(query), &fk->query_hash);
+	qc_variant_key(&fk->user, 'q', qc_fetch_digest(fk->query_hash, false),
+				   &fk->shared);
+	fk->flight = fk->shared;
+	fk->flight.hash = hash_combine64(fk->user.hash,
+									 hash_bytes_extended((const unsigned char *) fk->shared.data,
+														 fk->shared.len, 0));
+	return wrapped;
+}
+
+/*
+ * Find the entry a fetch may serve the caller: the shared result if the
+ * caller passes its checks, or else the caller's own scoped one.
  */
 static bool
-qc_fetch_may_serve(const QcValue *v)
+qc_fetch_find(QcFetchKey *fk, QcValue *v)
 {
-	Oid			me = GetUserId();
-	int			i;
+	TimestampTz now = GetCurrentTimestamp();
 
-	if ((v->flags & QC_ENTRY_ROLE_SCOPED) && v->owner != me)
-		return false;
-	for (i = 0; i < v->nrels; i++)
-	{
-		bool		missing = false;
-
-		if (pg_class_aclcheck_ext(v->rels[i], me, ACL_SELECT, &missing) != ACLCHECK_OK ||
-			missing)
-			return false;
-		if (!(v->flags & QC_ENTRY_ROLE_SCOPED) &&
-			check_enable_rls(v->rels[i], InvalidOid, true) == RLS_ENABLED)
-			return false;
-	}
-	return true;
+	if (qc_store_get(&fk->shared, now, v) &&
+		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) == QC_ENTRY_FETCH &&
+		qc_deps_allow(v->deps, v->depbytes, false))
+		return true;
+	return qc_store_get(qc_scoped_key(fk), now, v) &&
+		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) ==
+		(QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED) &&
+		v->owner == GetUserId() &&
+		qc_deps_allow(v->deps, v->depbytes, true);
 }
 
 /*
- * Look a fetch key up: the shared result, or else this role's scoped one,
- * as the requested type: jsonb, or for qcache_fetch_json the JSON text.
- * Counts one hit or one miss.  NULL on a miss.
+ * Look a fetch up, as the requested type: jsonb, or for qcache_fetch_json
+ * the JSON text.  Counts one hit or one miss.  NULL on a miss.
  */
 static struct varlena *
-qc_fetch_lookup(const QcKey *key, bool as_text)
+qc_fetch_lookup(QcFetchKey *fk, bool as_text)
 {
-	TimestampTz now;
 	QcValue		v;
-	QcKey		rkey;
 
-	if (!qc_enabled)
+	if (!qc_enabled || !qc_fetch_find(fk, &v))
 	{
 		qc_count(QC_STAT_MISSES, 1);
 		return NULL;
-	}
-	now = GetCurrentTimestamp();
-	if (!(qc_store_get(key, now, &v) && qc_fetch_may_serve(&v)))
-	{
-		qc_role_key(key, &rkey);
-		if (!(qc_store_get(&rkey, now, &v) && qc_fetch_may_serve(&v)))
-		{
-			qc_count(QC_STAT_MISSES, 1);
-			return NULL;
-		}
 	}
 	qc_count(QC_STAT_HITS, 1);
 	return as_text ? (struct varlena *) qc_value_text(&v) :
 		(struct varlena *) qc_value_jsonb(&v);
 }
 
+/* A node-internal tag of an object by oid ("\001rel:<oid>"). */
+static char *
+qc_fetch_oid_tag(const char *kind, Oid oid)
+{
+	return psprintf("\001%s:%u", kind, oid);
+}
+
 /*
- * Run the query and store its result, under the key or, if row-level
- * security shaped it, under the role's scoped key.  The entry carries the
- * given tags plus table:<schema>.<name> of each relation read, so that the
- * invalidation triggers of those tables reach it.  With as_text the entry
- * holds the JSON text (QC_ENTRY_JSON_TEXT), rendered once here, and the
- * text is returned; otherwise the jsonb.
+ * Run the wrapped query, recording its dependencies into *deps, and return
+ * its jsonb array in the caller's context.  Prepared first, so that what
+ * runs is checked to be one statement with one jsonb column, whatever the
+ * text turned out to hold.
+ */
+static Jsonb *
+qc_run_query(const char *wrapped, QcDeps **deps)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	QcDeps	   *prev;
+	volatile Datum d = (Datum) 0;
+
+	prev = qc_deps_push(deps);
+	PG_TRY();
+	{
+		SPIPlanPtr	plan;
+		List	   *sources;
+		CachedPlanSource *src;
+		bool		isnull;
+		int			rc;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		plan = SPI_prepare(wrapped, 0, NULL);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		sources = SPI_plan_get_plan_sources(plan);
+		if (list_length(sources) != 1)
+			qc_reject_query("The query does not stand alone as one SELECT.");
+		src = linitial(sources);
+		if (src->resultDesc == NULL || src->resultDesc->natts != 1 ||
+			TupleDescAttr(src->resultDesc, 0)->atttypid != JSONBOID)
+			qc_reject_query("The query does not stand alone as one SELECT.");
+		rc = SPI_execute_plan(plan, NULL, NULL, true, 1);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "qcache_fetch query returned %s", SPI_result_code_string(rc));
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			elog(ERROR, "qcache_fetch query returned null");
+		MemoryContextSwitchTo(caller);
+		d = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		qc_deps_pop(prev);
+	}
+	PG_END_TRY();
+	return DatumGetJsonbP(d);
+}
+
+/*
+ * Run the query and store its result under the shared or the scoped
+ * variant (see security.c), with the given tags plus the tags of what its
+ * execution read.  With as_text the entry holds the JSON text
+ * (QC_ENTRY_JSON_TEXT), rendered once here, and the text is returned;
+ * otherwise the jsonb.
  */
 static struct varlena *
-qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
+qc_fetch_compute(QcFetchKey *fk, const char *wrapped, const QcTags *given,
 				 TimestampTz ttl_usec, bool as_text)
 {
-	QcFetchResult res;
+	QcDeps	   *deps;
+	Jsonb	   *result;
+	struct varlena *value;
 	QcTags		tags;
 	QcSetInfo	info;
-	QcKey		rkey;
-	struct varlena *value;
-	int			i;
+	const QcKey *key;
+	char	   *blob;
+	uint32		bloblen = 0;
+	int			max;
+	ListCell   *lc;
 
-	qc_run_query(key, wrapped, as_text, &res);
-	memset(&info, 0, sizeof(info));
-	if (as_text)
-		info.flags = QC_ENTRY_JSON_TEXT;
-	if (res.from_l2)
-	{
-		value = as_text ?
-			(struct varlena *) cstring_to_text_with_len(res.l2.json, res.l2.len) :
-			(struct varlena *) res.value;
-		info.now = GetCurrentTimestamp();
-		info.expires = res.l2.pttl_ms > 0 ?
-			info.now + (TimestampTz) res.l2.pttl_ms * 1000 : 0;
-		info.build = res.l2.build;
-		info.owner = GetUserId();
-		info.nrels = res.naclrels;
-		info.rels = res.aclrels;
-		info.from_l2 = true;
-		if (pg_atomic_read_u64(&qc_shared->l2_removals) == res.l2_removals)
-			(void) qc_store(key, value, &res.l2.tags, &info);
-		return value;
-	}
-	value = (struct varlena *) res.value;
+	/* the scoped digest reads the settings as they are before the query */
+	if (fk->scoped.len == 0)
+		(void) qc_scoped_key(fk);
+	result = qc_run_query(wrapped, &deps);
+	value = (struct varlena *) result;
 	if (as_text)
 		value = (struct varlena *)
-			cstring_to_text(JsonbToCString(NULL, &res.value->root,
-										   VARSIZE(res.value)));
-	if (res.too_many_rels || given->ntags + res.ntagrels > QC_MAX_TAGS)
+			cstring_to_text(JsonbToCString(NULL, &result->root, VARSIZE(result)));
+
+	blob = qc_deps_serialize(deps, &bloblen);
+	max = given->ntags + 2 * list_length(deps->relids) +
+		list_length(deps->funcs) + 1;
+	if (deps->uncacheable != NULL || blob == NULL || max > PG_UINT8_MAX)
 	{
+		ereport(DEBUG1,
+				(errmsg("qcache_fetch result not cached"),
+				 errdetail("%s", deps->uncacheable ? deps->uncacheable :
+						   "It depends on more than a cache entry can record.")));
 		qc_count(QC_STAT_SETS_REJECTED, 1);
 		return value;
 	}
 
 	tags.ntags = 0;
-	tags.tag = palloc(sizeof(char *) * (given->ntags + res.ntagrels));
-	tags.len = palloc(sizeof(uint32) * (given->ntags + res.ntagrels));
-	for (i = 0; i < given->ntags; i++)
+	tags.tag = palloc(sizeof(char *) * max);
+	tags.len = palloc(sizeof(uint32) * max);
+	for (int i = 0; i < given->ntags; i++)
 	{
 		tags.tag[tags.ntags] = given->tag[i];
 		tags.len[tags.ntags++] = given->len[i];
 	}
-	for (i = 0; i < res.ntagrels; i++)
+	foreach(lc, deps->relids)
 	{
-		char	   *t = qc_table_tag(res.tagrels[i]);
+		Oid			relid = lfirst_oid(lc);
+		char	   *t = qc_table_tag(relid);
 
-		if (t == NULL)
+		if (t != NULL)
+		{
+			tags.tag[tags.ntags] = t;
+			tags.len[tags.ntags++] = strlen(t);
+		}
+		t = qc_fetch_oid_tag("rel", relid);
+		tags.tag[tags.ntags] = t;
+		tags.len[tags.ntags++] = strlen(t);
+	}
+	foreach(lc, deps->funcs)
+	{
+		QcDepFunc  *f = lfirst(lc);
+		char	   *t;
+		int			j;
+		bool		dup = false;
+
+		if (f->funcid < FirstNormalObjectId)
+			continue;
+		t = qc_fetch_oid_tag("fn", f->funcid);
+		for (j = 0; j < tags.ntags; j++)
+			if (strcmp(tags.tag[j], t) == 0)
+				dup = true;
+		if (dup)
 			continue;
 		tags.tag[tags.ntags] = t;
 		tags.len[tags.ntags++] = strlen(t);
 	}
+	tags.tag[tags.ntags] = "\001names";
+	tags.len[tags.ntags++] = strlen("\001names");
 
+	memset(&info, 0, sizeof(info));
+	info.flags = QC_ENTRY_FETCH | (as_text ? QC_ENTRY_JSON_TEXT : 0);
 	info.now = GetCurrentTimestamp();
 	info.expires = ttl_usec == 0 ? 0 : info.now + ttl_usec;
 	info.owner = GetUserId();
-	info.nrels = res.naclrels;
-	info.rels = res.aclrels;
-	if (res.role_scoped)
+	info.deps = blob;
+	info.depbytes = bloblen;
+	key = &fk->shared;
+	if (deps->caller_dependent)
 	{
+		ereport(DEBUG1,
+				(errmsg("qcache_fetch result scoped to its role and settings"),
+				 errdetail("The query's result depends on %s.", deps->dependent_why)));
 		info.flags |= QC_ENTRY_ROLE_SCOPED;
-		qc_role_key(key, &rkey);
-		key = &rkey;
+		key = &fk->scoped;
 	}
 	(void) qc_store(key, value, &tags, &info);
 	return value;
@@ -552,7 +490,7 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 static struct varlena *
 qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 {
-	QcKey		key;
+	QcFetchKey	fk;
 	QcTags		tags;
 	char	   *wrapped;
 	TimestampTz ttl_usec;
@@ -564,8 +502,7 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 		qc_null_arg_error("cache key");
 	if (PG_ARGISNULL(1))
 		qc_null_arg_error("query");
-	qc_key_from_text(PG_GETARG_TEXT_PP(0), &key);
-	wrapped = qc_checked_query(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	wrapped = qc_fetch_key(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), &fk);
 
 	/*
 	 * Check ttl and tags before the lookup, so that bad arguments fail on
@@ -574,26 +511,26 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 	ttl_usec = qc_expiry(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), 0);
 	qc_tags_from_array(PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3), &tags);
 
-	v = qc_fetch_lookup(&key, as_text);
+	v = qc_fetch_lookup(&fk, as_text);
 	if (v != NULL)
 		return v;
 	if (!qc_enabled)
-		return qc_fetch_compute(&key, wrapped, &tags, ttl_usec, as_text);
+		return qc_fetch_compute(&fk, wrapped, &tags, ttl_usec, as_text);
 
 	/* single flight: one session computes, the others wait for it */
-	flight = qc_flight_begin(&key);
+	flight = qc_flight_begin(&fk.flight);
 	if (flight == QC_FLIGHT_WAITED)
 	{
-		v = qc_fetch_lookup(&key, as_text);
+		v = qc_fetch_lookup(&fk, as_text);
 		if (v != NULL)
 			return v;
 	}
 	if (flight != QC_FLIGHT_LEAD)
-		return qc_fetch_compute(&key, wrapped, &tags, ttl_usec, as_text);
+		return qc_fetch_compute(&fk, wrapped, &tags, ttl_usec, as_text);
 
 	PG_TRY();
 	{
-		v = qc_fetch_compute(&key, wrapped, &tags, ttl_usec, as_text);
+		v = qc_fetch_compute(&fk, wrapped, &tags, ttl_usec, as_text);
 	}
 	PG_FINALLY();
 	{
@@ -619,4 +556,23 @@ Datum
 qcache_fetch_json(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_POINTER(qc_fetch_common(fcinfo, true));
+}
+
+/*
+ * qcache_fetch_cached(key text, query text) returns jsonb: what
+ * qcache_fetch(key, query) would return from the cache now, under the
+ * same rule, without running the query; NULL where it would run it.
+ * Counts nothing.
+ */
+Datum
+qcache_fetch_cached(PG_FUNCTION_ARGS)
+{
+	QcFetchKey	fk;
+	QcValue		v;
+
+	qc_require_loaded();
+	(void) qc_fetch_key(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), &fk);
+	if (!qc_enabled || !qc_fetch_find(&fk, &v))
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(qc_value_jsonb(&v));
 }

@@ -89,6 +89,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "parser/scansup.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -851,6 +852,17 @@ qcache_check_templates(PG_FUNCTION_ARGS)
 	bool		any = false;
 	Relation	rel;
 
+	/*
+	 * Only for roles that may create the triggers: otherwise the errors
+	 * below would tell whether a column exists in a table the caller may
+	 * not read.
+	 */
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s",
+						get_rel_name(relid)),
+				 errhint("qcache_watch needs the TRIGGER privilege on the table.")));
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &nulls, &n);
 	rel = relation_open(relid, AccessShareLock);

@@ -22,6 +22,7 @@
 #include "utils/guc.h"
 
 #include "qcache.h"
+#include "deps.h"
 
 PG_MODULE_MAGIC;
 
@@ -255,5 +256,7 @@ _PG_init(void)
 	qc_register_worker("qcache sweeper", "qcache_sweeper_main");
 	qc_register_worker("qcache redis subscriber", "qcache_l2_main");
 	qc_inval_register();
+	qc_deps_register();
+	qc_security_register();
 	qc_l2_install_log_filter();
 }

@@ -33,9 +33,6 @@
 /* Single-flight slots (flight.c). */
 #define QC_FLIGHT_SLOTS			256
 
-/* Relations a qcache_fetch entry remembers, at most (more: not cached). */
-#define QC_MAX_RELS				64
-
 /* Limits on what one entry may carry; errors past them name the limit. */
 #define QC_MAX_KEY_LEN			8192	/* bytes */
 #define QC_MAX_TAGS				64
@@ -186,7 +183,7 @@ extern void qc_require_loaded(void);
 /*
  * One cache entry: a single DSA chunk laid out as
  *
- *		QcEntry | uint32 taghash[ntags] | Oid rels[nrels] | key | value |
+ *		QcEntry | uint32 taghash[ntags] | deps[depbytes] | key | value |
  *		tag strings
  *
  * where the value is the whole jsonb varlena and each tag string is NUL
@@ -204,9 +201,9 @@ typedef struct QcEntry
 	uint16		keylen;
 	uint16		tagbytes;		/* bytes of the tag strings */
 	uint8		ntags;
-	uint8		nrels;			/* relations a fetch result was read from */
 	uint8		flags;			/* QC_ENTRY_* */
-	uint8		pad;
+	uint16		depbytes;		/* bytes of a fetch result's dependency
+								 * list (deps.c), which a hit re-checks */
 	TimestampTz created;
 	uint32		ttl;			/* seconds from created to expiry; 0: never */
 	uint32		build_age;		/* microseconds from the build point
@@ -222,20 +219,23 @@ typedef struct QcEntry
 	 (e)->created + (TimestampTz) (e)->ttl * USECS_PER_SEC)
 #define QcEntryBuild(e)		((e)->created - (TimestampTz) (e)->build_age)
 #define QcEntryTagHashes(e)	((uint32 *) ((char *) (e) + sizeof(QcEntry)))
-#define QcEntryRels(e)		((Oid *) (QcEntryTagHashes(e) + (e)->ntags))
-#define QcEntryKey(e)		((char *) (QcEntryRels(e) + (e)->nrels))
+#define QcEntryDeps(e)		((char *) (QcEntryTagHashes(e) + (e)->ntags))
+#define QcEntryKey(e)		(QcEntryDeps(e) + (e)->depbytes)
 #define QcEntryValue(e)		(QcEntryKey(e) + (e)->keylen)
 #define QcEntryTags(e)		(QcEntryValue(e) + (e)->vallen)
 #define QcEntrySize(e) \
 	(sizeof(QcEntry) + sizeof(uint32) * (e)->ntags + \
-	 sizeof(Oid) * (e)->nrels + (e)->keylen + (e)->vallen + (e)->tagbytes)
+	 (e)->depbytes + (e)->keylen + (e)->vallen + (e)->tagbytes)
 
 /* Entry flags */
-#define QC_ENTRY_ROLE_SCOPED	0x01	/* computed under row-level security:
-										 * served to its owner only */
+#define QC_ENTRY_ROLE_SCOPED	0x01	/* caller-dependent fetch result:
+										 * under a scoped key, served to its
+										 * owner only (security.c) */
 #define QC_ENTRY_JSON_TEXT		0x02	/* the value is JSON text (a text
 										 * varlena), not jsonb:
 										 * qcache_fetch_json */
+#define QC_ENTRY_FETCH			0x04	/* a qcache_fetch result, under a
+										 * variant key (security.c) */
 
 /* Bytes the DSA allocator really takes for a request (dsa_classes.h). */
 extern Size qc_alloc_size(Size size);
@@ -264,8 +264,8 @@ typedef struct QcValue
 	TimestampTz expires;
 	Oid			owner;
 	uint8		flags;
-	int			nrels;
-	Oid		   *rels;			/* palloc'd, or NULL */
+	uint32		depbytes;
+	char	   *deps;			/* palloc'd, or NULL */
 } QcValue;
 
 /* What a store hands in besides key, value and tags. */
@@ -276,8 +276,8 @@ typedef struct QcSetInfo
 	TimestampTz build;			/* build point */
 	Oid			owner;
 	uint8		flags;
-	int			nrels;
-	const Oid  *rels;
+	uint32		depbytes;
+	const char *deps;			/* a fetch result's dependency list */
 	bool		from_l2;		/* a copy of a Redis value: not written back */
 } QcSetInfo;
 

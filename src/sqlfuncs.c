@@ -328,7 +328,7 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	 * qcache_fetch results) are not stored; copies of values computed on a
 	 * primary (from Redis) are.
 	 */
-	if (!info->from_l2 && (tags->ntags > 0 || info->nrels > 0) &&
+	if (!info->from_l2 && (tags->ntags > 0 || (info->flags & QC_ENTRY_FETCH)) &&
 		RecoveryInProgress())
 	{
 		qc_count(QC_STAT_SETS_REJECTED, 1);
@@ -354,7 +354,7 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	 * point (one this node's slots have not heard of), nobody keeps it.
 	 */
 	if (qc_l2_active() && !info->from_l2 &&
-		!(info->flags & QC_ENTRY_ROLE_SCOPED) &&
+		!(info->flags & (QC_ENTRY_ROLE_SCOPED | QC_ENTRY_FETCH)) &&
 		VARSIZE_ANY_EXHDR(value) <= (Size) qc_max_entry_size)
 	{
 		int64		ttl_ms = 0;
@@ -612,13 +612,16 @@ qcache_entries(PG_FUNCTION_ARGS)
 		if (qc_may_see_keys(info->owner))
 		{
 			Datum	   *tags = palloc(sizeof(Datum) * Max(info->ntags, 1));
+			int			ntags = 0;
 			int			i;
 
 			values[0] = PointerGetDatum(cstring_to_text_with_len(info->key,
 																 info->keylen));
+			/* node-internal tags (relation and function oids) stay hidden */
 			for (i = 0; i < info->ntags; i++)
-				tags[i] = CStringGetTextDatum(info->tags[i]);
-			values[1] = PointerGetDatum(construct_array(tags, info->ntags,
+				if (info->tags[i][0] != '\001')
+					tags[ntags++] = CStringGetTextDatum(info->tags[i]);
+			values[1] = PointerGetDatum(construct_array(tags, ntags,
 														TEXTOID, -1, false,
 														TYPALIGN_INT));
 		}

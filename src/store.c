@@ -237,12 +237,12 @@ qc_store_get(const QcKey *key, TimestampTz now, QcValue *out)
 				out->expires = QcEntryExpires(e);
 				out->owner = e->owner;
 				out->flags = e->flags;
-				out->nrels = e->nrels;
-				out->rels = NULL;
-				if (e->nrels > 0)
+				out->depbytes = e->depbytes;
+				out->deps = NULL;
+				if (e->depbytes > 0)
 				{
-					out->rels = palloc(sizeof(Oid) * e->nrels);
-					memcpy(out->rels, QcEntryRels(e), sizeof(Oid) * e->nrels);
+					out->deps = palloc(e->depbytes);
+					memcpy(out->deps, QcEntryDeps(e), e->depbytes);
 				}
 				/* set only when clear: hot keys stay read-mostly */
 				if (!(pg_atomic_read_u32(&e->clock) & QC_REFERENCED))
@@ -835,9 +835,9 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		tagbytes += tags->len[i] + 1;
 	Assert(tags->ntags <= QC_MAX_TAGS && tagbytes <= PG_UINT16_MAX);
 
-	Assert(info->nrels <= QC_MAX_RELS && key->len <= PG_UINT16_MAX);
+	Assert(info->depbytes <= PG_UINT16_MAX && key->len <= PG_UINT16_MAX);
 	size = sizeof(QcEntry) + sizeof(uint32) * tags->ntags +
-		sizeof(Oid) * info->nrels + key->len + vallen + tagbytes;
+		info->depbytes + key->len + vallen + tagbytes;
 	if (vallen > (uint32) qc_max_entry_size || !AllocSizeIsValid(size))
 	{
 		qc_store_remove(key);
@@ -879,9 +879,8 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	e->vallen = vallen;
 	e->tagbytes = (uint16) tagbytes;
 	e->ntags = (uint8) tags->ntags;
-	e->nrels = (uint8) info->nrels;
 	e->flags = info->flags;
-	e->pad = 0;
+	e->depbytes = (uint16) info->depbytes;
 	e->created = now;
 	/* expires is now + a whole number of seconds (qc_expiry) */
 	e->ttl = expires == 0 ? 0 :
@@ -892,8 +891,8 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	pg_atomic_init_u32(&e->hits, 0);
 	for (i = 0; i < tags->ntags; i++)
 		QcEntryTagHashes(e)[i] = qc_hash_tag(tags->tag[i], tags->len[i]);
-	if (info->nrels > 0)
-		memcpy(QcEntryRels(e), info->rels, sizeof(Oid) * info->nrels);
+	if (info->depbytes > 0)
+		memcpy(QcEntryDeps(e), info->deps, info->depbytes);
 	memcpy(QcEntryKey(e), key->data, key->len);
 	memcpy(QcEntryValue(e), value, vallen);
 	p = QcEntryTags(e);

@@ -1,0 +1,414 @@
+/*-------------------------------------------------------------------------
+ *
+ * security.c
+ *		Who may be served a cached qcache_fetch result (SPEC section 8).
+ *
+ * The rule: a hit returns what the caller would get by running the same
+ * query now, with its privileges and session settings.  Three mechanisms
+ * make it so.
+ *
+ * 1. A key names one query.  qcache_fetch never stores under the key the
+ *    caller gives: it stores under a variant, the key followed by a zero
+ *    byte and a digest (store.c hashes only the bytes before the zero byte,
+ *    so qcache_invalidate(key) and prefixes still reach every variant).  No
+ *    SQL text holds a zero byte, so qcache_get and qcache_set can never name
+ *    a fetch result, and a fetch can never be served a qcache_set value.
+ *    The digest (qc_fetch_digest) covers the query text and parameters, the
+ *    settings that change what a query returns or how its rows print
+ *    (qc_base_gucs), and what the text's names resolve against: the
+ *    search_path as schema oids after $user and USAGE are applied, the
+ *    session itself when it has a temporary schema (pg_temp shadows
+ *    everything, and its oid is reused by later sessions), and a count of
+ *    the objects this session created or dropped.  Objects that other
+ *    sessions create and that would shadow a name are the DDL hook's
+ *    business: they stamp the database's names tag, which every fetch
+ *    result carries.
+ *
+ * 2. A result that depends on its caller is scoped.  deps.c tells whether
+ *    the execution met something whose result depends on who calls (row-
+ *    level security, CURRENT_USER, a SECURITY DEFINER or opaque function, a
+ *    temporary or foreign table).  Such a result is stored under the scoped
+ *    digest, which adds the current and session roles and every setting
+ *    this session did not inherit from the server's configuration
+ *    (qc_settings_hash: custom ones like app.tenant included), and it is
+ *    flagged QC_ENTRY_ROLE_SCOPED with its owner.  Anything else is shared.
+ *
+ * 3. A hit re-checks every privilege the execution checked, as the caller
+ *    (qc_deps_allow): SELECT on each relation and column through
+ *    ExecCheckRTPerms (PostgreSQL's own function, with the roles each check
+ *    was made as: view owners and SECURITY DEFINER owners stay themselves,
+ *    the computing role becomes the caller), EXECUTE on each function,
+ *    USAGE on each schema the caller's own names were found in, and, for a
+ *    shared result, that no row-level security applies to the caller.  The
+ *    outcome is cached per backend, keyed by the dependency list and the
+ *    role, and forgotten whenever a syscache or relcache invalidation could
+ *    change it (GRANT, REVOKE, role membership, ALTER ROLE, policies).
+ *
+ * A role that fails the rule is not served: it runs the query, and gets
+ * what the query gives it, or its error.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/acl.h"
+#include "utils/guc_tables.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rls.h"
+#include "utils/syscache.h"
+
+#include "qcache.h"
+#include "deps.h"
+
+/*
+ * Settings that change what a query returns or how its rows print, part
+ * of every fetch key.  search_path is not here: its resolved schema oids
+ * are (qc_fetch_digest).
+ */
+static const char *const qc_base_guc_names[] = {
+	"TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits",
+	"bytea_output", "lc_monetary", "lc_numeric", "lc_time",
+	"row_security", "standard_conforming_strings", "transform_null_equals",
+	"array_nulls", "xmloption", "xmlbinary", "default_text_search_config",
+	NULL
+};
+
+static struct config_generic *qc_base_gucs[lengthof(qc_base_guc_names)];
+static bool qc_base_gucs_found = false;
+
+/* Objects this backend created, altered or dropped (deps.c counts). */
+uint64		qc_local_ddl_count = 0;
+
+/* ---------- the per-backend cache of privilege checks ---------- */
+
+#define QC_ACL_CACHE_SIZE	256 /* power of 2 */
+
+typedef struct QcAclCacheSlot
+{
+	uint64		key;			/* hash of (deps, role, scoped); 0: empty */
+	uint64		generation;		/* qc_acl_generation when checked */
+	bool		ok;
+} QcAclCacheSlot;
+
+static QcAclCacheSlot qc_acl_cache[QC_ACL_CACHE_SIZE];
+static uint64 qc_acl_generation = 1;
+static bool qc_callbacks_registered = false;
+
+/* Any catalog change that may change a privilege check: forget them all. */
+static void
+qc_acl_syscache_cb(Datum arg, int cacheid, uint32 hashvalue)
+{
+	qc_acl_generation++;
+}
+
+static void
+qc_acl_relcache_cb(Datum arg, Oid relid)
+{
+	qc_acl_generation++;
+}
+
+/* Register the invalidation callbacks, once per backend. */
+static void
+qc_register_callbacks(void)
+{
+	static const int caches[] = {
+		PROCOID, RELOID, ATTNUM, NAMESPACEOID, AUTHOID, AUTHMEMMEMROLE,
+		AUTHMEMROLEMEM
+	};
+	size_t		i;
+
+	if (qc_callbacks_registered)
+		return;
+	for (i = 0; i < lengthof(caches); i++)
+		CacheRegisterSyscacheCallback(caches[i], qc_acl_syscache_cb, (Datum) 0);
+	CacheRegisterRelcacheCallback(qc_acl_relcache_cb, (Datum) 0);
+	qc_callbacks_registered = true;
+}
+
+/* From _PG_init: nothing to do in the postmaster; backends register lazily. */
+void
+qc_security_register(void)
+{
+	memset(qc_acl_cache, 0, sizeof(qc_acl_cache));
+}
+
+/* ---------- settings ---------- */
+
+/* The GUC table and its length, across versions. */
+static struct config_generic **
+qc_guc_table(int *n)
+{
+#if PG_VERSION_NUM >= 160000
+	return get_guc_variables(n);
+#else
+	*n = GetNumConfigOptions();
+	return get_guc_variables();
+#endif
+}
+
+/* Fold one setting's name and current value into h. */
+static uint64
+qc_hash_guc(uint64 h, struct config_generic *g)
+{
+	uint64		v = 0;
+	const char *s = NULL;
+
+	switch (g->vartype)
+	{
+		case PGC_BOOL:
+			v = *((struct config_bool *) g)->variable;
+			break;
+		case PGC_INT:
+			v = (uint64) (int64) *((struct config_int *) g)->variable;
+			break;
+		case PGC_REAL:
+			{
+				double		d = *((struct config_real *) g)->variable;
+
+				memcpy(&v, &d, sizeof(v));
+			}
+			break;
+		case PGC_STRING:
+			s = *((struct config_string *) g)->variable;
+			break;
+		case PGC_ENUM:
+			v = (uint64) (int64) *((struct config_enum *) g)->variable;
+			break;
+	}
+	h = hash_combine64(h, hash_bytes_extended((const unsigned char *) g->name,
+											  strlen(g->name), 0));
+	if (s != NULL)
+		return hash_combine64(h, hash_bytes_extended((const unsigned char *) s,
+													 strlen(s), 1));
+	return hash_combine64(h, hash_bytes_uint32_extended((uint32) v, (uint32) (v >> 32)));
+}
+
+/* Find the base settings in the GUC table, once per backend. */
+static void
+qc_find_base_gucs(void)
+{
+	struct config_generic **table;
+	int			n;
+	int			i;
+	int			j;
+
+	table = qc_guc_table(&n);
+	for (i = 0; qc_base_guc_names[i] != NULL; i++)
+	{
+		qc_base_gucs[i] = NULL;
+		for (j = 0; j < n; j++)
+			if (pg_strcasecmp(table[j]->name, qc_base_guc_names[i]) == 0)
+			{
+				qc_base_gucs[i] = table[j];
+				break;
+			}
+	}
+	qc_base_gucs_found = true;
+}
+
+/*
+ * Hash of every setting this session did not take from the server's
+ * configuration: per-database and per-role defaults, the connection's
+ * options, SET and set_config.  Custom settings (app.tenant) are among
+ * them.  Used for scoped results, whose query may have read any setting.
+ */
+static uint64
+qc_settings_hash(void)
+{
+	struct config_generic **table;
+	int			n;
+	int			i;
+	uint64		h = 0;
+
+	table = qc_guc_table(&n);
+	for (i = 0; i < n; i++)
+	{
+		struct config_generic *g = table[i];
+
+		if (g->source <= PGC_S_GLOBAL && !(g->flags & GUC_CUSTOM_PLACEHOLDER))
+			continue;
+		h = qc_hash_guc(h, g);
+	}
+	return h;
+}
+
+/*
+ * The digest of a fetch key's variant: the query (its hash from the
+ * caller), the base settings, the resolved search_path, and this session
+ * if it has a temporary schema; with `scoped`, also the roles and every
+ * setting (qc_settings_hash).
+ */
+uint64
+qc_fetch_digest(uint64 query_hash, bool scoped)
+{
+	uint64		h = query_hash;
+	List	   *path;
+	ListCell   *lc;
+	Oid			tmp;
+	Oid			tmptoast;
+	int			i;
+
+	if (!qc_base_gucs_found)
+		qc_find_base_gucs();
+	for (i = 0; qc_base_guc_names[i] != NULL; i++)
+		if (qc_base_gucs[i] != NULL)
+			h = qc_hash_guc(h, qc_base_gucs[i]);
+
+	path = fetch_search_path(true);
+	foreach(lc, path)
+		h = hash_combine64(h, hash_bytes_uint32_extended(lfirst_oid(lc), 2));
+	list_free(path);
+
+	GetTempNamespaceState(&tmp, &tmptoast);
+	if (OidIsValid(tmp))
+	{
+		h = hash_combine64(h, hash_bytes_uint32_extended((uint32) MyProcPid, 3));
+		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) &MyStartTimestamp,
+												  sizeof(MyStartTimestamp), 4));
+		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) &qc_local_ddl_count,
+												  sizeof(qc_local_ddl_count), 5));
+	}
+
+	if (scoped)
+	{
+		h = hash_combine64(h, hash_bytes_uint32_extended(GetUserId(), 6));
+		h = hash_combine64(h, hash_bytes_uint32_extended(GetSessionUserId(), 7));
+		h = hash_combine64(h, qc_settings_hash());
+	}
+	return h;
+}
+
+/* ---------- the check on a hit ---------- */
+
+/* Read n bytes at *p into dst, if the blob holds them. */
+static bool
+qc_get(const char **p, const char *end, void *dst, size_t n)
+{
+	if (end - *p < (ptrdiff_t) n)
+		return false;
+	memcpy(dst, *p, n);
+	*p += n;
+	return true;
+}
+
+/* Run every check of a dependency list (see qc_deps_serialize). */
+static bool
+qc_deps_check(const char *blob, uint32 len, bool scoped)
+{
+	const char *p = blob;
+	const char *end = blob + len;
+	uint16		nrels;
+	uint16		nfuncs;
+	uint16		nnsps;
+	List	   *rtable = NIL;
+	ListCell   *lc;
+	int			i;
+
+	if (!qc_get(&p, end, &nrels, sizeof(nrels)) ||
+		!qc_get(&p, end, &nfuncs, sizeof(nfuncs)) ||
+		!qc_get(&p, end, &nnsps, sizeof(nnsps)))
+		return false;
+
+	for (i = 0; i < nrels; i++)
+	{
+		RangeTblEntry *rte = makeNode(RangeTblEntry);
+		uint32		perms;
+		uint16		ncols;
+		int			c;
+
+		rte->rtekind = RTE_RELATION;
+		if (!qc_get(&p, end, &rte->relid, sizeof(Oid)) ||
+			!qc_get(&p, end, &rte->checkAsUser, sizeof(Oid)) ||
+			!qc_get(&p, end, &perms, sizeof(perms)) ||
+			!qc_get(&p, end, &ncols, sizeof(ncols)))
+			return false;
+		rte->requiredPerms = perms;
+		for (c = 0; c < ncols; c++)
+		{
+			int16		col;
+
+			if (!qc_get(&p, end, &col, sizeof(col)))
+				return false;
+			rte->selectedCols = bms_add_member(rte->selectedCols, col);
+		}
+		/* dropped since: the query would fail */
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rte->relid)))
+			return false;
+		rte->relkind = get_rel_relkind(rte->relid);
+		rtable = lappend(rtable, rte);
+	}
+	if (!ExecCheckRTPerms(rtable, false))
+		return false;
+
+	/*
+	 * A shared result was computed without row-level security; a caller
+	 * for whom it applies would see fewer rows.
+	 */
+	if (!scoped)
+		foreach(lc, rtable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+			if (check_enable_rls(rte->relid, rte->checkAsUser, true) == RLS_ENABLED)
+				return false;
+		}
+
+	for (i = 0; i < nfuncs; i++)
+	{
+		Oid			funcid;
+		Oid			checkas;
+
+		if (!qc_get(&p, end, &funcid, sizeof(Oid)) ||
+			!qc_get(&p, end, &checkas, sizeof(Oid)))
+			return false;
+		if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(funcid)) ||
+			pg_proc_aclcheck(funcid, OidIsValid(checkas) ? checkas : GetUserId(),
+							 ACL_EXECUTE) != ACLCHECK_OK)
+			return false;
+	}
+	for (i = 0; i < nnsps; i++)
+	{
+		Oid			nsp;
+
+		if (!qc_get(&p, end, &nsp, sizeof(Oid)))
+			return false;
+		if (!SearchSysCacheExists1(NAMESPACEOID, ObjectIdGetDatum(nsp)) ||
+			pg_namespace_aclcheck(nsp, GetUserId(), ACL_USAGE) != ACLCHECK_OK)
+			return false;
+	}
+	return p == end;
+}
+
+/*
+ * May the current role be served a result with this dependency list?
+ * Cached per backend until a catalog change could alter the answer.
+ */
+bool
+qc_deps_allow(const char *blob, uint32 len, bool scoped)
+{
+	uint64		key;
+	QcAclCacheSlot *slot;
+	bool		ok;
+
+	qc_register_callbacks();
+	key = hash_bytes_extended((const unsigned char *) blob, (int) len,
+							  ((uint64) GetUserId() << 1) | (scoped ? 1 : 0));
+	if (key == 0)
+		key = 1;
+	slot = &qc_acl_cache[key & (QC_ACL_CACHE_SIZE - 1)];
+	if (slot->key == key && slot->generation == qc_acl_generation)
+		return slot->ok;
+
+	/* checks may read catalogs, which may bump the generation: read it first */
+	slot->generation = qc_acl_generation;
+	ok = qc_deps_check(blob, len, scoped);
+	slot->key = key;
+	slot->ok = ok;
+	return ok;
+}
