@@ -233,6 +233,9 @@ qc_settings_hash(void)
 
 		if (g->source <= PGC_S_GLOBAL && !(g->flags & GUC_CUSTOM_PLACEHOLDER))
 			continue;
+		/* qcache's own settings change how it caches, not what a query reads */
+		if (pg_strncasecmp(g->name, "qcache.", 7) == 0)
+			continue;
 		h = qc_hash_guc(h, g);
 	}
 	return h;

@@ -43,7 +43,7 @@ SELECT entries, bytes_used, bytes_limit FROM qcache_stats;
 \set agg_query 'SELECT category_id, count(*), avg(price) FROM products GROUP BY category_id ORDER BY category_id'
 SELECT jsonb_array_length(qcache_fetch('agg', :'agg_query', 0)) AS agg_rows \gset
 SELECT (:agg_rows = 100
-        AND qcache_get('agg') = (SELECT jsonb_agg(r) FROM (SELECT category_id, count(*), avg(price)
+        AND qcache_fetch_cached('agg', :'agg_query') = (SELECT jsonb_agg(r) FROM (SELECT category_id, count(*), avg(price)
                                  FROM products GROUP BY category_id ORDER BY category_id) r)
         AND (SELECT tags @> ARRAY['table:public.products'] FROM qcache_entries WHERE key = 'agg'))
        AS qcache_ok \gset
@@ -57,7 +57,7 @@ SELECT (:agg_rows = 100
 -- qcache_fetch returns (taken from the cache itself, so the payload is exactly the same); the
 -- planner inlines it and folds the literal into a constant.
 SELECT format('CREATE FUNCTION agg_const_sql() RETURNS jsonb LANGUAGE sql IMMUTABLE AS %L',
-              format('SELECT %L::jsonb', qcache_get('agg')::text)) \gexec
+              format('SELECT %L::jsonb', qcache_fetch_cached('agg', :'agg_query')::text)) \gexec
 SELECT (agg_const_sql()::text = qcache_fetch('agg', :'agg_query', 0)::text) AS qcache_ok \gset
 \if :qcache_ok
 \else

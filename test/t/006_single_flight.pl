@@ -3,9 +3,10 @@
 # variable for at most qcache.fetch_wait_timeout, then run it themselves.
 #
 # 1. Eight sessions fetch one missing key whose query takes 0.5 s and
-#    calls nextval: the sequence advances once, all eight get the same
-#    value, the wall time stays well under 8 x 0.5 s, and seven fetches
-#    waited (qcache_stats.fetch_waits).
+#    returns the computing backend's pid: all eight get the same pid, one
+#    value is stored (a fetch query cannot write, so qcache_stats.sets
+#    counts the computations), the wall time stays well under 8 x 0.5 s,
+#    and seven fetches waited (qcache_stats.fetch_waits).
 # 2. The computing session is cancelled, fails with an error, or is
 #    terminated, while seven others wait with fetch_wait_timeout = 60s: the
 #    waiters are woken by the release (not by the timeout), compute for
@@ -41,17 +42,23 @@ $node->start;
 $node->safe_psql(
 	'postgres', q{
 CREATE EXTENSION qcache;
-CREATE SEQUENCE a_seq;
-CREATE SEQUENCE b_seq;
-
--- The slow part of the test queries: sleeps t.sleep seconds (0.2 unless
--- set), then fails if t.fail is on.  Sessions set these GUCs to play the
--- slow leader or the quick waiters of one and the same query text.
+-- The slow part of the test queries: sleeps for the calling backend's
+-- t_ctl.sleep seconds (else the t.sleep setting, else 0.2), then fails if
+-- its t_ctl.fail (else t.fail) is on.  The sessions' rows in t_ctl make
+-- them the slow leader or the quick waiters of one and the same query
+-- text, with the same settings: a result that depends on its caller (this
+-- one does: PL/pgSQL) is shared only between sessions whose settings are
+-- the same (security.c).
+CREATE TABLE t_ctl (pid int PRIMARY KEY, sleep float8, fail bool);
 CREATE FUNCTION t_slow() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	c t_ctl;
 BEGIN
-	PERFORM pg_sleep(coalesce(nullif(current_setting('t.sleep', true), ''),
-							  '0.2')::float8);
-	IF current_setting('t.fail', true) = 'on' THEN
+	SELECT * INTO c FROM t_ctl WHERE pid = pg_backend_pid();
+	PERFORM pg_sleep(coalesce(c.sleep,
+							  nullif(current_setting('t.sleep', true), '')::float8,
+							  0.2));
+	IF coalesce(c.fail, current_setting('t.fail', true) = 'on') THEN
 		RAISE EXCEPTION 't_slow fails on purpose';
 	END IF;
 	RETURN 'done';
@@ -166,17 +173,27 @@ sub stats
 	return \%s;
 }
 
-sub seq_value
+# The values stored so far: each computation that completes stores one.
+sub sets
 {
-	my ($seq) = @_;
-	return run_query($mon,
-		"SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM $seq");
+	return stats()->{sets};
 }
 
-my $fetch_b = q{SELECT nextval('b_seq') AS n, t_slow() AS s};
+# Set a session's sleep (and failure) in t_ctl.
+sub ctl
+{
+	my ($pid, $sleep, $fail) = @_;
+	$fail = $fail ? 'true' : 'false';
+	run_query($mon,
+		"INSERT INTO t_ctl VALUES ($pid, $sleep, $fail) ON CONFLICT (pid) "
+		  . "DO UPDATE SET sleep = EXCLUDED.sleep, fail = EXCLUDED.fail");
+	return;
+}
 
-# The statement a session runs to fetch a key with the b_seq query; it
-# prints the value of n.
+my $fetch_b = q{SELECT pg_backend_pid() AS n, t_slow() AS s};
+
+# The statement a session runs to fetch a key with the pid query; it
+# prints the value of n, the pid of the backend that computed it.
 sub fetch_sql
 {
 	my ($key) = @_;
@@ -187,16 +204,16 @@ my @s = map { $node->background_psql('postgres', on_error_stop => 0) } 1 .. 8;
 my @pid = map { run_query($_, 'SELECT pg_backend_pid()') } @s;
 
 # One round of single flight on $key: $leader computes (sleeping $secs),
-# the waiters wait for it; all get the leader's value and b_seq advances
-# once.  Checks that single flight works on a key after a failure.
+# the waiters wait for it; all get the leader's value and one value is
+# stored.  Checks that single flight works on a key after a failure.
 sub flight_round
 {
 	my ($key, $secs, $leader, @waiters) = @_;
 	my $name = "single flight on '$key' with " . scalar(@waiters) . ' waiters';
 	run_query($mon, "SELECT qcache_invalidate('$key')");
-	my $before = seq_value('b_seq');
-	run_query($s[$leader], "SET t.sleep = '$secs'");
-	run_query($s[$_], "SET t.sleep = '0.05'") for @waiters;
+	my $before = sets();
+	ctl($pid[$leader], $secs);
+	ctl($pid[$_], 0.05) for @waiters;
 	send_query($s[$leader], fetch_sql($key));
 	wait_sleeping($pid[$leader]);
 	send_query($s[$_], fetch_sql($key)) for @waiters;
@@ -208,14 +225,15 @@ sub flight_round
 	is(join(',', @err), '', "$name: no errors");
 	is(join(',', @out), join(',', ($out[0]) x scalar(@out)),
 		"$name: every session gets the leader's value");
-	is(seq_value('b_seq'), $before + 1, "$name: the query ran once");
+	is(sets(), $before + 1, "$name: the query ran once");
+	is($out[0], $pid[$leader], "$name: the leader computed it");
 	return;
 }
 
 # ---------- 1. eight sessions, one computation ----------
 
 run_query($mon, 'SELECT qcache_reset_stats()');
-my $q1 = q{SELECT nextval('a_seq') AS n, pg_sleep(0.5)};
+my $q1 = q{SELECT pg_backend_pid() AS n, pg_sleep(0.5)};
 my $t0 = time;
 send_query($_, "SELECT qcache_fetch('sf:eight', \$q\$$q1\$q\$)->0->>'n'")
   for @s;
@@ -225,9 +243,10 @@ note(sprintf('8 concurrent fetches took %.3f s (one computation: 0.5 s)',
 		$wall));
 
 is(join(',', map { $_->{stderr} } @s), ',' x 7, 'eight fetches: no errors');
-is(join(',', map { $_->{stdout} } @s), join(',', ('1') x 8),
-	'eight fetches: all get the value of the first nextval');
-is(seq_value('a_seq'), 1, 'eight fetches: the sequence advanced once');
+my %pids = map { $_ => 1 } @pid;
+is(join(',', map { $_->{stdout} } @s), join(',', ($s[0]->{stdout}) x 8),
+	'eight fetches: all get the same value');
+ok($pids{ $s[0]->{stdout} }, 'eight fetches: the pid of one of the eight');
 cmp_ok($wall, '<', 2.5, 'eight fetches: wall time well under 8 x 0.5 s');
 my $st = stats();
 note("stats: hits $st->{hits}, misses $st->{misses}, sets $st->{sets}, "
@@ -235,8 +254,8 @@ note("stats: hits $st->{hits}, misses $st->{misses}, sets $st->{sets}, "
 is($st->{fetch_waits}, 7, 'eight fetches: seven waited (fetch_waits)');
 is($st->{sets}, 1, 'eight fetches: one value stored');
 is($st->{hits}, 7, 'eight fetches: seven hits, after waiting');
-is(run_query($s[0], q{SELECT qcache_fetch('sf:eight', 'SELECT 1 AS n')->0->>'n'}),
-	'1', 'the key is cached afterwards');
+is(run_query($s[3], "SELECT qcache_fetch('sf:eight', \$q\$$q1\$q\$)->0->>'n'"),
+	$s[0]->{stdout}, 'the key is cached afterwards');
 
 # ---------- 2. the computing session fails ----------
 
@@ -251,13 +270,12 @@ sub fail_leader
 	my ($how) = @_;
 	my $key = "sf:$how";
 	my @w = (1 .. 7);
-	my $before = seq_value('b_seq');
+	my $before = sets();
 	my $waits = stats()->{fetch_waits};
 
-	run_query($s[0], q{SET t.sleep = '60'});
-	run_query($s[0], q{SET t.fail = 'on'}) if $how eq 'error';
-	run_query($s[0], q{SET t.sleep = '1'}) if $how eq 'error';
-	run_query($s[$_], q{SET t.sleep = '0.2'}) for @w;
+	ctl($pid[0], 60);
+	ctl($pid[0], 1, 1) if $how eq 'error';
+	ctl($pid[$_], 0.2) for @w;
 	send_query($s[0], fetch_sql($key));
 	wait_sleeping($pid[0]);
 	send_query($s[$_], fetch_sql($key)) for @w;
@@ -286,11 +304,11 @@ sub fail_leader
 		"$how: the waiters return promptly once the leader ends, "
 		  . 'not after fetch_wait_timeout (60 s)');
 	is(stats()->{fetch_waits} - $waits, 7, "$how: seven waits counted");
-	my $runs = seq_value('b_seq') - $before;
+	my $runs = sets() - $before;
 	note("$how: the query ran $runs times");
 	cmp_ok($runs, '>=', 2, "$how: the waiters ran the query themselves");
 
-	run_query($s[0], 'RESET t.fail');
+	ctl($pid[0], 0.2);
 	flight_round($key, 1, 0, 1, 2, 3);
 	return;
 }
@@ -321,7 +339,7 @@ fail_leader('error');
 		'terminate: the leader computes');
 	my $lpid = run_query($mon,
 		q{SELECT pid FROM pg_stat_activity WHERE application_name = 't006_leader'});
-	run_query($s[$_], q{SET t.sleep = '0.2'}) for @w;
+	ctl($pid[$_], 0.2) for @w;
 	send_query($s[$_], fetch_sql($key)) for @w;
 	ok(wait_waiting(map { $pid[$_] } @w), 'terminate: seven sessions wait');
 	my $t_end = time;
@@ -347,9 +365,9 @@ fail_leader('error');
 
 {
 	my $key = 'sf:waiter';
-	my $before = seq_value('b_seq');
-	run_query($s[0], q{SET t.sleep = '5'});
-	run_query($s[$_], q{SET t.sleep = '0.05'}) for 1 .. 4;
+	my $before = sets();
+	ctl($pid[0], 5);
+	ctl($pid[$_], 0.05) for 1 .. 4;
 	run_query($s[2], q{SET statement_timeout = '2s'});
 	send_query($s[0], fetch_sql($key));
 	wait_sleeping($pid[0]);
@@ -398,7 +416,7 @@ fail_leader('error');
 	is(join(',', map { $_->{stdout} } @s[ 3, 4 ]),
 		join(',', ($s[0]->{stdout}) x 2),
 		"waiter cancel: the other waiters get the leader's value");
-	is(seq_value('b_seq'), $before + 1, 'waiter cancel: the query ran once');
+	is(sets(), $before + 1, 'waiter cancel: the query ran once');
 
 	my $t = time;
 	is(run_query($s[1], fetch_sql($key)), $s[0]->{stdout},
@@ -413,10 +431,10 @@ fail_leader('error');
 
 {
 	my $key = 'sf:bounded';
-	my $before = seq_value('b_seq');
+	my $before = sets();
 	my $waits = stats()->{fetch_waits};
-	run_query($s[0], q{SET t.sleep = '2'});
-	run_query($s[1], q{SET t.sleep = '0.2'});
+	ctl($pid[0], 2);
+	ctl($pid[1], 0.2);
 	run_query($s[1], q{SET qcache.fetch_wait_timeout = '200ms'});
 	send_query($s[0], fetch_sql($key));
 	wait_sleeping($pid[0]);
@@ -435,7 +453,7 @@ fail_leader('error');
 	cmp_ok($elapsed, '<', 1.8, 'bounded wait: the waiter did not wait for the leader');
 	isnt($s[1]->{stdout}, $s[0]->{stdout},
 		'bounded wait: the waiter computed its own value');
-	is(seq_value('b_seq'), $before + 2, 'bounded wait: the query ran twice');
+	is(sets(), $before + 2, 'bounded wait: the query ran twice');
 	is(stats()->{fetch_waits} - $waits, 1, 'bounded wait: one wait counted');
 	run_query($s[1], 'RESET qcache.fetch_wait_timeout');
 }

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The cost of the security model (issue 9), measured A/B in one run:
+#
+#   bash bench/security.sh [BASE]     BASE: the commit to compare with [85fe9f9, before issue 9]
+#
+# Builds BASE and this working tree, each into its own relocated copy of Debian's
+# PostgreSQL 15 (so nothing is installed system-wide and no other run is disturbed),
+# starts one cluster for each on 127.0.0.1 (ports SEC_PORT and SEC_PORT+1), loads the
+# bench's products table (100 categories) and two roles that may read it, stores the
+# per-category aggregate with qcache_fetch as the first role, then runs pgbench
+# (prepared, T seconds) on the qcache_fetch hit of that aggregate (bench/qcache/scripts/
+# qcache_fetch_agg.sql), alternating base and new, R rounds, at each client count:
+#   - new / base, first role: the target is >= 0.95 (a hit stays within 5%);
+#   - new, second role / first role: the second role shares the first one's entry;
+#     the target is a cost of at most 1.1x, i.e. a TPS ratio >= 0.909.
+# Medians over the rounds; the report goes to bench/results/security-<UTC date>.md.
+# Knobs: T [3] R [5] CLIENTS ["1 8"] SEC_PORT [25471] ROWS [100000]
+set -Eeuo pipefail
+{
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+BASE=${1:-85fe9f9}
+T=${T:-3}
+R=${R:-5}
+CLIENTS=${CLIENTS:-"1 8"}
+PORT=${SEC_PORT:-25471}
+ROWS=${ROWS:-100000}
+PGC=/usr/lib/postgresql/15/bin/pg_config
+W=$(mktemp -d /tmp/qcache-secbench.XXXXXX)
+chmod 755 "$W"
+log() { printf '[%(%H:%M:%S)T] security bench: %s\n' -1 "$*" >&2; }
+
+pids=()
+cleanup() {
+	for d in "$W"/base/data "$W"/new/data; do
+		[ -f "$d/postmaster.pid" ] || continue
+		kill -INT "$(head -1 "$d/postmaster.pid")" 2>/dev/null || true
+	done
+	sleep 1
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+need=(postgresql-15 postgresql-server-dev-15 libhiredis-dev make gcc)
+missing=()
+for p in "${need[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# build <side> <source dir>: a relocated PostgreSQL with that side's qcache in it
+build() {
+	local side=$1 src=$2 root="$W/$1/root"
+	mkdir -p "$root/usr/lib/postgresql" "$root/usr/share/postgresql"
+	cp -a /usr/lib/postgresql/15 "$root/usr/lib/postgresql/"
+	cp -a /usr/share/postgresql/15 "$root/usr/share/postgresql/"
+	make -s -C "$src" PG_CONFIG=$PGC >/dev/null
+	make -s -C "$src" PG_CONFIG=$PGC DESTDIR="$root" install >/dev/null
+	log "$side built from $(cd "$src" && git describe --always --dirty 2>/dev/null || echo "$src")"
+}
+
+mkdir -p "$W/base/src" "$W/new/src"
+git -C "$REPO" archive "$BASE" | tar -C "$W/base/src" -xf -
+tar -C "$REPO" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+	--exclude=bench/results -cf - . | tar -C "$W/new/src" -xf -
+build base "$W/base/src"
+build new "$W/new/src"
+chown -R postgres:postgres "$W"
+
+# start <side> <port>
+start() {
+	local side=$1 port=$2 bin="$W/$1/root/usr/lib/postgresql/15/bin"
+	runuser -u postgres -- "$bin/initdb" -D "$W/$side/data" -A trust -U postgres >/dev/null
+	cat >>"$W/$side/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$W/$side'
+shared_preload_libraries = 'qcache'
+shared_buffers = 128MB
+max_connections = 50
+EOF
+	runuser -u postgres -- "$bin/pg_ctl" -D "$W/$side/data" -l "$W/$side/log" -w start >/dev/null
+	runuser -u postgres -- "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 <<EOF >/dev/null
+CREATE EXTENSION qcache;
+CREATE TABLE products (id int PRIMARY KEY, category_id int NOT NULL, price numeric NOT NULL);
+INSERT INTO products SELECT g, g % 100, (g % 997) / 10.0 FROM generate_series(1, $ROWS) g;
+ANALYZE products;
+CREATE ROLE bench_r1 LOGIN;
+CREATE ROLE bench_r2 LOGIN;
+GRANT SELECT ON products TO bench_r1, bench_r2;
+GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[]) TO bench_r1, bench_r2;
+EOF
+	runuser -u postgres -- "$bin/psql" -h 127.0.0.1 -p "$port" -U bench_r1 -d postgres -qAt \
+		-c "SELECT jsonb_array_length(qcache_fetch('agg', 'SELECT category_id, count(*), avg(price) FROM products GROUP BY category_id ORDER BY category_id', 0))" >/dev/null
+}
+start base "$PORT"
+start new $((PORT + 1))
+
+SCRIPT="$HERE/qcache/scripts/qcache_fetch_agg.sql"
+# tps <side> <port> <role> <clients>
+tps() {
+	local bin="$W/$1/root/usr/lib/postgresql/15/bin"
+	runuser -u postgres -- "$bin/pgbench" -h 127.0.0.1 -p "$2" -U "$3" -n -M prepared \
+		-T "$T" -c "$4" -j $(($4 < 2 ? $4 : 2)) -f "$SCRIPT" postgres 2>/dev/null |
+		sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+}
+# warm both up
+for c in $CLIENTS; do tps base "$PORT" bench_r1 "$c" >/dev/null; tps new $((PORT + 1)) bench_r1 "$c" >/dev/null; done
+
+declare -A S
+for c in $CLIENTS; do
+	for r in $(seq 1 "$R"); do
+		S[base,$c]+="$(tps base "$PORT" bench_r1 "$c") "
+		S[new,$c]+="$(tps new $((PORT + 1)) bench_r1 "$c") "
+		S[new2,$c]+="$(tps new $((PORT + 1)) bench_r2 "$c") "
+		log "c=$c round $r: base $(echo ${S[base,$c]} | awk "{print \$NF}") new $(echo ${S[new,$c]} | awk "{print \$NF}") second role $(echo ${S[new2,$c]} | awk "{print \$NF}")"
+	done
+done
+# the second role's hits must be hits (served its first role's entry)
+hits=$(runuser -u postgres -- "$W/new/root/usr/lib/postgresql/15/bin/psql" -h 127.0.0.1 -p $((PORT + 1)) -U postgres -d postgres -qAt -c "SELECT misses FROM qcache_stats")
+
+med() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+out="$HERE/results/security-$(date -u +%F).md"
+mkdir -p "$HERE/results"
+{
+	echo "# Security model cost (issue 9), $(date -u '+%F %H:%M') UTC"
+	echo
+	echo "\`bash bench/security.sh $BASE\` (T=${T}s, R=$R rounds alternating, medians; pgbench -M prepared,"
+	echo "qcache_fetch hit of the per-category aggregate over $ROWS products). Base: $BASE; new: $(git -C "$REPO" describe --always --dirty)."
+	echo "Misses on the new cluster during the whole run: $hits (1 is the initial fill: every pgbench call was a hit)."
+	echo
+	echo "| clients | base tps | new tps | new/base (target >= 0.95) | second role tps | second/first (target >= 0.909) |"
+	echo "|---:|---:|---:|---:|---:|---:|"
+	for c in $CLIENTS; do
+		b=$(echo "${S[base,$c]}" | med); n=$(echo "${S[new,$c]}" | med); n2=$(echo "${S[new2,$c]}" | med)
+		printf '| %s | %.0f | %.0f | %.3f | %.0f | %.3f |\n' "$c" "$b" "$n" \
+			"$(echo "$n / $b" | bc -l)" "$n2" "$(echo "$n2 / $n" | bc -l)"
+	done
+	echo
+	echo "Raw samples (tps):"
+	for c in $CLIENTS; do
+		echo "- c=$c base: ${S[base,$c]}; new: ${S[new,$c]}; new, second role: ${S[new2,$c]}"
+	done
+} | tee "$out"
+log "report: $out"
+}
