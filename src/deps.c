@@ -41,13 +41,17 @@
  * security.c).  PL/pgSQL and C functions that are not IMMUTABLE are
  * opaque: PL/pgSQL evaluates simple expressions without an executor start,
  * and C code checks what it likes (pg_stat_get_activity hides columns per
- * role), so qcache assumes the worst.  IMMUTABLE is trusted, as the
+ * role), so qcache assumes the worst.  The built-in functions that depend
+ * on the session but read no catalog (qc_session_builtins: current_setting,
+ * pg_backend_pid...) scope a result too.  IMMUTABLE is trusted, as the
  * planner trusts it.
  *
- * What makes a result uncacheable: reading a system catalog or a sequence
- * (no trigger sees their changes), calling a qcache function (its own
- * result has dependencies this recording does not see), or more
- * dependencies than an entry can carry.
+ * What makes a result uncacheable: reading a system catalog or a sequence,
+ * directly or through a built-in function that is neither IMMUTABLE nor
+ * listed in qc_safe_builtins or qc_session_builtins (has_table_privilege,
+ * to_regclass, pg_get_viewdef, lo_get...: no trigger sees their changes),
+ * calling a qcache function (its own result has dependencies this
+ * recording does not see), or more dependencies than an entry can carry.
  *
  * The recording is backend-local and lives in the memory context that was
  * current at qc_deps_push; nothing here touches shared memory.
@@ -118,18 +122,37 @@ static const char *const qc_safe_builtins[] = {
 	NULL
 };
 
-/* Is this built-in function one of qc_safe_builtins? */
+/*
+ * Built-in functions whose result depends on the caller, the session or
+ * its settings, but that read no catalog: a result that calls them is
+ * scoped.  Every other built-in function that is not IMMUTABLE and not in
+ * qc_safe_builtins may read catalogs (has_table_privilege, to_regclass,
+ * pg_get_viewdef...), whose changes no trigger sees: a result that calls
+ * one is not cached at all.
+ */
+static const char *const qc_session_builtins[] = {
+	"current_setting", "current_user", "session_user", "current_role",
+	"current_schema", "current_schemas", "current_database",
+	"pg_backend_pid", "pg_sleep", "pg_sleep_for", "pg_sleep_until",
+	"inet_client_addr", "inet_client_port", "inet_server_addr",
+	"inet_server_port", "pg_postmaster_start_time", "pg_conf_load_time",
+	"version", "setseed", "random_normal", "pg_jit_available",
+	"pg_trigger_depth",
+	NULL
+};
+
+/* Is the function's name one of `list` (prefixes end in '*')? */
 static bool
-qc_builtin_is_safe(Form_pg_proc proc)
+qc_builtin_in(Form_pg_proc proc, const char *const *list)
 {
 	const char *name = NameStr(proc->proname);
 	int			i;
 
 	if (proc->pronamespace != PG_CATALOG_NAMESPACE)
 		return false;
-	for (i = 0; qc_safe_builtins[i] != NULL; i++)
+	for (i = 0; list[i] != NULL; i++)
 	{
-		const char *s = qc_safe_builtins[i];
+		const char *s = list[i];
 		size_t		l = strlen(s);
 
 		if (s[l - 1] == '*' ? strncmp(name, s, l - 1) == 0 : strcmp(name, s) == 0)
@@ -324,8 +347,14 @@ qc_note_func(Oid funcid)
 	else if (proc->provolatile == PROVOLATILE_IMMUTABLE ||
 			 proc->prolang == SQLlanguageId)
 		 /* depends on its arguments, or runs through the hooks */ ;
-	else if (funcid < FirstNormalObjectId && qc_builtin_is_safe(proc))
+	else if (funcid < FirstNormalObjectId && qc_builtin_in(proc, qc_safe_builtins))
 		 /* arguments, clock and fetch-key settings only */ ;
+	else if (funcid < FirstNormalObjectId && qc_builtin_in(proc, qc_session_builtins))
+		qc_dependent(psprintf("the function %s(), which depends on the session",
+							  NameStr(proc->proname)));
+	else if (funcid < FirstNormalObjectId)
+		qc_uncacheable(psprintf("The query calls %s(), a built-in function that may read system catalogs, whose changes no trigger sees.",
+								NameStr(proc->proname)));
 	else
 		qc_dependent(psprintf("the function %s(), which is not IMMUTABLE",
 							  NameStr(proc->proname)));

@@ -29,8 +29,8 @@
  *    level security, CURRENT_USER, a SECURITY DEFINER or opaque function, a
  *    temporary or foreign table).  Such a result is stored under the scoped
  *    digest, which adds the current and session roles and every setting
- *    this session did not inherit from the server's configuration
- *    (qc_settings_hash: custom ones like app.tenant included), and it is
+ *    that is not at its built-in default (qc_settings_hash: custom ones
+ *    like app.tenant included), and it is
  *    flagged QC_ENTRY_ROLE_SCOPED with its owner.  Anything else is shared.
  *
  * 3. A hit re-checks every privilege the execution checked, as the caller
@@ -213,10 +213,11 @@ qc_find_base_gucs(void)
 }
 
 /*
- * Hash of every setting this session did not take from the server's
- * configuration: per-database and per-role defaults, the connection's
- * options, SET and set_config.  Custom settings (app.tenant) are among
- * them.  Used for scoped results, whose query may have read any setting.
+ * Hash of every setting that is not at its built-in default: the server's
+ * configuration file (so that a reload that changes one changes the key),
+ * per-database and per-role defaults, the connection's options, SET and
+ * set_config.  Custom settings (app.tenant) are among them.  Used for
+ * scoped results, whose query may have read any setting.
  */
 static uint64
 qc_settings_hash(void)
@@ -231,7 +232,8 @@ qc_settings_hash(void)
 	{
 		struct config_generic *g = table[i];
 
-		if (g->source <= PGC_S_GLOBAL && !(g->flags & GUC_CUSTOM_PLACEHOLDER))
+		/* boot values are the same everywhere and never change */
+		if (g->source <= PGC_S_ENV_VAR && !(g->flags & GUC_CUSTOM_PLACEHOLDER))
 			continue;
 		/* qcache's own settings change how it caches, not what a query reads */
 		if (pg_strncasecmp(g->name, "qcache.", 7) == 0)
