@@ -5,12 +5,81 @@
 
 -- ---------- issue 9: the security model (SPEC section 8) ----------
 
--- What qcache_fetch(key, query) would return from the cache now, under
--- the same rule (the caller's privileges and settings), without running
--- the query; NULL where qcache_fetch would run it.
-CREATE FUNCTION qcache_fetch_cached(key text, query text)
+-- What qcache_fetch(key, query, params => params) would return from the
+-- cache now, under the same rule (the caller's privileges and settings),
+-- without running the query; NULL where qcache_fetch would run it.  A NULL
+-- key is derived from the query and the parameters, as qcache_fetch does.
+CREATE FUNCTION qcache_fetch_cached(key text, query text, params text[] DEFAULT NULL)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'qcache_fetch_cached'
-LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 
-REVOKE ALL ON FUNCTION qcache_fetch_cached(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qcache_fetch_cached(text, text, text[]) FROM PUBLIC;
+
+-- ---------- issue 13: read-through that applications expect (SPEC 11) ----------
+
+-- qcache_fetch and qcache_fetch_json take the query's parameters ($1...)
+-- as text, converted to the types PostgreSQL infers for them, as PREPARE
+-- does; a NULL key is derived from the query and the parameters; and
+-- table_tags => false makes the entry depend on the given tags only (the
+-- caller's responsibility).  The new signatures replace the old ones; the
+-- privileges granted on the old ones are granted again on the new ones.
+ALTER FUNCTION qcache_fetch(text, text, integer, text[]) RENAME TO qcache_fetch_1_2;
+CREATE FUNCTION qcache_fetch(key text, query text,
+	ttl integer DEFAULT NULL, tags text[] DEFAULT NULL,
+	params text[] DEFAULT NULL, table_tags boolean DEFAULT true)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'qcache_fetch'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean) FROM PUBLIC;
+
+ALTER FUNCTION qcache_fetch_json(text, text, integer, text[]) RENAME TO qcache_fetch_json_1_2;
+CREATE FUNCTION qcache_fetch_json(key text, query text,
+	ttl integer DEFAULT NULL, tags text[] DEFAULT NULL,
+	params text[] DEFAULT NULL, table_tags boolean DEFAULT true)
+RETURNS json
+AS 'MODULE_PATHNAME', 'qcache_fetch_json'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION qcache_fetch_json(text, text, integer, text[], text[], boolean) FROM PUBLIC;
+
+-- What was granted on the old signatures is granted on the new ones.
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN
+		SELECT n.new, a.grantee, a.is_grantable
+		FROM (VALUES ('qcache_fetch_1_2(text, text, integer, text[])'::regprocedure,
+					  'qcache_fetch(text, text, integer, text[], text[], boolean)'::regprocedure),
+					 ('qcache_fetch_json_1_2(text, text, integer, text[])'::regprocedure,
+					  'qcache_fetch_json(text, text, integer, text[], text[], boolean)'::regprocedure)
+			 ) AS n(old, new)
+		JOIN pg_proc p ON p.oid = n.old, aclexplode(p.proacl) a
+		WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s%s', g.new,
+					   CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+							ELSE g.grantee::regrole::text END,
+					   CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+	END LOOP;
+END
+$$;
+DROP FUNCTION qcache_fetch_1_2(text, text, integer, text[]);
+DROP FUNCTION qcache_fetch_json_1_2(text, text, integer, text[]);
+
+-- Typed rows: the cached result as rows of a row type, given as
+-- NULL::that_type.  A cached SQL function is then
+--   RETURNS SETOF t AS $$ SELECT * FROM qcache_fetch_rows(NULL::t, ...) $$
+-- The values go through jsonb, which keeps numeric and bigint exact and
+-- dates and times as text in the session's TimeZone and DateStyle (both
+-- part of the cache key).
+CREATE FUNCTION qcache_fetch_rows(rowtype anyelement, key text, query text,
+	ttl integer DEFAULT NULL, tags text[] DEFAULT NULL,
+	params text[] DEFAULT NULL, table_tags boolean DEFAULT true)
+RETURNS SETOF anyelement
+LANGUAGE sql STABLE PARALLEL UNSAFE
+AS $$
+	SELECT * FROM pg_catalog.jsonb_populate_recordset(rowtype,
+		@extschema@.qcache_fetch(key, query, ttl, tags, params, table_tags))
+$$;
+REVOKE ALL ON FUNCTION qcache_fetch_rows(anyelement, text, text, integer, text[], text[], boolean) FROM PUBLIC;

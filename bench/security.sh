@@ -91,7 +91,7 @@ ANALYZE products;
 CREATE ROLE bench_r1 LOGIN;
 CREATE ROLE bench_r2 LOGIN;
 GRANT SELECT ON products TO bench_r1, bench_r2;
-GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[]) TO bench_r1, bench_r2;
+DO \$\$ BEGIN EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO bench_r1, bench_r2', (SELECT oid::regprocedure FROM pg_proc WHERE proname = 'qcache_fetch')); END \$\$;
 EOF
 	runuser -u postgres -- "$bin/psql" -h 127.0.0.1 -p "$port" -U bench_r1 -d postgres -qAt \
 		-c "SELECT jsonb_array_length(qcache_fetch('agg', 'SELECT category_id, count(*), avg(price) FROM products GROUP BY category_id ORDER BY category_id', 0))" >/dev/null

@@ -93,7 +93,7 @@ BEGIN
 	RETURN n;
 END
 $$;
-SELECT qcache_fetch('cfg:fetch', 'SELECT cfg_ran(1) AS n') FROM generate_series(1, 3);
+SELECT qcache_fetch('cfg:fetch', 'SELECT cfg_ran((SELECT 1)) AS n') FROM generate_series(1, 3);
 SELECT count(*) FROM qcache_entries WHERE key = 'cfg:fetch';
 -- Invalidation still works while disabled.
 RESET qcache.enabled;

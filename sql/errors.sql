@@ -42,6 +42,7 @@ SELECT pg_temp.try($$SELECT qcache_set('err:k', '1', NULL, ARRAY['a', 'b', NULL]
 SELECT pg_temp.try($$SELECT qcache_invalidate(NULL)$$);
 SELECT pg_temp.try($$SELECT qcache_invalidate_tag(NULL)$$);
 SELECT pg_temp.try($$SELECT qcache_invalidate_prefix(NULL)$$);
+-- (qcache_fetch with a NULL key derives the key from the query: SPEC 11)
 SELECT pg_temp.try($$SELECT qcache_fetch(NULL, 'SELECT 1')$$);
 SELECT pg_temp.try($$SELECT qcache_fetch('err:k', NULL)$$);
 SELECT pg_temp.try($$SELECT qcache_fetch('err:k', 'SELECT 1', NULL, ARRAY[NULL::text])$$);

@@ -31,8 +31,9 @@ INSERT INTO fetch_t VALUES
 	(2, 'two', NULL, false, NULL, NULL),
 	(3, 'three', 300, true, '1999-12-31', '"s"');
 CREATE SEQUENCE fetch_seq;
--- ran(n): says when a query runs (a NOTICE at planning, where an IMMUTABLE
--- call with a constant is folded), without writing anything.
+-- ran(n): says when a query runs (a NOTICE each time it is evaluated: the
+-- queries call it on a subquery, which the planner cannot fold, and plans
+-- are kept), without writing anything.
 CREATE FUNCTION ran(n int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
 	RAISE NOTICE 'query ran (%)', n;
@@ -66,24 +67,24 @@ SELECT qcache_fetch('fetch:comment', 'SELECT 3 AS a -- trailing comment');
 SELECT qcache_fetch('fetch:comment2', 'SELECT 4 AS a /* block */');
 
 -- A hit does not run the query: it runs once for three calls.
-SELECT qcache_fetch('fetch:seq', 'SELECT ran(1) AS n')
+SELECT qcache_fetch('fetch:seq', 'SELECT ran((SELECT 1)) AS n')
 FROM generate_series(1, 3);
-SELECT qcache_fetch('fetch:seq', 'SELECT ran(1) AS n');
+SELECT qcache_fetch('fetch:seq', 'SELECT ran((SELECT 1)) AS n');
 -- A key names one query: another query under the same key runs, and is
 -- cached beside the first; neither is served for the other.
-SELECT qcache_fetch('fetch:seq', 'SELECT ran(42) AS other');
-SELECT qcache_fetch('fetch:seq', 'SELECT ran(42) AS other');
-SELECT qcache_fetch('fetch:seq', 'SELECT ran(1) AS n');
+SELECT qcache_fetch('fetch:seq', 'SELECT ran((SELECT 42)) AS other');
+SELECT qcache_fetch('fetch:seq', 'SELECT ran((SELECT 42)) AS other');
+SELECT qcache_fetch('fetch:seq', 'SELECT ran((SELECT 1)) AS n');
 -- A value that qcache_set stored is never served as a fetch result, and
 -- qcache_get never returns a fetch result.
 SELECT qcache_set('fetch:preset', '{"set": "by hand"}');
-SELECT qcache_fetch('fetch:preset', 'SELECT ran(2) AS n');
-SELECT qcache_fetch('fetch:preset', 'SELECT ran(2) AS n');
+SELECT qcache_fetch('fetch:preset', 'SELECT ran((SELECT 2)) AS n');
+SELECT qcache_fetch('fetch:preset', 'SELECT ran((SELECT 2)) AS n');
 SELECT qcache_get('fetch:preset') AS get, qcache_get('fetch:seq') AS get_fetched;
 -- After an invalidation the query runs again.
 SELECT qcache_invalidate('fetch:seq');
-SELECT qcache_fetch('fetch:seq', 'SELECT ran(1) AS n');
-SELECT qcache_fetch('fetch:seq', 'SELECT ran(42) AS other');
+SELECT qcache_fetch('fetch:seq', 'SELECT ran((SELECT 1)) AS n');
+SELECT qcache_fetch('fetch:seq', 'SELECT ran((SELECT 42)) AS other');
 -- The cached value does not follow the table until it is invalidated.
 UPDATE fetch_t SET name = 'uno' WHERE id = 1;
 SELECT qcache_fetch('fetch:one-row', 'SELECT name FROM fetch_t WHERE id = 1');
@@ -97,10 +98,10 @@ SELECT qcache_fetch('fetch:ttl', 'SELECT 1 AS a', 30, ARRAY['fetch-tag', 'other'
 SELECT key, tags, expires - created AS lifetime
 FROM qcache_entries WHERE key LIKE 'fetch:ttl%' ORDER BY key;
 SELECT qcache_invalidate_tag('fetch-tag');
-SELECT qcache_fetch('fetch:ttl1', 'SELECT ran(3) AS n', 1) AS first,
-       qcache_fetch('fetch:ttl1', 'SELECT ran(3) AS n', 1) AS second;
+SELECT qcache_fetch('fetch:ttl1', 'SELECT ran((SELECT 3)) AS n', 1) AS first,
+       qcache_fetch('fetch:ttl1', 'SELECT ran((SELECT 3)) AS n', 1) AS second;
 SELECT pg_sleep(1.5);
-SELECT qcache_fetch('fetch:ttl1', 'SELECT ran(3) AS n', 1) AS after_expiry;
+SELECT qcache_fetch('fetch:ttl1', 'SELECT ran((SELECT 3)) AS n', 1) AS after_expiry;
 
 --
 -- Rejected before anything runs: 22023, whatever the cache holds.
@@ -171,7 +172,7 @@ SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELECT * FROM fetch_no_s
 SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELECT no_such_column FROM fetch_t')$$);
 SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELEC 1')$$);
 SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELECT $1')$$);
-SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELECT (''x'' || ran(5))::int')$$);
+SELECT pg_temp.try($$SELECT qcache_fetch('fetch:fail', 'SELECT (''x'' || ran((SELECT 5)))::int')$$);
 SELECT NOT EXISTS (SELECT FROM qcache_entries WHERE key = 'fetch:fail') AS nothing_cached;
 SELECT count(*) FROM qcache_entries WHERE key = 'fetch:fail';
 -- An error in the query aborts the caller's transaction as usual; the
@@ -192,14 +193,14 @@ SELECT NOT EXISTS (SELECT FROM qcache_entries WHERE key = 'fetch:large') AS not_
 SELECT sets, sets_rejected FROM qcache_stats;
 -- Each call runs the query again.
 SELECT qcache_fetch('fetch:large-seq',
-	'SELECT ran(6) AS n, repeat(''x'', 200) AS pad') -> 0 -> 'n' AS n
+	'SELECT ran((SELECT 6)) AS n, repeat(''x'', 200) AS pad') -> 0 -> 'n' AS n
 FROM generate_series(1, 2);
 RESET qcache.max_entry_size;
 
 -- A fetch in a SELECT list over many rows: one run per distinct key.
 SELECT qcache_clear() >= 0 AS cleared;
 SELECT g % 2 AS k, qcache_fetch('fetch:mod:' || g % 2,
-                                'SELECT ran(7) AS n') -> 0 -> 'n' AS n
+                                'SELECT ran((SELECT 7)) AS n') -> 0 -> 'n' AS n
 FROM generate_series(1, 6) g ORDER BY g;
 
 -- The query runs with the caller's snapshot: it sees the caller's own

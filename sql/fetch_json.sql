@@ -26,8 +26,9 @@ $$;
 CREATE TABLE fj_t (id int PRIMARY KEY, name text, price numeric, extra jsonb);
 INSERT INTO fj_t VALUES (1, 'one', 1.50, '{"k": [1, 2]}'), (2, 'two', NULL, NULL),
 	(3, 'thr"ee', 300, '"s"');
--- ran(n): says when a query runs (a NOTICE at planning, where an IMMUTABLE
--- call with a constant is folded), without writing anything.
+-- ran(n): says when a query runs (a NOTICE each time it is evaluated: the
+-- queries call it on a subquery, which the planner cannot fold, and plans
+-- are kept), without writing anything.
 CREATE FUNCTION ran(n int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
 	RAISE NOTICE 'query ran (%)', n;
@@ -44,13 +45,13 @@ SELECT qcache_fetch_json('fj:all', 'SELECT * FROM fj_t ORDER BY id')::text =
 SELECT qcache_fetch_json('fj:none', 'SELECT * FROM fj_t WHERE false');
 
 -- A hit does not run the query.
-SELECT qcache_fetch_json('fj:seq', 'SELECT ran(1) AS n') AS first,
-       qcache_fetch_json('fj:seq', 'SELECT ran(1) AS n') AS second;
+SELECT qcache_fetch_json('fj:seq', 'SELECT ran((SELECT 1)) AS n') AS first,
+       qcache_fetch_json('fj:seq', 'SELECT ran((SELECT 1)) AS n') AS second;
 
 -- The other readers of the same entry get jsonb.
-SELECT qcache_fetch_cached('fj:seq', 'SELECT ran(1) AS n') AS cached,
-       pg_typeof(qcache_fetch_cached('fj:seq', 'SELECT ran(1) AS n')) AS type;
-SELECT qcache_fetch('fj:seq', 'SELECT ran(1) AS n') AS fetch;
+SELECT qcache_fetch_cached('fj:seq', 'SELECT ran((SELECT 1)) AS n') AS cached,
+       pg_typeof(qcache_fetch_cached('fj:seq', 'SELECT ran((SELECT 1)) AS n')) AS type;
+SELECT qcache_fetch('fj:seq', 'SELECT ran((SELECT 1)) AS n') AS fetch;
 -- And qcache_fetch_json reads what qcache_fetch stored.
 SELECT qcache_fetch('fj:jsonb', 'SELECT 1 AS a, ''x'' AS b') AS jsonb_entry,
        qcache_fetch_json('fj:jsonb', 'SELECT 1 AS a, ''x'' AS b') AS json_of_it;
@@ -74,7 +75,7 @@ SELECT pg_temp.try($$SELECT qcache_fetch_json('k', 'SELECT * FROM no_such_table'
 SELECT count(*) AS cached_after_errors FROM qcache_entries WHERE key = 'k';
 
 -- Revoked from PUBLIC, like qcache_fetch.
-SELECT has_function_privilege('public', 'qcache_fetch_json(text, text, integer, text[])', 'execute') AS public_may;
+SELECT has_function_privilege('public', 'qcache_fetch_json(text, text, integer, text[], text[], boolean)', 'execute') AS public_may;
 
 SELECT qcache_unwatch('fj_t');
 DROP TABLE fj_t;

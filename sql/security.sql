@@ -3,7 +3,7 @@
 -- roles: alice may read the secret table, bob may not, carol has column
 -- privileges only.  Every case asserts what each role is returned: the
 -- cached rows, its own rows (the query ran: ran() raises a NOTICE when a
--- query is planned), or the error the query itself gives it.
+-- query runs), or the error the query itself gives it.
 --
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS qcache;
@@ -17,9 +17,9 @@ SELECT qcache_clear() >= 0 AS cleared;
 CREATE ROLE regress_qcs_alice;
 CREATE ROLE regress_qcs_bob;
 CREATE ROLE regress_qcs_carol;
-GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[]),
-	qcache_fetch_json(text, text, integer, text[]),
-	qcache_fetch_cached(text, text),
+GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean),
+	qcache_fetch_json(text, text, integer, text[], text[], boolean),
+	qcache_fetch_cached(text, text, text[]),
 	qcache_set(text, jsonb, integer, text[])
 	TO regress_qcs_alice, regress_qcs_bob, regress_qcs_carol;
 
@@ -35,11 +35,13 @@ EXCEPTION WHEN OTHERS THEN
 	RETURN SQLSTATE || ': ' || SQLERRM;
 END
 $$;
--- ran(n): a NOTICE whenever a query calling it is planned (an IMMUTABLE
--- call with a constant is folded then), so a hit shows none.
+-- ran(n): a NOTICE whenever a query calling it runs (the queries call it on
+-- a subquery, which the planner cannot fold), so a hit shows none.  It
+-- reads nothing of the caller (a current_user in it would make every
+-- result role-scoped, and the shared path untested).
 CREATE FUNCTION ran(n int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-	RAISE NOTICE 'query ran (%) as %', n, current_user;
+	RAISE NOTICE 'query ran (%)', n;
 	RETURN n;
 END
 $$;
@@ -52,15 +54,15 @@ GRANT SELECT ON secret TO regress_qcs_alice;
 -- 1. qcache_get never returns a fetch result: not to bob, not to alice.
 --
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('report', 'SELECT v, ran(1) FROM secret');
+SELECT qcache_fetch('report', 'SELECT v, ran((SELECT 1)) FROM secret');
 SET ROLE regress_qcs_bob;
 SELECT qcache_get('report') AS bob_get;
-SELECT sec_try($$SELECT qcache_fetch('report', 'SELECT v, ran(1) FROM secret')$$) AS bob_fetch;
-SELECT sec_try($$SELECT qcache_fetch_json('report', 'SELECT v, ran(1) FROM secret')$$) AS bob_fetch_json;
-SELECT qcache_fetch_cached('report', 'SELECT v, ran(1) FROM secret') AS bob_cached;
+SELECT sec_try($$SELECT qcache_fetch('report', 'SELECT v, ran((SELECT 1)) FROM secret')$$) AS bob_fetch;
+SELECT sec_try($$SELECT qcache_fetch_json('report', 'SELECT v, ran((SELECT 1)) FROM secret')$$) AS bob_fetch_json;
+SELECT qcache_fetch_cached('report', 'SELECT v, ran((SELECT 1)) FROM secret') AS bob_cached;
 SET ROLE regress_qcs_alice;
 SELECT qcache_get('report') AS alice_get;
-SELECT qcache_fetch('report', 'SELECT v, ran(1) FROM secret') AS alice_hit;
+SELECT qcache_fetch('report', 'SELECT v, ran((SELECT 1)) FROM secret') AS alice_hit;
 RESET ROLE;
 
 --
@@ -76,17 +78,17 @@ BEGIN
 END
 $$;
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('fn:sql', 'SELECT secret_sql() AS v, ran(2)') AS alice_sql,
-       qcache_fetch('fn:srf', 'SELECT secret_srf() AS v, ran(3)') AS alice_srf,
-       qcache_fetch('fn:plpgsql', 'SELECT secret_plpgsql() AS v, ran(4)') AS alice_plpgsql;
+SELECT qcache_fetch('fn:sql', 'SELECT secret_sql() AS v, ran((SELECT 2))') AS alice_sql,
+       qcache_fetch('fn:srf', 'SELECT secret_srf() AS v, ran((SELECT 3))') AS alice_srf,
+       qcache_fetch('fn:plpgsql', 'SELECT secret_plpgsql() AS v, ran((SELECT 4))') AS alice_plpgsql;
 -- hits for alice
-SELECT qcache_fetch('fn:sql', 'SELECT secret_sql() AS v, ran(2)') AS alice_sql,
-       qcache_fetch('fn:srf', 'SELECT secret_srf() AS v, ran(3)') AS alice_srf,
-       qcache_fetch('fn:plpgsql', 'SELECT secret_plpgsql() AS v, ran(4)') AS alice_plpgsql;
+SELECT qcache_fetch('fn:sql', 'SELECT secret_sql() AS v, ran((SELECT 2))') AS alice_sql,
+       qcache_fetch('fn:srf', 'SELECT secret_srf() AS v, ran((SELECT 3))') AS alice_srf,
+       qcache_fetch('fn:plpgsql', 'SELECT secret_plpgsql() AS v, ran((SELECT 4))') AS alice_plpgsql;
 SET ROLE regress_qcs_bob;
-SELECT sec_try($$SELECT qcache_fetch('fn:sql', 'SELECT secret_sql() AS v, ran(2)')$$) AS bob_sql;
-SELECT sec_try($$SELECT qcache_fetch('fn:srf', 'SELECT secret_srf() AS v, ran(3)')$$) AS bob_srf;
-SELECT sec_try($$SELECT qcache_fetch('fn:plpgsql', 'SELECT secret_plpgsql() AS v, ran(4)')$$) AS bob_plpgsql;
+SELECT sec_try($$SELECT qcache_fetch('fn:sql', 'SELECT secret_sql() AS v, ran((SELECT 2))')$$) AS bob_sql;
+SELECT sec_try($$SELECT qcache_fetch('fn:srf', 'SELECT secret_srf() AS v, ran((SELECT 3))')$$) AS bob_srf;
+SELECT sec_try($$SELECT qcache_fetch('fn:plpgsql', 'SELECT secret_plpgsql() AS v, ran((SELECT 4))')$$) AS bob_plpgsql;
 RESET ROLE;
 -- The nested table is one of the entry's tags.
 SELECT key, tags FROM qcache_entries WHERE key LIKE 'fn:%' ORDER BY key;
@@ -103,15 +105,15 @@ CREATE FUNCTION definer_secret() RETURNS text LANGUAGE sql STABLE SECURITY DEFIN
 REVOKE EXECUTE ON FUNCTION definer_secret() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION definer_secret() TO regress_qcs_alice, regress_qcs_carol;
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('fn:noexec', 'SELECT no_exec() AS n, ran(5)') AS alice_noexec,
-       qcache_fetch('fn:definer', 'SELECT definer_secret() AS v, ran(6)') AS alice_definer;
+SELECT qcache_fetch('fn:noexec', 'SELECT no_exec() AS n, ran((SELECT 5))') AS alice_noexec,
+       qcache_fetch('fn:definer', 'SELECT definer_secret() AS v, ran((SELECT 6))') AS alice_definer;
 SET ROLE regress_qcs_bob;
-SELECT sec_try($$SELECT qcache_fetch('fn:noexec', 'SELECT no_exec() AS n, ran(5)')$$) AS bob_noexec;
-SELECT sec_try($$SELECT qcache_fetch('fn:definer', 'SELECT definer_secret() AS v, ran(6)')$$) AS bob_definer;
+SELECT sec_try($$SELECT qcache_fetch('fn:noexec', 'SELECT no_exec() AS n, ran((SELECT 5))')$$) AS bob_noexec;
+SELECT sec_try($$SELECT qcache_fetch('fn:definer', 'SELECT definer_secret() AS v, ran((SELECT 6))')$$) AS bob_definer;
 -- carol may execute the definer function: she runs it herself (scoped).
 SET ROLE regress_qcs_carol;
-SELECT qcache_fetch('fn:definer', 'SELECT definer_secret() AS v, ran(6)') AS carol_definer;
-SELECT qcache_fetch('fn:definer', 'SELECT definer_secret() AS v, ran(6)') AS carol_hit;
+SELECT qcache_fetch('fn:definer', 'SELECT definer_secret() AS v, ran((SELECT 6))') AS carol_definer;
+SELECT qcache_fetch('fn:definer', 'SELECT definer_secret() AS v, ran((SELECT 6))') AS carol_hit;
 RESET ROLE;
 
 --
@@ -122,11 +124,11 @@ INSERT INTO owned_rows VALUES ('regress_qcs_alice', 'a-row'), ('regress_qcs_bob'
 CREATE VIEW my_rows AS SELECT v FROM owned_rows WHERE owner = current_user;
 GRANT SELECT ON my_rows TO PUBLIC;
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('mine', 'SELECT v, ran(7) FROM my_rows') AS alice_mine;
+SELECT qcache_fetch('mine', 'SELECT v, ran((SELECT 7)) FROM my_rows') AS alice_mine;
 SET ROLE regress_qcs_bob;
-SELECT qcache_fetch('mine', 'SELECT v, ran(7) FROM my_rows') AS bob_mine;
+SELECT qcache_fetch('mine', 'SELECT v, ran((SELECT 7)) FROM my_rows') AS bob_mine;
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('mine', 'SELECT v, ran(7) FROM my_rows') AS alice_hit;
+SELECT qcache_fetch('mine', 'SELECT v, ran((SELECT 7)) FROM my_rows') AS alice_hit;
 RESET ROLE;
 
 --
@@ -150,11 +152,11 @@ CREATE TABLE sp_b.t (v text);
 INSERT INTO sp_a.t VALUES ('from a');
 INSERT INTO sp_b.t VALUES ('from b');
 SET search_path = sp_a, public;
-SELECT qcache_fetch('sp', 'SELECT v, ran(8) FROM t') AS in_a;
+SELECT qcache_fetch('sp', 'SELECT v, ran((SELECT 8)) FROM t') AS in_a;
 SET search_path = sp_b, public;
-SELECT qcache_fetch('sp', 'SELECT v, ran(8) FROM t') AS in_b;
+SELECT qcache_fetch('sp', 'SELECT v, ran((SELECT 8)) FROM t') AS in_b;
 SET search_path = sp_a, public;
-SELECT qcache_fetch('sp', 'SELECT v, ran(8) FROM t') AS in_a_hit;
+SELECT qcache_fetch('sp', 'SELECT v, ran((SELECT 8)) FROM t') AS in_a_hit;
 RESET search_path;
 
 --
@@ -163,12 +165,12 @@ RESET search_path;
 --
 CREATE TABLE tmp (v text);
 INSERT INTO tmp VALUES ('permanent');
-SELECT qcache_fetch('tmp', 'SELECT v, ran(9) FROM tmp') AS before_temp;
+SELECT qcache_fetch('tmp', 'SELECT v, ran((SELECT 9)) FROM tmp') AS before_temp;
 CREATE TEMP TABLE tmp (v text);
 INSERT INTO tmp VALUES ('temporary');
-SELECT qcache_fetch('tmp', 'SELECT v, ran(9) FROM tmp') AS after_temp;
+SELECT qcache_fetch('tmp', 'SELECT v, ran((SELECT 9)) FROM tmp') AS after_temp;
 DROP TABLE pg_temp.tmp;
-SELECT qcache_fetch('tmp', 'SELECT v, ran(9) FROM tmp') AS dropped_temp;
+SELECT qcache_fetch('tmp', 'SELECT v, ran((SELECT 9)) FROM tmp') AS dropped_temp;
 
 --
 -- 8. Row-level security by a setting: one role, many tenants.
@@ -181,21 +183,21 @@ CREATE POLICY by_tenant ON tenant_rows
 GRANT SELECT ON tenant_rows TO regress_qcs_bob;
 SET ROLE regress_qcs_bob;
 SET app.tenant = '1';
-SELECT qcache_fetch('tenant', 'SELECT v, ran(10) FROM tenant_rows') AS tenant1;
+SELECT qcache_fetch('tenant', 'SELECT v, ran((SELECT 10)) FROM tenant_rows') AS tenant1;
 SET app.tenant = '2';
-SELECT qcache_fetch('tenant', 'SELECT v, ran(10) FROM tenant_rows') AS tenant2;
+SELECT qcache_fetch('tenant', 'SELECT v, ran((SELECT 10)) FROM tenant_rows') AS tenant2;
 SET app.tenant = '1';
-SELECT qcache_fetch('tenant', 'SELECT v, ran(10) FROM tenant_rows') AS tenant1_hit;
+SELECT qcache_fetch('tenant', 'SELECT v, ran((SELECT 10)) FROM tenant_rows') AS tenant1_hit;
 RESET app.tenant;
 -- alice, who may not read the table, gets her own error.
 SET ROLE regress_qcs_alice;
 SET app.tenant = '1';
-SELECT sec_try($$SELECT qcache_fetch('tenant', 'SELECT v, ran(10) FROM tenant_rows')$$) AS alice_tenant1;
+SELECT sec_try($$SELECT qcache_fetch('tenant', 'SELECT v, ran((SELECT 10)) FROM tenant_rows')$$) AS alice_tenant1;
 RESET app.tenant;
 RESET ROLE;
 -- The owner (not subject to the policy) is not served bob's rows either.
 SET app.tenant = '1';
-SELECT qcache_fetch('tenant', 'SELECT v, ran(10) FROM tenant_rows') AS owner_tenant1;
+SELECT qcache_fetch('tenant', 'SELECT v, ran((SELECT 10)) FROM tenant_rows') AS owner_tenant1;
 RESET app.tenant;
 
 --
@@ -205,11 +207,11 @@ RESET app.tenant;
 SET ROLE regress_qcs_bob;
 SELECT qcache_set('poison', '[{"v": "planted"}]') AS planted;
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('poison', 'SELECT v, ran(11) FROM secret') AS alice_poison;
+SELECT qcache_fetch('poison', 'SELECT v, ran((SELECT 11)) FROM secret') AS alice_poison;
 SET ROLE regress_qcs_bob;
-SELECT qcache_fetch('poison', 'SELECT ''bob'' AS v, ran(12)') AS bob_overwrite;
+SELECT qcache_fetch('poison', 'SELECT ''bob'' AS v, ran((SELECT 12))') AS bob_overwrite;
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('poison', 'SELECT v, ran(11) FROM secret') AS alice_still;
+SELECT qcache_fetch('poison', 'SELECT v, ran((SELECT 11)) FROM secret') AS alice_still;
 RESET ROLE;
 
 --
@@ -277,11 +279,11 @@ INSERT INTO colpriv VALUES (1, 'public part', 'private part');
 GRANT SELECT ON colpriv TO regress_qcs_alice;
 GRANT SELECT (id, pub) ON colpriv TO regress_qcs_carol;
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('col:pub', 'SELECT id, pub, ran(13) FROM colpriv') AS alice_pub,
-       qcache_fetch('col:priv', 'SELECT id, priv, ran(14) FROM colpriv') AS alice_priv;
+SELECT qcache_fetch('col:pub', 'SELECT id, pub, ran((SELECT 13)) FROM colpriv') AS alice_pub,
+       qcache_fetch('col:priv', 'SELECT id, priv, ran((SELECT 14)) FROM colpriv') AS alice_priv;
 SET ROLE regress_qcs_carol;
-SELECT qcache_fetch('col:pub', 'SELECT id, pub, ran(13) FROM colpriv') AS carol_pub_hit;
-SELECT sec_try($$SELECT qcache_fetch('col:priv', 'SELECT id, priv, ran(14) FROM colpriv')$$) AS carol_priv;
+SELECT qcache_fetch('col:pub', 'SELECT id, pub, ran((SELECT 13)) FROM colpriv') AS carol_pub_hit;
+SELECT sec_try($$SELECT qcache_fetch('col:priv', 'SELECT id, priv, ran((SELECT 14)) FROM colpriv')$$) AS carol_priv;
 RESET ROLE;
 
 --
@@ -293,9 +295,9 @@ INSERT INTO hidden.ht VALUES ('hidden row');
 GRANT USAGE ON SCHEMA hidden TO regress_qcs_alice;
 GRANT SELECT ON hidden.ht TO regress_qcs_alice, regress_qcs_bob;
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('hidden', 'SELECT v, ran(15) FROM hidden.ht') AS alice_hidden;
+SELECT qcache_fetch('hidden', 'SELECT v, ran((SELECT 15)) FROM hidden.ht') AS alice_hidden;
 SET ROLE regress_qcs_bob;
-SELECT sec_try($$SELECT qcache_fetch('hidden', 'SELECT v, ran(15) FROM hidden.ht')$$) AS bob_hidden;
+SELECT sec_try($$SELECT qcache_fetch('hidden', 'SELECT v, ran((SELECT 15)) FROM hidden.ht')$$) AS bob_hidden;
 RESET ROLE;
 
 --
@@ -305,9 +307,9 @@ RESET ROLE;
 SELECT lo_from_bytea(424242, 'large secret') AS lo \gset
 GRANT SELECT ON LARGE OBJECT :lo TO regress_qcs_alice;
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('lo', format('SELECT convert_from(lo_get(%s), ''UTF8'') AS d, ran(16)', :lo)) AS alice_lo;
+SELECT qcache_fetch('lo', format('SELECT convert_from(lo_get(%s), ''UTF8'') AS d, ran((SELECT 16))', :lo)) AS alice_lo;
 SET ROLE regress_qcs_bob;
-SELECT sec_try(format($$SELECT qcache_fetch('lo', 'SELECT convert_from(lo_get(%s), ''UTF8'') AS d, ran(16)')$$, :lo)) AS bob_lo;
+SELECT sec_try(format($$SELECT qcache_fetch('lo', 'SELECT convert_from(lo_get(%s), ''UTF8'') AS d, ran((SELECT 16))')$$, :lo)) AS bob_lo;
 RESET ROLE;
 SELECT count(*) AS lo_cached FROM qcache_entries WHERE key = 'lo';
 SELECT lo_unlink(:lo);
@@ -316,13 +318,13 @@ SELECT lo_unlink(:lo);
 -- 15. SET ROLE and SET SESSION AUTHORIZATION inside one session.
 --
 SET SESSION AUTHORIZATION regress_qcs_alice;
-SELECT qcache_fetch('sess', 'SELECT v, ran(17) FROM secret') AS as_alice;
+SELECT qcache_fetch('sess', 'SELECT v, ran((SELECT 17)) FROM secret') AS as_alice;
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_qcs_bob;
-SELECT sec_try($$SELECT qcache_fetch('sess', 'SELECT v, ran(17) FROM secret')$$) AS as_bob;
+SELECT sec_try($$SELECT qcache_fetch('sess', 'SELECT v, ran((SELECT 17)) FROM secret')$$) AS as_bob;
 RESET SESSION AUTHORIZATION;
 SET ROLE regress_qcs_carol;
-SELECT sec_try($$SELECT qcache_fetch('sess', 'SELECT v, ran(17) FROM secret')$$) AS as_carol;
+SELECT sec_try($$SELECT qcache_fetch('sess', 'SELECT v, ran((SELECT 17)) FROM secret')$$) AS as_carol;
 RESET ROLE;
 
 --
@@ -332,30 +334,93 @@ CREATE TABLE granted (v text);
 INSERT INTO granted VALUES ('granted row');
 GRANT SELECT ON granted TO regress_qcs_alice;
 SET ROLE regress_qcs_alice;
-SELECT qcache_fetch('grant', 'SELECT v, ran(18) FROM granted') AS alice_grant;
+SELECT qcache_fetch('grant', 'SELECT v, ran((SELECT 18)) FROM granted') AS alice_grant;
 SET ROLE regress_qcs_bob;
-SELECT sec_try($$SELECT qcache_fetch('grant', 'SELECT v, ran(18) FROM granted')$$) AS bob_before;
+SELECT sec_try($$SELECT qcache_fetch('grant', 'SELECT v, ran((SELECT 18)) FROM granted')$$) AS bob_before;
 RESET ROLE;
 GRANT SELECT ON granted TO regress_qcs_bob;
 SET ROLE regress_qcs_bob;
-SELECT qcache_fetch('grant', 'SELECT v, ran(18) FROM granted') AS bob_granted_hit;
+SELECT qcache_fetch('grant', 'SELECT v, ran((SELECT 18)) FROM granted') AS bob_granted_hit;
 RESET ROLE;
 REVOKE SELECT ON granted FROM regress_qcs_bob;
 SET ROLE regress_qcs_bob;
-SELECT sec_try($$SELECT qcache_fetch('grant', 'SELECT v, ran(18) FROM granted')$$) AS bob_revoked;
+SELECT sec_try($$SELECT qcache_fetch('grant', 'SELECT v, ran((SELECT 18)) FROM granted')$$) AS bob_revoked;
 RESET ROLE;
 -- Membership counts: carol, made a member of alice, is served.
 GRANT regress_qcs_alice TO regress_qcs_carol;
 SET ROLE regress_qcs_carol;
-SELECT qcache_fetch('grant', 'SELECT v, ran(18) FROM granted') AS carol_member_hit;
+SELECT qcache_fetch('grant', 'SELECT v, ran((SELECT 18)) FROM granted') AS carol_member_hit;
 RESET ROLE;
 REVOKE regress_qcs_alice FROM regress_qcs_carol;
 SET ROLE regress_qcs_carol;
-SELECT sec_try($$SELECT qcache_fetch('grant', 'SELECT v, ran(18) FROM granted')$$) AS carol_not_member;
+SELECT sec_try($$SELECT qcache_fetch('grant', 'SELECT v, ran((SELECT 18)) FROM granted')$$) AS carol_not_member;
 RESET ROLE;
+
+--
+-- 17. What a review found, as regressions: inlined SQL functions reading
+--     current_user; a SET role clause; an operator over a SQL function
+--     whose EXECUTE is revoked; a setting outside the key; a schema named
+--     in a cast; built-in functions that write.
+--
+CREATE FUNCTION owned_by_me() RETURNS SETOF owned_rows LANGUAGE sql STABLE
+	AS 'SELECT * FROM owned_rows WHERE owner = current_user';
+CREATE FUNCTION me() RETURNS text LANGUAGE sql STABLE AS 'SELECT current_user::text';
+GRANT SELECT ON owned_rows TO PUBLIC;
+SET ROLE regress_qcs_alice;
+SELECT qcache_fetch('r:srf', 'SELECT v FROM owned_by_me()') AS alice_srf,
+       qcache_fetch('r:me', 'SELECT me() AS who') AS alice_me;
+SET ROLE regress_qcs_bob;
+SELECT qcache_fetch('r:srf', 'SELECT v FROM owned_by_me()') AS bob_srf,
+       qcache_fetch('r:me', 'SELECT me() AS who') AS bob_me;
+RESET ROLE;
+GRANT regress_qcs_alice TO regress_qcs_carol;
+CREATE FUNCTION as_alice() RETURNS SETOF text LANGUAGE sql STABLE
+	SET role = 'regress_qcs_alice' AS 'SELECT v FROM secret';
+SET SESSION AUTHORIZATION regress_qcs_carol;
+SELECT qcache_fetch('r:setrole', 'SELECT v FROM as_alice() v') AS carol_setrole;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_qcs_bob;
+SELECT sec_try($$SELECT qcache_fetch('r:setrole', 'SELECT v FROM as_alice() v')$$) AS bob_setrole;
+RESET SESSION AUTHORIZATION;
+REVOKE regress_qcs_alice FROM regress_qcs_carol;
+CREATE FUNCTION plus7(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2 + 7';
+REVOKE EXECUTE ON FUNCTION plus7(int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION plus7(int, int) TO regress_qcs_alice;
+CREATE OPERATOR <+> (LEFTARG = int, RIGHTARG = int, FUNCTION = plus7);
+CREATE TABLE nums (n int);
+INSERT INTO nums VALUES (1);
+GRANT SELECT ON nums TO PUBLIC;
+SET ROLE regress_qcs_alice;
+SELECT qcache_fetch('r:op', 'SELECT n <+> 1 AS x FROM nums') AS alice_op;
+SET ROLE regress_qcs_bob;
+SELECT sec_try($$SELECT qcache_fetch('r:op', 'SELECT n <+> 1 AS x FROM nums')$$) AS bob_op;
+RESET ROLE;
+SELECT qcache_fetch('r:quote', 'SELECT quote_ident(''abc'') AS q') AS plain;
+SET quote_all_identifiers = on;
+SELECT qcache_fetch('r:quote', 'SELECT quote_ident(''abc'') AS q') AS quoted;
+RESET quote_all_identifiers;
+CREATE SCHEMA hid;
+CREATE TYPE hid.mood AS ENUM ('happy');
+GRANT USAGE ON SCHEMA hid TO regress_qcs_alice;
+SET ROLE regress_qcs_alice;
+SELECT qcache_fetch('r:type', 'SELECT ''happy''::hid.mood AS m') AS alice_type;
+SET ROLE regress_qcs_bob;
+SELECT sec_try($$SELECT qcache_fetch('r:type', 'SELECT ''happy''::hid.mood AS m')$$) AS bob_type;
+RESET ROLE;
+SELECT sec_try($$SELECT qcache_fetch('r:w1', 'SELECT lo_from_bytea(0, ''x'') AS o')$$) AS lo_write,
+       sec_try($$SELECT qcache_fetch('r:w2', 'SELECT pg_notify(''c'', ''x'')')$$) AS notify,
+       sec_try($$SELECT qcache_fetch('r:w3', 'SELECT pg_advisory_lock(42)')$$) AS advisory,
+       sec_try($$SELECT qcache_fetch('r:w4', 'SELECT set_config(''app.x'', ''1'', false)')$$) AS set_config;
+SELECT (SELECT count(*) FROM pg_largeobject_metadata) AS large_objects,
+       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory') AS advisory_locks;
+SELECT current_setting('app.x', true) AS app_x;
 
 -- Clean up.
 SET client_min_messages = warning;
+DROP OPERATOR <+> (int, int);
+DROP TABLE nums;
+DROP SCHEMA hid CASCADE;
+DROP FUNCTION owned_by_me(), me(), as_alice(), plus7(int, int);
 DROP TABLE secret, owned_rows, tmp, tenant_rows, read_log, colpriv, granted CASCADE;
 DROP SEQUENCE read_seq;
 DROP SCHEMA sp_a, sp_b, hidden CASCADE;

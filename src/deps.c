@@ -79,6 +79,7 @@
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "fmgr.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rls.h"
@@ -90,11 +91,14 @@
 /* The recording in progress, or NULL. */
 static QcDeps *recording = NULL;
 
+static void qc_refuse_write(const char *what) pg_attribute_noreturn();
+
 static ExecutorCheckPerms_hook_type prev_check_perms = NULL;
 static object_access_hook_type prev_object_access = NULL;
 static planner_hook_type prev_planner = NULL;
 static ExecutorStart_hook_type prev_executor_start = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
+static needs_fmgr_hook_type prev_needs_fmgr = NULL;
 
 /*
  * Built-in functions that are not IMMUTABLE but whose result depends only
@@ -118,26 +122,50 @@ static const char *const qc_safe_builtins[] = {
 	"to_char", "to_timestamp", "to_date", "date_part", "extract",
 	"date_trunc", "age", "overlaps", "timezone", "generate_series",
 	"date*", "timestamp*", "timestamptz*", "time*", "timetz*",
-	"interval*", "make_*", "justify_*", "isfinite",
+	"interval*", "make_*", "justify_*", "isfinite", "random_normal",
+	"pg_sleep", "pg_sleep_for", "pg_sleep_until",
 	NULL
 };
 
 /*
- * Built-in functions whose result depends on the caller, the session or
- * its settings, but that read no catalog: a result that calls them is
- * scoped.  Every other built-in function that is not IMMUTABLE and not in
- * qc_safe_builtins may read catalogs (has_table_privilege, to_regclass,
- * pg_get_viewdef...), whose changes no trigger sees: a result that calls
- * one is not cached at all.
+ * Built-in functions whose result depends on the role or the settings, but
+ * that read no catalog: a result that calls them is scoped to role and
+ * settings (security.c).
  */
-static const char *const qc_session_builtins[] = {
+static const char *const qc_caller_builtins[] = {
 	"current_setting", "current_user", "session_user", "current_role",
 	"current_schema", "current_schemas", "current_database",
-	"pg_backend_pid", "pg_sleep", "pg_sleep_for", "pg_sleep_until",
-	"inet_client_addr", "inet_client_port", "inet_server_addr",
-	"inet_server_port", "pg_postmaster_start_time", "pg_conf_load_time",
-	"version", "setseed", "random_normal", "pg_jit_available",
-	"pg_trigger_depth",
+	"pg_postmaster_start_time", "pg_conf_load_time", "version",
+	"pg_jit_available",
+	NULL
+};
+
+/*
+ * Built-in functions whose result depends on the session itself: a result
+ * that calls them is kept for this session only.
+ */
+static const char *const qc_session_builtins[] = {
+	"pg_backend_pid", "inet_client_addr", "inet_client_port",
+	"inet_server_addr", "inet_server_port", "pg_trigger_depth",
+	"pg_my_temp_schema",
+	NULL
+};
+
+/*
+ * VOLATILE built-in functions that only read (files, large objects): a
+ * result that calls them is not cached.  Every other VOLATILE built-in
+ * function that is in none of these lists may write or change the session
+ * (lo_create, lo_put, setval, pg_notify, pg_advisory_lock, set_config,
+ * pg_terminate_backend...): calling one is refused like a write.  Other
+ * built-in functions that are not IMMUTABLE may read system catalogs
+ * (has_table_privilege, to_regclass, pg_get_viewdef...), whose changes no
+ * trigger sees: a result that calls one is not cached.
+ */
+static const char *const qc_read_builtins[] = {
+	"lo_get", "pg_read_file", "pg_read_binary_file", "pg_ls_dir",
+	"pg_ls_logdir", "pg_ls_waldir", "pg_ls_tmpdir", "pg_ls_archive_statusdir",
+	"pg_ls_logicalsnapdir", "pg_ls_logicalmapdir", "pg_ls_replslotdir",
+	"pg_stat_file", "pg_current_logfile",
 	NULL
 };
 
@@ -344,20 +372,38 @@ qc_note_func(Oid funcid)
 	else if (proc->prosecdef)
 		qc_dependent(psprintf("the SECURITY DEFINER function %s()",
 							  NameStr(proc->proname)));
+	else if (!heap_attisnull(tup, Anum_pg_proc_proconfig, NULL))
+		qc_dependent(psprintf("the function %s(), which has SET clauses (SET role runs it as another role)",
+							  NameStr(proc->proname)));
 	else if (proc->provolatile == PROVOLATILE_IMMUTABLE ||
 			 proc->prolang == SQLlanguageId)
 		 /* depends on its arguments, or runs through the hooks */ ;
-	else if (funcid < FirstNormalObjectId && qc_builtin_in(proc, qc_safe_builtins))
-		 /* arguments, clock and fetch-key settings only */ ;
-	else if (funcid < FirstNormalObjectId && qc_builtin_in(proc, qc_session_builtins))
-		qc_dependent(psprintf("the function %s(), which depends on the session",
-							  NameStr(proc->proname)));
-	else if (funcid < FirstNormalObjectId)
-		qc_uncacheable(psprintf("The query calls %s(), a built-in function that may read system catalogs, whose changes no trigger sees.",
-								NameStr(proc->proname)));
-	else
+	else if (funcid >= FirstNormalObjectId)
 		qc_dependent(psprintf("the function %s(), which is not IMMUTABLE",
 							  NameStr(proc->proname)));
+	else if (qc_builtin_in(proc, qc_safe_builtins))
+		 /* arguments, clock and fetch-key settings only */ ;
+	else if (qc_builtin_in(proc, qc_caller_builtins))
+		qc_dependent(psprintf("the function %s(), which depends on the role or the settings",
+							  NameStr(proc->proname)));
+	else if (qc_builtin_in(proc, qc_session_builtins))
+	{
+		recording->session_bound = true;
+		qc_dependent(psprintf("the function %s(), which depends on the session",
+							  NameStr(proc->proname)));
+	}
+	else if (proc->provolatile == PROVOLATILE_VOLATILE &&
+			 !qc_builtin_in(proc, qc_read_builtins))
+	{
+		char	   *name = pstrdup(NameStr(proc->proname));
+
+		ReleaseSysCache(tup);
+		qc_refuse_write(psprintf("%s(), a built-in function that may write or change the session",
+								 name));
+	}
+	else
+		qc_uncacheable(psprintf("The query calls %s(), a built-in function that may read system catalogs or files, whose changes no trigger sees.",
+								NameStr(proc->proname)));
 	ReleaseSysCache(tup);
 }
 
@@ -376,6 +422,20 @@ qc_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		qc_note_func(objectId);
 		MemoryContextSwitchTo(old);
 	}
+
+	/*
+	 * A schema searched by name (s.t, s.f(), 'x'::s.type, OPERATOR(s.+)):
+	 * parsing checked USAGE on it, which the executor does not check again.
+	 */
+	if (recording != NULL && access == OAT_NAMESPACE_SEARCH &&
+		GetUserId() == recording->caller)
+	{
+		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(recording));
+
+		qc_note_nsp(objectId);
+		recording->parse_nsps = list_append_unique_oid(recording->parse_nsps, objectId);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /*
@@ -391,7 +451,13 @@ qc_query_walker(Node *node, void *context)
 	if (IsA(node, Query))
 		return query_tree_walker((Query *) node, qc_query_walker, context, 0);
 	if (IsA(node, FuncExpr))
-		qc_note_func(((FuncExpr *) node)->funcid);
+	{
+		Oid			funcid = ((FuncExpr *) node)->funcid;
+
+		qc_note_func(funcid);
+		if (context != NULL)
+			recording->top_funcs = list_append_unique_oid(recording->top_funcs, funcid);
+	}
 	else if (IsA(node, SQLValueFunction))
 	{
 		switch (((SQLValueFunction *) node)->op)
@@ -401,6 +467,8 @@ qc_query_walker(Node *node, void *context)
 			case SVFOP_USER:
 			case SVFOP_SESSION_USER:
 				qc_dependent("CURRENT_USER, SESSION_USER or CURRENT_ROLE");
+				if (context != NULL)
+					recording->top_caller = true;
 				break;
 			default:
 				break;
@@ -417,16 +485,18 @@ qc_planner(Query *parse, const char *query_string, int cursorOptions,
 	if (recording != NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(recording));
+		bool		top = recording->top_query != NULL && query_string != NULL &&
+			strcmp(query_string, recording->top_query) == 0;
 
-		(void) query_tree_walker(parse, qc_query_walker, NULL, 0);
+		if (top)
+			recording->top_planned = true;
+		(void) query_tree_walker(parse, qc_query_walker, top ? (void *) recording : NULL, 0);
 		MemoryContextSwitchTo(old);
 	}
 	if (prev_planner)
 		return prev_planner(parse, query_string, cursorOptions, boundParams);
 	return standard_planner(parse, query_string, cursorOptions, boundParams);
 }
-
-static void qc_refuse_write(const char *what) pg_attribute_noreturn();
 
 /* Raise the error for a write inside a fetch query. */
 static void
@@ -435,7 +505,7 @@ qc_refuse_write(const char *what)
 	ereport(ERROR,
 			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 			 errmsg("qcache_fetch query must not write"),
-			 errdetail("The query ran %s, in a function it calls.", what),
+			 errdetail("The query ran %s.", what),
 			 errhint("qcache_fetch caches only what reads: call the function outside qcache_fetch.")));
 }
 
@@ -449,18 +519,18 @@ qc_executor_start(QueryDesc *queryDesc, int eflags)
 		ListCell   *lc;
 
 		if (queryDesc->operation != CMD_SELECT)
-			qc_refuse_write(queryDesc->operation == CMD_INSERT ? "an INSERT" :
-							queryDesc->operation == CMD_UPDATE ? "an UPDATE" :
-							queryDesc->operation == CMD_DELETE ? "a DELETE" :
-							"a data-modifying statement");
+			qc_refuse_write(queryDesc->operation == CMD_INSERT ? "an INSERT, in a function it calls" :
+							queryDesc->operation == CMD_UPDATE ? "an UPDATE, in a function it calls" :
+							queryDesc->operation == CMD_DELETE ? "a DELETE, in a function it calls" :
+							"a data-modifying statement, in a function it calls");
 		if (ps->hasModifyingCTE)
-			qc_refuse_write("a data-modifying WITH");
+			qc_refuse_write("a data-modifying WITH, in a function it calls");
 		foreach(lc, ps->rowMarks)
 		{
 			PlanRowMark *rm = lfirst_node(PlanRowMark, lc);
 
 			if (RowMarkRequiresRowShareLock(rm->markType))
-				qc_refuse_write("SELECT FOR UPDATE or FOR SHARE");
+				qc_refuse_write("SELECT FOR UPDATE or FOR SHARE, in a function it calls");
 		}
 	}
 	if (prev_executor_start)
@@ -526,7 +596,7 @@ qc_process_utility(PlannedStmt *pstmt, const char *queryString,
 				   DestReceiver *dest, QueryCompletion *qc)
 {
 	if (recording != NULL)
-		qc_refuse_write(psprintf("the utility statement %s",
+		qc_refuse_write(psprintf("the utility statement %s, in a function it calls",
 								 GetCommandTagName(CreateCommandTag(pstmt->utilityStmt))));
 	if (qc_changes_temp_names(pstmt->utilityStmt))
 		qc_local_ddl_count++;
@@ -536,6 +606,31 @@ qc_process_utility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+}
+
+/*
+ * needs_fmgr_hook: while recording, SQL functions are not inlined (the
+ * planner inlines none that a hook wants to see, FmgrHookIsNeeded): run
+ * through functions.c, their statements pass the executor and planner
+ * hooks above, and their EXECUTE privilege is checked and recorded.
+ * Inlined, their CURRENT_USER and their EXECUTE check would be invisible.
+ */
+static bool
+qc_needs_fmgr(Oid fn)
+{
+	HeapTuple	tup;
+	bool		sql;
+
+	if (prev_needs_fmgr && prev_needs_fmgr(fn))
+		return true;
+	if (recording == NULL)
+		return false;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	sql = ((Form_pg_proc) GETSTRUCT(tup))->prolang == SQLlanguageId;
+	ReleaseSysCache(tup);
+	return sql;
 }
 
 /* Install the hooks; from _PG_init. */
@@ -552,6 +647,8 @@ qc_deps_register(void)
 	ExecutorStart_hook = qc_executor_start;
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = qc_process_utility;
+	prev_needs_fmgr = needs_fmgr_hook;
+	needs_fmgr_hook = qc_needs_fmgr;
 }
 
 /*
@@ -581,6 +678,56 @@ qc_deps_pop(QcDeps *prev)
 	if (recording != NULL)
 		XactReadOnly = recording->saved_read_only;
 	recording = prev;
+}
+
+/*
+ * Name the text of the top-level query about to run, so that the planner
+ * walk of that query is told apart from those of nested ones (fetch.c
+ * keeps it with its saved plan).
+ */
+void
+qc_deps_top_query(const char *query)
+{
+	if (recording != NULL)
+		recording->top_query = query;
+}
+
+/*
+ * Replay what the planner walk of the top-level query saw when its plan
+ * was made, for an execution that reuses the plan without planning.
+ */
+void
+qc_deps_replay_planner(List *funcs, bool caller)
+{
+	MemoryContext old;
+	ListCell   *lc;
+
+	if (recording == NULL)
+		return;
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(recording));
+	foreach(lc, funcs)
+		qc_note_func(lfirst_oid(lc));
+	if (caller)
+		qc_dependent("CURRENT_USER, SESSION_USER or CURRENT_ROLE");
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Replay the schemas that parsing the top-level query searched by name,
+ * for an execution that reuses its plan without parsing it.
+ */
+void
+qc_deps_replay_nsps(List *nsps)
+{
+	MemoryContext old;
+	ListCell   *lc;
+
+	if (recording == NULL)
+		return;
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(recording));
+	foreach(lc, nsps)
+		qc_note_nsp(lfirst_oid(lc));
+	MemoryContextSwitchTo(old);
 }
 
 /* ---------- serialization, for the entry (security.c reads it) ---------- */

@@ -46,6 +46,13 @@ typedef struct QcDeps
 								 * NULL */
 	const char *dependent_why;	/* first reason for caller_dependent */
 	bool		saved_read_only;	/* XactReadOnly before the recording */
+
+	/* the planner walk of the top-level query (its plan may be reused) */
+	const char *top_query;		/* its text, as the planner sees it */
+	bool		top_planned;	/* planned during this recording */
+	List	   *top_funcs;		/* funcids its walk noted */
+	bool		top_caller;		/* its walk found CURRENT_USER & co */
+	List	   *parse_nsps;		/* schemas searched by name while parsing */
 } QcDeps;
 
 /* Largest serialized dependency list an entry carries (more: uncached). */
@@ -55,12 +62,17 @@ typedef struct QcDeps
 extern void qc_deps_register(void);
 extern QcDeps *qc_deps_push(QcDeps **out);
 extern void qc_deps_pop(QcDeps *prev);
+extern void qc_deps_top_query(const char *query);
+extern void qc_deps_replay_planner(List *funcs, bool caller);
+extern void qc_deps_replay_nsps(List *nsps);
 extern char *qc_deps_serialize(const QcDeps *d, uint32 *len);
 
 /* security.c: keys and the rule on hits */
 extern uint64 qc_local_ddl_count;
 extern void qc_security_register(void);
-extern uint64 qc_fetch_digest(uint64 query_hash, bool scoped);
+extern uint64 qc_fetch_digest(const char *query, int nparams, char **params,
+							  char kind);
+extern uint64 qc_base_settings_digest(void);
 extern bool qc_deps_allow(const char *blob, uint32 len, bool scoped);
 
 #endif							/* QCACHE_DEPS_H */

@@ -63,9 +63,11 @@
 #include "catalog/pg_type.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_param.h"
 #include "parser/parser.h"
 #include "utils/plancache.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -79,9 +81,22 @@ PG_FUNCTION_INFO_V1(qcache_fetch);
 PG_FUNCTION_INFO_V1(qcache_fetch_json);
 PG_FUNCTION_INFO_V1(qcache_fetch_cached);
 
-/* Size of the per-backend cache of accepted queries (power of 2). */
-#define QC_QUERY_CACHE_SIZE		64
+/* Size of the per-backend cache of accepted queries and plans (power of 2). */
+#define QC_QUERY_CACHE_SIZE		256
 
+/* Most parameters a fetch query takes ($1 .. $n). */
+#define QC_MAX_PARAMS			100
+
+/*
+ * One accepted query text: its check, and once it ran, its saved plan.
+ * The plan is PostgreSQL's own cached plan (SPI_keepplan), which
+ * revalidates itself after DDL and search_path changes; planner_funcs and
+ * planner_caller record what deps.c's planner walk saw when it was last
+ * planned, replayed on executions that reuse the plan without planning
+ * (deps.c cannot see them then).  busy counts the executions in progress:
+ * a busy slot is never reused (a fetch inside a fetch query could
+ * otherwise free the plan that runs it).
+ */
 typedef struct QcCheckedQuery
 {
 	uint32		hash;
@@ -90,6 +105,15 @@ typedef struct QcCheckedQuery
 	int			bq;				/* backslash_quote when checked */
 	char	   *query;			/* the text as given; NULL: empty slot */
 	char	   *wrapped;		/* the statement to run */
+	int			nparams;		/* highest $n in the text */
+	int			busy;			/* executions of plan in progress */
+	SPIPlanPtr	plan;			/* saved plan, or NULL before the first run */
+	Oid			plan_role;		/* the role it was parsed and planned as */
+	uint64		plan_settings;	/* qc_base_settings_digest() then */
+	Oid		   *ptypes;			/* its parameter types (nparams) */
+	List	   *planner_funcs;	/* functions the planner walk noted */
+	bool		planner_caller; /* the walk found CURRENT_USER & co */
+	List	   *parse_nsps;		/* schemas its parse searched by name */
 } QcCheckedQuery;
 
 static QcCheckedQuery checked[QC_QUERY_CACHE_SIZE];
@@ -130,6 +154,18 @@ qc_check_raw_walker(Node *node, void *context)
 		if (!IsA(((CommonTableExpr *) node)->ctequery, SelectStmt))
 			qc_reject_query("A WITH query modifies data.");
 	}
+	else if (IsA(node, ParamRef) && context != NULL)
+	{
+		int		   *maxparam = (int *) context;
+		int			n = ((ParamRef *) node)->number;
+
+		if (n > QC_MAX_PARAMS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("qcache_fetch query has too many parameters"),
+					 errdetail("It refers to $%d; the limit is $%d.", n, QC_MAX_PARAMS)));
+		*maxparam = Max(*maxparam, n);
+	}
 	return raw_expression_tree_walker(node, qc_check_raw_walker, context);
 }
 
@@ -152,19 +188,21 @@ qc_parse_one_select(const char *query)
 
 /*
  * Parse the query text, reject anything but one read-only SELECT, and
- * return the wrapped statement to run (palloc'd).  The wrapped text is
+ * return the wrapped statement to run (palloc'd) and the highest $n the
+ * text refers to.  The wrapped text is
  * parsed again: it too must be exactly one SELECT, whatever the query
  * holds (comments, quotes).
  */
 static char *
-qc_check_query(const char *query)
+qc_check_query(const char *query, int *nparams)
 {
 	RawStmt    *raw;
 	StringInfoData buf;
 	int			len;
 
 	raw = qc_parse_one_select(query);
-	(void) qc_check_raw_walker(raw->stmt, NULL);
+	*nparams = 0;
+	(void) qc_check_raw_walker(raw->stmt, nparams);
 
 	/* The statement's own text, without a trailing semicolon. */
 	len = raw->stmt_len > 0 ? raw->stmt_len :
@@ -181,52 +219,84 @@ qc_check_query(const char *query)
 	return buf.data;
 }
 
+/* Forget a slot's saved plan. */
+static void
+qc_slot_forget_plan(QcCheckedQuery *slot)
+{
+	if (slot->plan != NULL)
+		SPI_freeplan(slot->plan);
+	if (slot->ptypes != NULL)
+		pfree(slot->ptypes);
+	list_free(slot->planner_funcs);
+	list_free(slot->parse_nsps);
+	slot->parse_nsps = NIL;
+	slot->plan = NULL;
+	slot->ptypes = NULL;
+	slot->plan_role = InvalidOid;
+	slot->planner_funcs = NIL;
+	slot->planner_caller = false;
+}
+
 /*
- * The wrapped statement for a query (palloc'd), from the per-backend cache
- * or parsed; and the query text's 64-bit hash, for the key's variant.  The lexer's settings are part of the cache key: the same text
- * may lex differently with another standard_conforming_strings.
+ * The per-backend cache entry of an accepted query: checked now if it is
+ * not in the cache (raises if not acceptable).  The lexer's settings are
+ * part of the cache key: the same text may lex differently with another
+ * standard_conforming_strings.  A text whose slot is busy (a fetch inside
+ * the query of another) gets a transient entry, palloc'd.
  */
-static char *
-qc_checked_query(const char *query, uint64 *query_hash)
+static QcCheckedQuery *
+qc_checked_query(const char *query)
 {
 	uint32		h = hash_bytes((const unsigned char *) query, strlen(query));
 	QcCheckedQuery *slot = &checked[h & (QC_QUERY_CACHE_SIZE - 1)];
 	char	   *wrapped;
+	int			nparams;
 
 	if (slot->query != NULL && slot->hash == h &&
 		slot->scs == standard_conforming_strings &&
 		slot->bq == backslash_quote &&
 		strcmp(slot->query, query) == 0)
-	{
-		*query_hash = slot->hash64;
-		return pstrdup(slot->wrapped);
-	}
+		return slot;
 
-	wrapped = qc_check_query(query);	/* raises if not acceptable */
+	wrapped = qc_check_query(query, &nparams);	/* raises if not acceptable */
 
-	if (slot->query != NULL)
+	if (slot->busy > 0)
+		slot = palloc0(sizeof(QcCheckedQuery));
+	else if (slot->query != NULL)
 	{
 		pfree(slot->query);
 		pfree(slot->wrapped);
+		qc_slot_forget_plan(slot);
 	}
 	slot->hash = h;
-	slot->hash64 = *query_hash =
-		hash_bytes_extended((const unsigned char *) query, strlen(query), 0);
+	slot->hash64 = hash_bytes_extended((const unsigned char *) query,
+									   strlen(query), 0);
 	slot->scs = standard_conforming_strings;
 	slot->bq = backslash_quote;
-	slot->query = MemoryContextStrdup(TopMemoryContext, query);
-	slot->wrapped = MemoryContextStrdup(TopMemoryContext, wrapped);
-	return wrapped;
+	slot->nparams = nparams;
+	if (slot >= checked && slot < checked + QC_QUERY_CACHE_SIZE)
+	{
+		slot->query = MemoryContextStrdup(TopMemoryContext, query);
+		slot->wrapped = MemoryContextStrdup(TopMemoryContext, wrapped);
+	}
+	else
+	{
+		slot->query = pstrdup(query);
+		slot->wrapped = wrapped;
+	}
+	return slot;
 }
-
 
 /* A fetch key: the caller's key and the variant a result lives under. */
 typedef struct QcFetchKey
 {
-	QcKey		user;			/* as given */
-	uint64		query_hash;
+	QcKey		user;			/* as given, or derived (NULL key) */
+	QcCheckedQuery *slot;		/* the checked query */
+	int			nparams;
+	char	  **params;			/* text of each parameter, NULL for null */
 	QcKey		shared;			/* key \0 'q' digest */
 	QcKey		scoped;			/* key \0 'r' digest; len 0 until built */
+	QcKey		session;		/* key \0 's' digest; len 0 until built */
 	QcKey		flight;			/* for single flight: the shared variant */
 } QcFetchKey;
 
@@ -247,40 +317,90 @@ qc_variant_key(const QcKey *user, char kind, uint64 digest, QcKey *out)
 	out->hash = user->hash;
 }
 
-/* The scoped variant, built on first use (it hashes every setting). */
+/*
+ * The scoped ('r') or session ('s') variant, built on first use (it reads
+ * every setting).
+ */
 static const QcKey *
-qc_scoped_key(QcFetchKey *fk)
+qc_scoped_key(QcFetchKey *fk, char kind)
 {
-	if (fk->scoped.len == 0)
-		qc_variant_key(&fk->user, 'r', qc_fetch_digest(fk->query_hash, true),
-					   &fk->scoped);
-	return &fk->scoped;
+	QcKey	   *k = kind == 'r' ? &fk->scoped : &fk->session;
+
+	if (k->len == 0)
+		qc_variant_key(&fk->user, kind,
+					   qc_fetch_digest(fk->slot->query, fk->nparams, fk->params, kind),
+					   k);
+	return k;
 }
 
 /*
- * Check the query and build the fetch key of (key, query); returns the
- * wrapped statement to run.
+ * Check the query and its parameters and build the fetch key of (key,
+ * query, params).  A NULL key is derived from the query text and the
+ * parameter values: "q:" and 16 hex digits.  The parameters are text,
+ * NULL elements are SQL nulls; their number must be the highest $n the
+ * query refers to.
  */
-static char *
-qc_fetch_key(text *key, text *query, QcFetchKey *fk)
+static void
+qc_fetch_key(text *key, text *query, ArrayType *params, QcFetchKey *fk)
 {
-	char	   *wrapped;
+	uint64		h;
 
 	memset(fk, 0, sizeof(*fk));
-	qc_key_from_text(key, &fk->user);
-	wrapped = qc_checked_query(text_to_cstring(query), &fk->query_hash);
-	qc_variant_key(&fk->user, 'q', qc_fetch_digest(fk->query_hash, false),
+	fk->slot = qc_checked_query(text_to_cstring(query));
+	h = fk->slot->hash64;		/* for a derived key only: not a digest */
+	if (params != NULL)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			i;
+
+		if (ARR_NDIM(params) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("qcache_fetch parameters must be a one-dimensional array")));
+		deconstruct_array(params, TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &fk->nparams);
+		fk->params = palloc(sizeof(char *) * Max(fk->nparams, 1));
+		for (i = 0; i < fk->nparams; i++)
+		{
+			fk->params[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+			/* a null hashes apart from every text, the empty one included */
+			h = hash_combine64(h, nulls[i] ? UINT64CONST(0x9e3779b97f4a7c15) :
+							   hash_bytes_extended((const unsigned char *) fk->params[i],
+												   strlen(fk->params[i]), (uint64) i + 1));
+		}
+	}
+	if (fk->nparams != fk->slot->nparams)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("qcache_fetch query takes %d parameters, %d given",
+						fk->slot->nparams, fk->nparams),
+				 errhint("Pass one value for each of $1 .. $%d, in order, as params => ARRAY[...]::text[].",
+						 Max(fk->slot->nparams, 1))));
+	if (key != NULL)
+		qc_key_from_text(key, &fk->user);
+	else
+	{
+		char	   *derived = psprintf("q:%016" INT64_MODIFIER "x", h);
+
+		fk->user.dbid = MyDatabaseId;
+		fk->user.data = derived;
+		fk->user.len = strlen(derived);
+		fk->user.hash = qc_hash_key(fk->user.dbid, fk->user.data, fk->user.len);
+	}
+	qc_variant_key(&fk->user, 'q',
+				   qc_fetch_digest(fk->slot->query, fk->nparams, fk->params, 'q'),
 				   &fk->shared);
 	fk->flight = fk->shared;
 	fk->flight.hash = hash_combine64(fk->user.hash,
 									 hash_bytes_extended((const unsigned char *) fk->shared.data,
 														 fk->shared.len, 0));
-	return wrapped;
 }
 
 /*
  * Find the entry a fetch may serve the caller: the shared result if the
- * caller passes its checks, or else the caller's own scoped one.
+ * caller passes its checks, or else the caller's own scoped one (its role
+ * and settings), or else this session's own.
  */
 static bool
 qc_fetch_find(QcFetchKey *fk, QcValue *v)
@@ -291,7 +411,13 @@ qc_fetch_find(QcFetchKey *fk, QcValue *v)
 		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) == QC_ENTRY_FETCH &&
 		qc_deps_allow(v->deps, v->depbytes, false))
 		return true;
-	return qc_store_get(qc_scoped_key(fk), now, v) &&
+	if (qc_store_get(qc_scoped_key(fk, 'r'), now, v) &&
+		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) ==
+		(QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED) &&
+		v->owner == GetUserId() &&
+		qc_deps_allow(v->deps, v->depbytes, true))
+		return true;
+	return qc_store_get(qc_scoped_key(fk, 's'), now, v) &&
 		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) ==
 		(QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED) &&
 		v->owner == GetUserId() &&
@@ -324,52 +450,246 @@ qc_fetch_oid_tag(const char *kind, Oid oid)
 	return psprintf("\001%s:%u", kind, oid);
 }
 
+/* Parameter types as PREPARE infers them (parserSetup hook). */
+typedef struct QcVarParams
+{
+	Oid		   *types;
+	int			ntypes;
+} QcVarParams;
+
+static void
+qc_varparams_setup(ParseState *pstate, void *arg)
+{
+	QcVarParams *vp = (QcVarParams *) arg;
+
+	setup_parse_variable_parameters(pstate, &vp->types, &vp->ntypes);
+}
+
 /*
- * Run the wrapped query, recording its dependencies into *deps, and return
- * its jsonb array in the caller's context.  Prepared first, so that what
- * runs is checked to be one statement with one jsonb column, whatever the
- * text turned out to hold.
+ * Reject a query whose rows have two columns of one name: as JSON objects,
+ * one would silently replace the other.
+ */
+static void
+qc_check_columns(CachedPlanSource *src)
+{
+	Query	   *q = linitial_node(Query, src->query_list);
+	RangeTblEntry *rte;
+	ListCell   *lc;
+	List	   *seen = NIL;
+
+	if (list_length(q->rtable) < 1)
+		return;
+	rte = linitial_node(RangeTblEntry, q->rtable);
+	if (rte->rtekind != RTE_SUBQUERY || rte->subquery == NULL)
+		return;
+	foreach(lc, rte->subquery->targetList)
+	{
+		TargetEntry *te = lfirst_node(TargetEntry, lc);
+		ListCell   *lc2;
+
+		if (te->resjunk || te->resname == NULL)
+			continue;
+		foreach(lc2, seen)
+			if (strcmp((char *) lfirst(lc2), te->resname) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_COLUMN),
+						 errmsg("qcache_fetch query returns more than one column named \"%s\"",
+								te->resname),
+						 errdetail("Rows are cached as JSON objects, whose keys must differ."),
+						 errhint("Give each column a name of its own with AS.")));
+		seen = lappend(seen, te->resname);
+	}
+}
+
+/*
+ * The slot's plan and its parameter types, prepared now if it has none for
+ * the current role: parameter types as PREPARE would infer them (an
+ * unresolved one is text), the statement checked to be one SELECT with one
+ * jsonb column and no duplicate output names.  A plan is kept per role,
+ * because parsing and planning check privileges that the executor does
+ * not check again (USAGE on the schemas the text names, EXECUTE on the SQL
+ * functions the planner inlines): another role gets a plan of its own.  A
+ * transient slot's plan, or one made while the slot's plan of another
+ * role is running, is not kept.  Caller is connected to SPI.
+ */
+static SPIPlanPtr
+qc_slot_plan(QcCheckedQuery *slot, Oid **ptypes)
+{
+	bool		keep = slot >= checked && slot < checked + QC_QUERY_CACHE_SIZE;
+	Oid		   *types = NULL;
+	SPIPlanPtr	plan;
+	List	   *sources;
+	CachedPlanSource *src;
+	int			i;
+
+	uint64		settings = qc_base_settings_digest();
+
+	if (slot->plan != NULL && slot->plan_role == GetUserId() &&
+		slot->plan_settings == settings)
+	{
+		*ptypes = slot->ptypes;
+		return slot->plan;
+	}
+	if (slot->plan != NULL)
+	{
+		if (slot->busy > 1)
+			keep = false;
+		else
+			qc_slot_forget_plan(slot);
+	}
+	if (slot->nparams > 0)
+	{
+		QcVarParams vp = {NULL, 0};
+		SPIPrepareOptions opts;
+
+		memset(&opts, 0, sizeof(opts));
+		opts.parserSetup = qc_varparams_setup;
+		opts.parserSetupArg = &vp;
+		opts.parseMode = RAW_PARSE_DEFAULT;
+		opts.cursorOptions = CURSOR_OPT_PARALLEL_OK;
+		if (SPI_prepare_extended(slot->wrapped, &opts) == NULL)
+			elog(ERROR, "SPI_prepare_extended failed: %s",
+				 SPI_result_code_string(SPI_result));
+		types = palloc0(sizeof(Oid) * slot->nparams);
+		for (i = 0; i < slot->nparams; i++)
+			types[i] = (i < vp.ntypes && OidIsValid(vp.types[i]) &&
+						vp.types[i] != UNKNOWNOID) ? vp.types[i] : TEXTOID;
+	}
+	plan = SPI_prepare(slot->wrapped, slot->nparams, types);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	sources = SPI_plan_get_plan_sources(plan);
+	if (list_length(sources) != 1)
+		qc_reject_query("The query does not stand alone as one SELECT.");
+	src = linitial(sources);
+	if (src->resultDesc == NULL || src->resultDesc->natts != 1 ||
+		TupleDescAttr(src->resultDesc, 0)->atttypid != JSONBOID)
+		qc_reject_query("The query does not stand alone as one SELECT.");
+	qc_check_columns(src);
+	*ptypes = types;
+	if (keep)
+	{
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		if (types)
+		{
+			slot->ptypes = MemoryContextAlloc(TopMemoryContext,
+											  sizeof(Oid) * slot->nparams);
+			memcpy(slot->ptypes, types, sizeof(Oid) * slot->nparams);
+			*ptypes = slot->ptypes;
+		}
+		slot->plan = plan;
+		slot->plan_role = GetUserId();
+		slot->plan_settings = settings;
+	}
+	return plan;
+}
+
+/* The parameters as values of the plan's types (their input functions). */
+static ParamListInfo
+qc_param_list(QcCheckedQuery *slot, QcFetchKey *fk, const Oid *types)
+{
+	ParamListInfo pl;
+	int			i;
+
+	if (fk->nparams == 0)
+		return NULL;
+	pl = makeParamList(fk->nparams);
+	for (i = 0; i < fk->nparams; i++)
+	{
+		ParamExternData *p = &pl->params[i];
+		Oid			typinput;
+		Oid			typioparam;
+
+		getTypeInputInfo(types[i], &typinput, &typioparam);
+		p->ptype = types[i];
+		p->pflags = PARAM_FLAG_CONST;
+		p->isnull = fk->params[i] == NULL;
+		p->value = OidInputFunctionCall(typinput, fk->params[i], typioparam, -1);
+	}
+	return pl;
+}
+
+/*
+ * Run the query, recording its dependencies into *deps, and return its
+ * jsonb array in the caller's context.  The plan is the slot's, kept for
+ * the backend: a query is parsed and planned once (PostgreSQL's plan
+ * cache may still replan it, with its parameters, as it does for
+ * prepared statements).  When the plan is reused without planning, the
+ * planner walk of deps.c does not run: what it saw last time is replayed.
  */
 static Jsonb *
-qc_run_query(const char *wrapped, QcDeps **deps)
+qc_run_query(QcFetchKey *fk, QcDeps **deps)
 {
 	MemoryContext caller = CurrentMemoryContext;
+	QcCheckedQuery *slot = fk->slot;
 	QcDeps	   *prev;
 	volatile Datum d = (Datum) 0;
 
 	prev = qc_deps_push(deps);
+	slot->busy++;
 	PG_TRY();
 	{
 		SPIPlanPtr	plan;
-		List	   *sources;
-		CachedPlanSource *src;
+		SPIExecuteOptions opts;
+		Oid		   *ptypes;
+		ListCell   *lc;
+		bool		kept;
 		bool		isnull;
 		int			rc;
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		plan = SPI_prepare(wrapped, 0, NULL);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		sources = SPI_plan_get_plan_sources(plan);
-		if (list_length(sources) != 1)
-			qc_reject_query("The query does not stand alone as one SELECT.");
-		src = linitial(sources);
-		if (src->resultDesc == NULL || src->resultDesc->natts != 1 ||
-			TupleDescAttr(src->resultDesc, 0)->atttypid != JSONBOID)
-			qc_reject_query("The query does not stand alone as one SELECT.");
-		rc = SPI_execute_plan(plan, NULL, NULL, true, 1);
+		plan = qc_slot_plan(slot, &ptypes);
+		kept = (plan == slot->plan);
+		memset(&opts, 0, sizeof(opts));
+		opts.params = qc_param_list(slot, fk, ptypes);
+		opts.read_only = true;
+		opts.tcount = 1;
+		qc_deps_top_query(slot->wrapped);
+		rc = SPI_execute_plan_extended(plan, &opts);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "qcache_fetch query returned %s", SPI_result_code_string(rc));
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (isnull)
 			elog(ERROR, "qcache_fetch query returned null");
+
+		/* what the planner walk saw: remember it, or replay it */
+		if ((*deps)->top_planned)
+		{
+			if (kept)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+				list_free(slot->planner_funcs);
+				slot->planner_funcs = list_copy((*deps)->top_funcs);
+				slot->planner_caller = (*deps)->top_caller;
+				MemoryContextSwitchTo(old);
+			}
+		}
+		else if (kept)
+			qc_deps_replay_planner(slot->planner_funcs, slot->planner_caller);
+
+		/* and the schemas its parse searched by name (USAGE) */
+		if (kept && (*deps)->parse_nsps != NIL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			foreach(lc, (*deps)->parse_nsps)
+				slot->parse_nsps = list_append_unique_oid(slot->parse_nsps,
+														  lfirst_oid(lc));
+			MemoryContextSwitchTo(old);
+		}
+		if (kept)
+			qc_deps_replay_nsps(slot->parse_nsps);
+
 		MemoryContextSwitchTo(caller);
 		d = PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
 		SPI_finish();
 	}
 	PG_FINALLY();
 	{
+		slot->busy--;
 		qc_deps_pop(prev);
 	}
 	PG_END_TRY();
@@ -378,14 +698,14 @@ qc_run_query(const char *wrapped, QcDeps **deps)
 
 /*
  * Run the query and store its result under the shared or the scoped
- * variant (see security.c), with the given tags plus the tags of what its
- * execution read.  With as_text the entry holds the JSON text
- * (QC_ENTRY_JSON_TEXT), rendered once here, and the text is returned;
- * otherwise the jsonb.
+ * variant (see security.c), with the given tags plus, unless table_tags is
+ * false, the tags of what its execution read.  With as_text the entry
+ * holds the JSON text (QC_ENTRY_JSON_TEXT), rendered once here, and the
+ * text is returned; otherwise the jsonb.
  */
 static struct varlena *
-qc_fetch_compute(QcFetchKey *fk, const char *wrapped, const QcTags *given,
-				 TimestampTz ttl_usec, bool as_text)
+qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
+				 bool as_text, bool table_tags)
 {
 	QcDeps	   *deps;
 	Jsonb	   *result;
@@ -398,10 +718,10 @@ qc_fetch_compute(QcFetchKey *fk, const char *wrapped, const QcTags *given,
 	int			max;
 	ListCell   *lc;
 
-	/* the scoped digest reads the settings as they are before the query */
-	if (fk->scoped.len == 0)
-		(void) qc_scoped_key(fk);
-	result = qc_run_query(wrapped, &deps);
+	/* the scoped digests read the settings as they are before the query */
+	(void) qc_scoped_key(fk, 'r');
+	(void) qc_scoped_key(fk, 's');
+	result = qc_run_query(fk, &deps);
 	value = (struct varlena *) result;
 	if (as_text)
 		value = (struct varlena *)
@@ -428,20 +748,21 @@ qc_fetch_compute(QcFetchKey *fk, const char *wrapped, const QcTags *given,
 		tags.tag[tags.ntags] = given->tag[i];
 		tags.len[tags.ntags++] = given->len[i];
 	}
-	foreach(lc, deps->relids)
-	{
-		Oid			relid = lfirst_oid(lc);
-		char	   *t = qc_table_tag(relid);
-
-		if (t != NULL)
+	if (table_tags)
+		foreach(lc, deps->relids)
 		{
+			Oid			relid = lfirst_oid(lc);
+			char	   *t = qc_table_tag(relid);
+
+			if (t != NULL)
+			{
+				tags.tag[tags.ntags] = t;
+				tags.len[tags.ntags++] = strlen(t);
+			}
+			t = qc_fetch_oid_tag("rel", relid);
 			tags.tag[tags.ntags] = t;
 			tags.len[tags.ntags++] = strlen(t);
 		}
-		t = qc_fetch_oid_tag("rel", relid);
-		tags.tag[tags.ntags] = t;
-		tags.len[tags.ntags++] = strlen(t);
-	}
 	foreach(lc, deps->funcs)
 	{
 		QcDepFunc  *f = lfirst(lc);
@@ -471,7 +792,15 @@ qc_fetch_compute(QcFetchKey *fk, const char *wrapped, const QcTags *given,
 	info.deps = blob;
 	info.depbytes = bloblen;
 	key = &fk->shared;
-	if (deps->caller_dependent)
+	if (deps->session_bound)
+	{
+		ereport(DEBUG1,
+				(errmsg("qcache_fetch result kept for this session"),
+				 errdetail("The query's result depends on %s.", deps->dependent_why)));
+		info.flags |= QC_ENTRY_ROLE_SCOPED;
+		key = &fk->session;
+	}
+	else if (deps->caller_dependent)
 	{
 		ereport(DEBUG1,
 				(errmsg("qcache_fetch result scoped to its role and settings"),
@@ -485,24 +814,30 @@ qc_fetch_compute(QcFetchKey *fk, const char *wrapped, const QcTags *given,
 
 /*
  * The body of qcache_fetch (jsonb) and qcache_fetch_json (json text):
- * (key text, query text, ttl int, tags text[]).
+ * (key text, query text, ttl int, tags text[]) and since 1.3 also
+ * (..., params text[], table_tags boolean).
  */
 static struct varlena *
 qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 {
 	QcFetchKey	fk;
 	QcTags		tags;
-	char	   *wrapped;
 	TimestampTz ttl_usec;
 	struct varlena *v;
 	QcFlight	flight;
+	volatile bool table_tags = true;
 
 	qc_require_loaded();
-	if (PG_ARGISNULL(0))
-		qc_null_arg_error("cache key");
 	if (PG_ARGISNULL(1))
 		qc_null_arg_error("query");
-	wrapped = qc_fetch_key(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), &fk);
+	if (PG_ARGISNULL(0) && PG_NARGS() < 5)
+		qc_null_arg_error("cache key");
+	qc_fetch_key(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+				 PG_GETARG_TEXT_PP(1),
+				 (PG_NARGS() > 4 && !PG_ARGISNULL(4)) ? PG_GETARG_ARRAYTYPE_P(4) : NULL,
+				 &fk);
+	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
+		table_tags = PG_GETARG_BOOL(5);
 
 	/*
 	 * Check ttl and tags before the lookup, so that bad arguments fail on
@@ -515,7 +850,7 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 	if (v != NULL)
 		return v;
 	if (!qc_enabled)
-		return qc_fetch_compute(&fk, wrapped, &tags, ttl_usec, as_text);
+		return qc_fetch_compute(&fk, &tags, ttl_usec, as_text, table_tags);
 
 	/* single flight: one session computes, the others wait for it */
 	flight = qc_flight_begin(&fk.flight);
@@ -526,11 +861,11 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 			return v;
 	}
 	if (flight != QC_FLIGHT_LEAD)
-		return qc_fetch_compute(&fk, wrapped, &tags, ttl_usec, as_text);
+		return qc_fetch_compute(&fk, &tags, ttl_usec, as_text, table_tags);
 
 	PG_TRY();
 	{
-		v = qc_fetch_compute(&fk, wrapped, &tags, ttl_usec, as_text);
+		v = qc_fetch_compute(&fk, &tags, ttl_usec, as_text, table_tags);
 	}
 	PG_FINALLY();
 	{
@@ -540,7 +875,10 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 	return v;
 }
 
-/* qcache_fetch(key text, query text, ttl int, tags text[]) returns jsonb */
+/*
+ * qcache_fetch(key text, query text, ttl int, tags text[]
+ *				[, params text[], table_tags boolean]) returns jsonb
+ */
 Datum
 qcache_fetch(PG_FUNCTION_ARGS)
 {
@@ -548,9 +886,10 @@ qcache_fetch(PG_FUNCTION_ARGS)
 }
 
 /*
- * qcache_fetch_json(key text, query text, ttl int, tags text[]) returns
- * json: the same rows as qcache_fetch, kept and returned as JSON text, so
- * that a hit is sent without turning jsonb into text.
+ * qcache_fetch_json(key text, query text, ttl int, tags text[]
+ *					 [, params text[], table_tags boolean]) returns json:
+ * the same rows as qcache_fetch, kept and returned as JSON text, so that a
+ * hit is sent without turning jsonb into text.
  */
 Datum
 qcache_fetch_json(PG_FUNCTION_ARGS)
@@ -559,10 +898,10 @@ qcache_fetch_json(PG_FUNCTION_ARGS)
 }
 
 /*
- * qcache_fetch_cached(key text, query text) returns jsonb: what
- * qcache_fetch(key, query) would return from the cache now, under the
- * same rule, without running the query; NULL where it would run it.
- * Counts nothing.
+ * qcache_fetch_cached(key text, query text, params text[]) returns jsonb:
+ * what qcache_fetch(key, query, params => params) would return from the
+ * cache now, under the same rule, without running the query; NULL where
+ * it would run it.  Counts nothing.  Not strict: a NULL key is derived.
  */
 Datum
 qcache_fetch_cached(PG_FUNCTION_ARGS)
@@ -571,7 +910,12 @@ qcache_fetch_cached(PG_FUNCTION_ARGS)
 	QcValue		v;
 
 	qc_require_loaded();
-	(void) qc_fetch_key(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1), &fk);
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	qc_fetch_key(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0),
+				 PG_GETARG_TEXT_PP(1),
+				 (PG_NARGS() > 2 && !PG_ARGISNULL(2)) ? PG_GETARG_ARRAYTYPE_P(2) : NULL,
+				 &fk);
 	if (!qc_enabled || !qc_fetch_find(&fk, &v))
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(qc_value_jsonb(&v));

@@ -142,6 +142,8 @@ typedef struct QcShared
 	 * last warning about Redis.
 	 */
 	uint64		node_id;
+	uint8		digest_key[16]; /* secret SipHash key of fetch digests
+								 * (security.c), random at creation */
 	pg_atomic_uint32 l2_up;
 	pg_atomic_uint32 l2_dirty;
 	pg_atomic_uint64 l2_warned;

@@ -59,6 +59,7 @@
 #include "utils/acl.h"
 #include "utils/guc_tables.h"
 #include "utils/inval.h"
+#include "lib/stringinfo.h"
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
@@ -76,6 +77,8 @@ static const char *const qc_base_guc_names[] = {
 	"bytea_output", "lc_monetary", "lc_numeric", "lc_time",
 	"row_security", "standard_conforming_strings", "transform_null_equals",
 	"array_nulls", "xmloption", "xmlbinary", "default_text_search_config",
+	"quote_all_identifiers", "timezone_abbreviations",
+	"gin_fuzzy_search_limit", "lo_compat_privileges",
 	NULL
 };
 
@@ -152,12 +155,12 @@ qc_guc_table(int *n)
 #endif
 }
 
-/* Fold one setting's name and current value into h. */
-static uint64
-qc_hash_guc(uint64 h, struct config_generic *g)
+/* Append one setting's name and current value to a digest's input. */
+static void
+qc_put_guc(StringInfo buf, struct config_generic *g)
 {
-	uint64		v = 0;
-	const char *s = NULL;
+	int64		v = 0;
+	const char *str = NULL;
 
 	switch (g->vartype)
 	{
@@ -165,7 +168,7 @@ qc_hash_guc(uint64 h, struct config_generic *g)
 			v = *((struct config_bool *) g)->variable;
 			break;
 		case PGC_INT:
-			v = (uint64) (int64) *((struct config_int *) g)->variable;
+			v = *((struct config_int *) g)->variable;
 			break;
 		case PGC_REAL:
 			{
@@ -175,18 +178,25 @@ qc_hash_guc(uint64 h, struct config_generic *g)
 			}
 			break;
 		case PGC_STRING:
-			s = *((struct config_string *) g)->variable;
+			str = *((struct config_string *) g)->variable;
 			break;
 		case PGC_ENUM:
-			v = (uint64) (int64) *((struct config_enum *) g)->variable;
+			v = *((struct config_enum *) g)->variable;
 			break;
 	}
-	h = hash_combine64(h, hash_bytes_extended((const unsigned char *) g->name,
-											  strlen(g->name), 0));
-	if (s != NULL)
-		return hash_combine64(h, hash_bytes_extended((const unsigned char *) s,
-													 strlen(s), 1));
-	return hash_combine64(h, hash_bytes_uint32_extended((uint32) v, (uint32) (v >> 32)));
+	appendStringInfoString(buf, g->name);
+	appendStringInfoChar(buf, '\0');
+	if (str != NULL)
+	{
+		appendStringInfoChar(buf, 's');
+		appendStringInfoString(buf, str);
+		appendStringInfoChar(buf, '\0');
+	}
+	else
+	{
+		appendStringInfoChar(buf, 'v');
+		appendBinaryStringInfo(buf, (char *) &v, sizeof(v));
+	}
 }
 
 /* Find the base settings in the GUC table, once per backend. */
@@ -213,19 +223,18 @@ qc_find_base_gucs(void)
 }
 
 /*
- * Hash of every setting that is not at its built-in default: the server's
+ * Append every setting that is not at its built-in default: the server's
  * configuration file (so that a reload that changes one changes the key),
  * per-database and per-role defaults, the connection's options, SET and
- * set_config.  Custom settings (app.tenant) are among them.  Used for
- * scoped results, whose query may have read any setting.
+ * set_config.  Custom settings (app.tenant) are among them.  For scoped
+ * results, whose query may have read any setting.
  */
-static uint64
-qc_settings_hash(void)
+static void
+qc_put_settings(StringInfo buf)
 {
 	struct config_generic **table;
 	int			n;
 	int			i;
-	uint64		h = 0;
 
 	table = qc_guc_table(&n);
 	for (i = 0; i < n; i++)
@@ -238,55 +247,186 @@ qc_settings_hash(void)
 		/* qcache's own settings change how it caches, not what a query reads */
 		if (pg_strncasecmp(g->name, "qcache.", 7) == 0)
 			continue;
-		h = qc_hash_guc(h, g);
+		qc_put_guc(buf, g);
 	}
-	return h;
+}
+
+/* ---------- SipHash-2-4 (Aumasson and Bernstein, reference algorithm) ---------- */
+
+#define QC_ROTL(x, b)	(uint64) (((x) << (b)) | ((x) >> (64 - (b))))
+#define QC_SIPROUND \
+	do { \
+		v0 += v1; v1 = QC_ROTL(v1, 13); v1 ^= v0; v0 = QC_ROTL(v0, 32); \
+		v2 += v3; v3 = QC_ROTL(v3, 16); v3 ^= v2; \
+		v0 += v3; v3 = QC_ROTL(v3, 21); v3 ^= v0; \
+		v2 += v1; v1 = QC_ROTL(v1, 17); v1 ^= v2; v2 = QC_ROTL(v2, 32); \
+	} while (0)
+
+/* SipHash-2-4 of data under a 16-byte key: a keyed PRF. */
+static uint64
+qc_siphash(const uint8 *key, const uint8 *data, size_t len)
+{
+	uint64		k0;
+	uint64		k1;
+	uint64		v0;
+	uint64		v1;
+	uint64		v2;
+	uint64		v3;
+	uint64		b = ((uint64) len) << 56;
+	const uint8 *end = data + len - (len % 8);
+	int			left = len & 7;
+	uint64		m;
+
+	memcpy(&k0, key, 8);
+	memcpy(&k1, key + 8, 8);
+	v0 = UINT64CONST(0x736f6d6570736575) ^ k0;
+	v1 = UINT64CONST(0x646f72616e646f6d) ^ k1;
+	v2 = UINT64CONST(0x6c7967656e657261) ^ k0;
+	v3 = UINT64CONST(0x7465646279746573) ^ k1;
+	for (; data != end; data += 8)
+	{
+		memcpy(&m, data, 8);	/* little-endian machines: as the reference */
+		v3 ^= m;
+		QC_SIPROUND;
+		QC_SIPROUND;
+		v0 ^= m;
+	}
+	switch (left)
+	{
+		case 7:
+			b |= ((uint64) data[6]) << 48;
+			/* FALLTHROUGH */
+		case 6:
+			b |= ((uint64) data[5]) << 40;
+			/* FALLTHROUGH */
+		case 5:
+			b |= ((uint64) data[4]) << 32;
+			/* FALLTHROUGH */
+		case 4:
+			b |= ((uint64) data[3]) << 24;
+			/* FALLTHROUGH */
+		case 3:
+			b |= ((uint64) data[2]) << 16;
+			/* FALLTHROUGH */
+		case 2:
+			b |= ((uint64) data[1]) << 8;
+			/* FALLTHROUGH */
+		case 1:
+			b |= ((uint64) data[0]);
+			break;
+		case 0:
+			break;
+	}
+	v3 ^= b;
+	QC_SIPROUND;
+	QC_SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	QC_SIPROUND;
+	QC_SIPROUND;
+	QC_SIPROUND;
+	QC_SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
 }
 
 /*
- * The digest of a fetch key's variant: the query (its hash from the
- * caller), the base settings, the resolved search_path, and this session
- * if it has a temporary schema; with `scoped`, also the roles and every
- * setting (qc_settings_hash).
+ * A digest of the base settings, for fetch.c's saved plans: the planner
+ * folds IMMUTABLE calls into constants, and some built-in ones read a
+ * setting (quote_ident and quote_all_identifiers), so a plan is remade
+ * when one of them changed.
  */
 uint64
-qc_fetch_digest(uint64 query_hash, bool scoped)
+qc_base_settings_digest(void)
 {
-	uint64		h = query_hash;
-	List	   *path;
-	ListCell   *lc;
-	Oid			tmp;
-	Oid			tmptoast;
+	StringInfoData buf;
 	int			i;
 
 	if (!qc_base_gucs_found)
 		qc_find_base_gucs();
+	initStringInfo(&buf);
 	for (i = 0; qc_base_guc_names[i] != NULL; i++)
 		if (qc_base_gucs[i] != NULL)
-			h = qc_hash_guc(h, qc_base_gucs[i]);
+			qc_put_guc(&buf, qc_base_gucs[i]);
+	return qc_siphash(qc_shared->digest_key, (const uint8 *) buf.data, buf.len);
+}
+
+/*
+ * The digest of a fetch key's variant, a keyed SipHash (the key is secret
+ * and random per cluster start, in shared memory) of everything the
+ * variant names, written out in full, so that no text and no setting can
+ * be chosen to collide with another's:
+ *
+ *  'q' shared: the query text, the parameters, the base settings, the
+ *      resolved search_path, and this session when it has a temporary
+ *      schema;
+ *  'r' scoped: the same, the current and session roles, and every setting
+ *      not at its built-in default;
+ *  's' session: the same as 'r', and this session.
+ */
+uint64
+qc_fetch_digest(const char *query, int nparams, char **params, char kind)
+{
+	StringInfoData buf;
+	List	   *path;
+	ListCell   *lc;
+	Oid			tmp;
+	Oid			tmptoast;
+	uint32		len;
+	int			i;
+
+	if (!qc_base_gucs_found)
+		qc_find_base_gucs();
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, kind);
+	len = strlen(query);
+	appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
+	appendBinaryStringInfo(&buf, query, len);
+	appendBinaryStringInfo(&buf, (char *) &nparams, sizeof(nparams));
+	for (i = 0; i < nparams; i++)
+	{
+		if (params[i] == NULL)
+		{
+			appendStringInfoChar(&buf, 'n');
+			continue;
+		}
+		len = strlen(params[i]);
+		appendStringInfoChar(&buf, 'p');
+		appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
+		appendBinaryStringInfo(&buf, params[i], len);
+	}
+	for (i = 0; qc_base_guc_names[i] != NULL; i++)
+		if (qc_base_gucs[i] != NULL)
+			qc_put_guc(&buf, qc_base_gucs[i]);
 
 	path = fetch_search_path(true);
+	appendStringInfoChar(&buf, 'P');
 	foreach(lc, path)
-		h = hash_combine64(h, hash_bytes_uint32_extended(lfirst_oid(lc), 2));
+	{
+		Oid			nsp = lfirst_oid(lc);
+
+		appendBinaryStringInfo(&buf, (char *) &nsp, sizeof(nsp));
+	}
 	list_free(path);
 
 	GetTempNamespaceState(&tmp, &tmptoast);
-	if (OidIsValid(tmp))
+	if (OidIsValid(tmp) || kind == 's')
 	{
-		h = hash_combine64(h, hash_bytes_uint32_extended((uint32) MyProcPid, 3));
-		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) &MyStartTimestamp,
-												  sizeof(MyStartTimestamp), 4));
-		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) &qc_local_ddl_count,
-												  sizeof(qc_local_ddl_count), 5));
+		appendStringInfoChar(&buf, 'S');
+		appendBinaryStringInfo(&buf, (char *) &MyProcPid, sizeof(MyProcPid));
+		appendBinaryStringInfo(&buf, (char *) &MyStartTimestamp, sizeof(MyStartTimestamp));
+		appendBinaryStringInfo(&buf, (char *) &qc_local_ddl_count, sizeof(qc_local_ddl_count));
 	}
+	if (kind != 'q')
+	{
+		Oid			user = GetUserId();
+		Oid			session_user = GetSessionUserId();
 
-	if (scoped)
-	{
-		h = hash_combine64(h, hash_bytes_uint32_extended(GetUserId(), 6));
-		h = hash_combine64(h, hash_bytes_uint32_extended(GetSessionUserId(), 7));
-		h = hash_combine64(h, qc_settings_hash());
+		appendStringInfoChar(&buf, 'R');
+		appendBinaryStringInfo(&buf, (char *) &user, sizeof(user));
+		appendBinaryStringInfo(&buf, (char *) &session_user, sizeof(session_user));
+		qc_put_settings(&buf);
 	}
-	return h;
+	return qc_siphash(qc_shared->digest_key, (const uint8 *) buf.data, buf.len);
 }
 
 /* ---------- the check on a hit ---------- */
@@ -402,6 +542,13 @@ qc_deps_allow(const char *blob, uint32 len, bool scoped)
 	bool		ok;
 
 	qc_register_callbacks();
+
+	/*
+	 * Catalog changes committed since this backend last looked (a REVOKE in
+	 * another session): PostgreSQL takes them in when it locks a relation,
+	 * which a hit does not do.  Cheap when there are none.
+	 */
+	AcceptInvalidationMessages();
 	key = hash_bytes_extended((const unsigned char *) blob, (int) len,
 							  ((uint64) GetUserId() << 1) | (scoped ? 1 : 0));
 	if (key == 0)

@@ -151,6 +151,9 @@ qc_shmem_startup(void)
 		pg_atomic_init_u32(&s->evict_hand, 0);
 		if (!pg_strong_random(&s->node_id, sizeof(s->node_id)))
 			s->node_id = (uint64) s->started ^ ((uint64) MyProcPid << 32);
+		if (!pg_strong_random(s->digest_key, sizeof(s->digest_key)))
+			ereport(FATAL,
+					(errmsg("could not generate the random key of qcache's fetch digests")));
 		pg_atomic_init_u32(&s->l2_up, 0);
 		pg_atomic_init_u32(&s->l2_dirty, 0);
 		pg_atomic_init_u64(&s->l2_warned, 0);

@@ -36,8 +36,8 @@ CREATE ROLE bob LOGIN;
 CREATE ROLE carol LOGIN;
 CREATE ROLE mallory LOGIN;
 CREATE ROLE tenant_app LOGIN;
-GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[]),
-	qcache_fetch_cached(text, text) TO alice, bob, carol, tenant_app;
+GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean),
+	qcache_fetch_cached(text, text, text[]) TO alice, bob, carol, tenant_app;
 GRANT EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[]) TO mallory;
 CREATE TABLE secret (id int, v text);
 INSERT INTO secret VALUES (1, 'top secret');
@@ -144,6 +144,21 @@ is($s{alice}->query_safe($pq), '[{"v": "permanent"}]', 'without a temporary tabl
 is($t[0]->query_safe($pq), '[{"v": "private 1"}]', 'session 1 gets its temporary rows');
 is($t[1]->query_safe($pq), '[{"v": "private 2"}]', 'session 2 gets its temporary rows');
 is($s{bob}->query_safe($pq), '[{"v": "permanent"}]', "and bob the permanent table's");
+
+# ---------- 4b. a result that depends on the session ----------
+$admin->query_safe(q{CREATE TABLE sess_ctx (pid int, v text); GRANT SELECT ON sess_ctx TO PUBLIC});
+for my $i (0, 1)
+{
+	my $pid = $t[$i]->query_safe('SELECT pg_backend_pid()');
+	$admin->query_safe("INSERT INTO sess_ctx VALUES ($pid, 'context of session $i')");
+}
+my $sq = q{SELECT qcache_fetch('ctx', 'SELECT v FROM sess_ctx WHERE pid = pg_backend_pid()')};
+is($t[0]->query_safe($sq), '[{"v": "context of session 0"}]', 'session 0 gets its own context');
+is($t[1]->query_safe($sq), '[{"v": "context of session 1"}]',
+	'session 1, same role and settings, gets its own, not session 0\'s');
+$hits = stat_of('hits');
+is($t[0]->query_safe($sq), '[{"v": "context of session 0"}]', 'session 0 again');
+is(stat_of('hits'), $hits + 1, 'from its own entry');
 
 # ---------- 5. a write inside the query ----------
 ($out, $err) = ('', '');
