@@ -83,3 +83,46 @@ AS $$
 		@extschema@.qcache_fetch(key, query, ttl, tags, params, table_tags))
 $$;
 REVOKE ALL ON FUNCTION qcache_fetch_rows(anyelement, text, text, integer, text[], text[], boolean) FROM PUBLIC;
+
+-- A lookup that tells a miss from a cached JSON null.
+CREATE FUNCTION qcache_lookup(key text, OUT hit boolean, OUT value jsonb)
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$
+	SELECT v IS NOT NULL, v FROM (SELECT @extschema@.qcache_get(key) AS v) s
+$$;
+
+-- Leases: qcache_lease(key) hands one caller a token (NULL to the others
+-- while it is held); qcache_set(..., lease => token) stores a value
+-- computed after the token was granted, and refuses it if a write
+-- invalidated one of its tags since.
+CREATE FUNCTION qcache_lease(key text, lease_ms integer DEFAULT 10000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'qcache_lease'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION qcache_lease(text, integer) FROM PUBLIC;
+
+ALTER FUNCTION qcache_set(text, jsonb, integer, text[]) RENAME TO qcache_set_1_2;
+CREATE FUNCTION qcache_set(key text, value jsonb,
+	ttl integer DEFAULT NULL, tags text[] DEFAULT NULL, lease bigint DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'qcache_set'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL RESTRICTED;
+REVOKE ALL ON FUNCTION qcache_set(text, jsonb, integer, text[], bigint) FROM PUBLIC;
+DO $$
+DECLARE
+	g record;
+BEGIN
+	FOR g IN
+		SELECT a.grantee, a.is_grantable
+		FROM pg_proc p, aclexplode(p.proacl) a
+		WHERE p.oid = 'qcache_set_1_2(text, jsonb, integer, text[])'::regprocedure
+		  AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[], bigint) TO %s%s',
+					   CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+							ELSE g.grantee::regrole::text END,
+					   CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+	END LOOP;
+END
+$$;
+DROP FUNCTION qcache_set_1_2(text, jsonb, integer, text[]);

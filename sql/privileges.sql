@@ -84,7 +84,7 @@ SELECT key FROM qcache_entries ORDER BY key;
 --
 -- A role granted the writing functions.
 --
-GRANT EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[]),
+GRANT EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[], bigint),
 	qcache_fetch(text, text, integer, text[], text[], boolean), qcache_invalidate(text),
 	qcache_invalidate_tag(text), qcache_invalidate_prefix(text), qcache_clear()
 	TO regress_qcache_writer;
@@ -155,7 +155,7 @@ RESET ROLE;
 SELECT count(*) FROM qcache_entries;
 
 -- Revoking takes the right away again.
-REVOKE EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[]),
+REVOKE EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[], bigint),
 	qcache_fetch(text, text, integer, text[], text[], boolean), qcache_invalidate(text),
 	qcache_invalidate_tag(text), qcache_invalidate_prefix(text), qcache_clear()
 	FROM regress_qcache_writer;

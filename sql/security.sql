@@ -20,7 +20,7 @@ CREATE ROLE regress_qcs_carol;
 GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean),
 	qcache_fetch_json(text, text, integer, text[], text[], boolean),
 	qcache_fetch_cached(text, text, text[]),
-	qcache_set(text, jsonb, integer, text[])
+	qcache_set(text, jsonb, integer, text[], bigint)
 	TO regress_qcs_alice, regress_qcs_bob, regress_qcs_carol;
 
 -- sec_try(q): runs a statement as the current role; 'ok: <result>' or

@@ -75,7 +75,8 @@ SELECT qcache_get('upgrade:t') AS t;
 SELECT qcache_fetch('upgrade:f', 'SELECT count(*) FROM up_t') AS fetched;
 SELECT qcache_clear() >= 0 AS cleared;
 
--- 1.3 replaces qcache_fetch and qcache_fetch_json (parameters): what a DBA
+-- 1.3 replaces qcache_fetch and qcache_fetch_json (parameters) and
+-- qcache_set (leases): what a DBA
 -- granted on the old ones is granted on the new ones, and the 1.2 calls
 -- work unchanged.
 DROP TABLE up_t;
@@ -86,11 +87,12 @@ DROP ROLE IF EXISTS regress_qcache_up_reader;
 RESET client_min_messages;
 CREATE ROLE regress_qcache_up_reader;
 GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[]),
-	qcache_fetch_json(text, text, integer, text[]) TO regress_qcache_up_reader;
+	qcache_fetch_json(text, text, integer, text[]),
+	qcache_set(text, jsonb, integer, text[]) TO regress_qcache_up_reader;
 ALTER EXTENSION qcache UPDATE TO '1.3';
 SELECT p.oid::regprocedure AS function,
        has_function_privilege('regress_qcache_up_reader', p.oid, 'EXECUTE') AS reader_may
-FROM pg_proc p WHERE p.proname IN ('qcache_fetch', 'qcache_fetch_json') ORDER BY 1;
+FROM pg_proc p WHERE p.proname IN ('qcache_fetch', 'qcache_fetch_json', 'qcache_set') ORDER BY 1;
 SET ROLE regress_qcache_up_reader;
 SELECT qcache_fetch('upgrade:g', 'SELECT 1 AS one', 60, NULL) AS old_call,
        qcache_fetch_json('upgrade:g', 'SELECT $1::int AS one', params => ARRAY['2']) AS new_call;

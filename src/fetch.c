@@ -375,8 +375,10 @@ qc_fetch_key(text *key, text *query, ArrayType *params, QcFetchKey *fk)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("qcache_fetch query takes %d parameters, %d given",
 						fk->slot->nparams, fk->nparams),
+				 fk->slot->nparams == 0 ?
+				 errhint("The query refers to no $n: call qcache_fetch without params.") :
 				 errhint("Pass one value for each of $1 .. $%d, in order, as params => ARRAY[...]::text[].",
-						 Max(fk->slot->nparams, 1))));
+						 fk->slot->nparams)));
 	if (key != NULL)
 		qc_key_from_text(key, &fk->user);
 	else

@@ -59,11 +59,43 @@ qc_flight_slots(void)
 	return (QcFlightSlot *) ((char *) qc_shared + qc_shared->flights_off);
 }
 
-/* Bytes of the slot table. */
+/*
+ * Leases (qcache_lease): single flight and a build point for application
+ * code that computes a value on another connection and stores it with
+ * qcache_set(..., lease => token), as Facebook's memcache leases do.  A
+ * fixed table of QC_LEASE_SLOTS slots indexed by the key hash, each
+ * protected by its spinlock (held for a few assignments, with no other
+ * lock).  A slot holds the lease of one key until it is used by a set or
+ * runs out; a key whose slot holds another key's live lease gets its lease
+ * without single flight (a collision costs a duplicate computation, never
+ * a wrong value).  The token is the time the lease was granted: a value
+ * computed after it, stored with it, is refused if one of its tags was
+ * invalidated after it (invalidate.c's build points).
+ */
+#define QC_LEASE_SLOTS			1024
+
+typedef struct QcLeaseSlot
+{
+	slock_t		mutex;
+	Oid			dbid;
+	uint64		keyhash;
+	TimestampTz token;			/* 0: free */
+	TimestampTz until;
+} QcLeaseSlot;
+
+static inline QcLeaseSlot *
+qc_lease_slots(void)
+{
+	return (QcLeaseSlot *) ((char *) qc_flight_slots() +
+							MAXALIGN(mul_size(QC_FLIGHT_SLOTS, sizeof(QcFlightSlot))));
+}
+
+/* Bytes of the slot tables (flights, then leases). */
 Size
 qc_flight_size(void)
 {
-	return mul_size(QC_FLIGHT_SLOTS, sizeof(QcFlightSlot));
+	return add_size(MAXALIGN(mul_size(QC_FLIGHT_SLOTS, sizeof(QcFlightSlot))),
+					mul_size(QC_LEASE_SLOTS, sizeof(QcLeaseSlot)));
 }
 
 /* Initialise the table; postmaster only, at shared memory creation. */
@@ -82,6 +114,60 @@ qc_flight_init(void)
 		slots[i].generation = 0;
 		ConditionVariableInit(&slots[i].cv);
 	}
+	for (i = 0; i < QC_LEASE_SLOTS; i++)
+	{
+		QcLeaseSlot *l = &qc_lease_slots()[i];
+
+		SpinLockInit(&l->mutex);
+		l->dbid = InvalidOid;
+		l->keyhash = 0;
+		l->token = 0;
+		l->until = 0;
+	}
+}
+
+/*
+ * Take the lease of a key for `ms` milliseconds: its token (the time it was
+ * granted), or 0 if another caller holds a live lease of the key.
+ */
+TimestampTz
+qc_lease_take(const QcKey *key, int ms)
+{
+	QcLeaseSlot *l = &qc_lease_slots()[key->hash % QC_LEASE_SLOTS];
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz token = 0;
+
+	SpinLockAcquire(&l->mutex);
+	if (l->token != 0 && l->until > now)
+	{
+		if (l->dbid == key->dbid && l->keyhash == key->hash)
+		{
+			SpinLockRelease(&l->mutex);
+			return 0;			/* someone else computes it */
+		}
+		token = now;			/* a collision: no single flight */
+	}
+	else
+	{
+		l->dbid = key->dbid;
+		l->keyhash = key->hash;
+		l->token = token = now;
+		l->until = TimestampTzPlusMilliseconds(now, ms);
+	}
+	SpinLockRelease(&l->mutex);
+	return token;
+}
+
+/* Give a key's lease back if it is still the one with this token. */
+void
+qc_lease_release(const QcKey *key, TimestampTz token)
+{
+	QcLeaseSlot *l = &qc_lease_slots()[key->hash % QC_LEASE_SLOTS];
+
+	SpinLockAcquire(&l->mutex);
+	if (l->dbid == key->dbid && l->keyhash == key->hash && l->token == token)
+		l->token = 0;
+	SpinLockRelease(&l->mutex);
 }
 
 /* before_shmem_exit callback: release a slot still held. */

@@ -33,6 +33,7 @@ int			qc_default_ttl = 300;
 int			qc_max_entry_size = 1024 * 1024;
 bool		qc_enabled = true;
 int			qc_fetch_wait_timeout = 5000;
+int			qc_ttl_jitter = 0;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -190,6 +191,19 @@ _PG_init(void)
 							INT_MAX,
 							PGC_USERSET,
 							GUC_UNIT_MS,
+							NULL,
+							NULL,
+							NULL);
+
+	DefineCustomIntVariable("qcache.ttl_jitter",
+							"Shortens each entry's TTL by a random part of up to this percentage.",
+							"So that entries stored together do not expire together; 0: exact TTLs.",
+							&qc_ttl_jitter,
+							0,
+							0,
+							100,
+							PGC_USERSET,
+							0,
 							NULL,
 							NULL,
 							NULL);

@@ -51,6 +51,7 @@ extern int	qc_default_ttl;
 extern int	qc_max_entry_size;
 extern bool qc_enabled;
 extern int	qc_fetch_wait_timeout;
+extern int	qc_ttl_jitter;
 
 /* ---------- counters (stats.c) ---------- */
 
@@ -360,6 +361,8 @@ extern Size qc_flight_size(void);
 extern void qc_flight_init(void);
 extern QcFlight qc_flight_begin(const QcKey *key);
 extern void qc_flight_end(void);
+extern TimestampTz qc_lease_take(const QcKey *key, int ms);
+extern void qc_lease_release(const QcKey *key, TimestampTz token);
 
 /* ---------- the Redis second level (redis.c, redis_worker.c) ---------- */
 extern char *qc_redis_url;

@@ -34,6 +34,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
+#include "common/pg_prng.h"
 
 #include "qcache.h"
 #include "sqlfuncs.h"
@@ -47,6 +48,7 @@ PG_FUNCTION_INFO_V1(qcache_clear);
 PG_FUNCTION_INFO_V1(qcache_stats);
 PG_FUNCTION_INFO_V1(qcache_entries);
 PG_FUNCTION_INFO_V1(qcache_reset_stats);
+PG_FUNCTION_INFO_V1(qcache_lease);
 
 /* Raise the error for a NULL argument that must not be NULL. */
 void
@@ -320,6 +322,11 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	}
 	if (info->build == 0)
 		info->build = GetCurrentTransactionStartTimestamp();
+	/* qcache.ttl_jitter: a random part off the TTL, never onto it */
+	if (qc_ttl_jitter > 0 && info->expires > info->now && !info->from_l2)
+		info->expires -= (TimestampTz)
+			((double) (info->expires - info->now) * qc_ttl_jitter / 100.0 *
+			 pg_prng_double(&pg_global_prng_state));
 
 	/*
 	 * On a hot standby the snapshot lags the primary by an unknown delay, so
@@ -435,8 +442,59 @@ qcache_set(PG_FUNCTION_ARGS)
 	info.owner = GetUserId();
 	qc_tags_from_array(PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3), &tags);
 
+	/*
+	 * 1.3: a lease token from qcache_lease is the value's build point: it
+	 * was computed after the token was granted, so a write that committed
+	 * an invalidation of one of its tags after that makes the set refuse.
+	 */
+	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
+	{
+		TimestampTz token = PG_GETARG_INT64(4);
+		bool		stored;
+
+		if (token <= 0 || token > info.now ||
+			info.now - token > (TimestampTz) PG_UINT32_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("lease token is not valid"),
+					 errdetail("The token is %lld; a token is what qcache_lease returned, less than 71 minutes ago.",
+							   (long long) token),
+					 errhint("Take a new lease with qcache_lease(key), compute the value, then set it with that token.")));
+		info.build = token;
+		stored = qc_store(&key, (struct varlena *) PG_GETARG_JSONB_P(1),
+						  &tags, &info);
+		qc_lease_release(&key, token);
+		PG_RETURN_BOOL(stored);
+	}
 	PG_RETURN_BOOL(qc_store(&key, (struct varlena *) PG_GETARG_JSONB_P(1),
 							&tags, &info));
+}
+
+/*
+ * qcache_lease(key text, lease_ms integer) returns bigint: a token, or
+ * NULL while another caller holds the key's lease (it is computing the
+ * value: read the key again shortly).  See flight.c.
+ */
+Datum
+qcache_lease(PG_FUNCTION_ARGS)
+{
+	QcKey		key;
+	int32		ms = PG_ARGISNULL(1) ? 10000 : PG_GETARG_INT32(1);
+	TimestampTz token;
+
+	qc_require_loaded();
+	if (PG_ARGISNULL(0))
+		qc_null_arg_error("cache key");
+	if (ms <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease_ms must be positive"),
+				 errdetail("The lease_ms is %d.", ms)));
+	qc_key_from_text(PG_GETARG_TEXT_PP(0), &key);
+	token = qc_lease_take(&key, ms);
+	if (token == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(token);
 }
 
 /* qcache_invalidate(key text) returns boolean */

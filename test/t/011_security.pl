@@ -38,7 +38,7 @@ CREATE ROLE mallory LOGIN;
 CREATE ROLE tenant_app LOGIN;
 GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean),
 	qcache_fetch_cached(text, text, text[]) TO alice, bob, carol, tenant_app;
-GRANT EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[]) TO mallory;
+GRANT EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[], bigint) TO mallory;
 CREATE TABLE secret (id int, v text);
 INSERT INTO secret VALUES (1, 'top secret');
 GRANT SELECT ON secret TO alice, bob;
