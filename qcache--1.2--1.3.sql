@@ -20,27 +20,31 @@ REVOKE ALL ON FUNCTION qcache_fetch_cached(text, text, text[]) FROM PUBLIC;
 
 -- qcache_fetch and qcache_fetch_json take the query's parameters ($1...)
 -- as text, converted to the types PostgreSQL infers for them, as PREPARE
--- does; a NULL key is derived from the query and the parameters; and
+-- does; a NULL key is derived from the query and the parameters;
 -- table_tags => false makes the entry depend on the given tags only (the
--- caller's responsibility).  The new signatures replace the old ones; the
+-- caller's responsibility); stale_ttl => n serves the value n seconds past
+-- its ttl while one session recomputes it, and refresh_ahead => n starts
+-- that recomputation n seconds before the ttl (stale-while-revalidate).  The new signatures replace the old ones; the
 -- privileges granted on the old ones are granted again on the new ones.
 ALTER FUNCTION qcache_fetch(text, text, integer, text[]) RENAME TO qcache_fetch_1_2;
 CREATE FUNCTION qcache_fetch(key text, query text,
 	ttl integer DEFAULT NULL, tags text[] DEFAULT NULL,
-	params text[] DEFAULT NULL, table_tags boolean DEFAULT true)
+	params text[] DEFAULT NULL, table_tags boolean DEFAULT true,
+	stale_ttl integer DEFAULT NULL, refresh_ahead integer DEFAULT NULL)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'qcache_fetch'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
-REVOKE ALL ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean, integer, integer) FROM PUBLIC;
 
 ALTER FUNCTION qcache_fetch_json(text, text, integer, text[]) RENAME TO qcache_fetch_json_1_2;
 CREATE FUNCTION qcache_fetch_json(key text, query text,
 	ttl integer DEFAULT NULL, tags text[] DEFAULT NULL,
-	params text[] DEFAULT NULL, table_tags boolean DEFAULT true)
+	params text[] DEFAULT NULL, table_tags boolean DEFAULT true,
+	stale_ttl integer DEFAULT NULL, refresh_ahead integer DEFAULT NULL)
 RETURNS json
 AS 'MODULE_PATHNAME', 'qcache_fetch_json'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
-REVOKE ALL ON FUNCTION qcache_fetch_json(text, text, integer, text[], text[], boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qcache_fetch_json(text, text, integer, text[], text[], boolean, integer, integer) FROM PUBLIC;
 
 -- What was granted on the old signatures is granted on the new ones.
 DO $$
@@ -50,9 +54,9 @@ BEGIN
 	FOR g IN
 		SELECT n.new, a.grantee, a.is_grantable
 		FROM (VALUES ('qcache_fetch_1_2(text, text, integer, text[])'::regprocedure,
-					  'qcache_fetch(text, text, integer, text[], text[], boolean)'::regprocedure),
+					  'qcache_fetch(text, text, integer, text[], text[], boolean, integer, integer)'::regprocedure),
 					 ('qcache_fetch_json_1_2(text, text, integer, text[])'::regprocedure,
-					  'qcache_fetch_json(text, text, integer, text[], text[], boolean)'::regprocedure)
+					  'qcache_fetch_json(text, text, integer, text[], text[], boolean, integer, integer)'::regprocedure)
 			 ) AS n(old, new)
 		JOIN pg_proc p ON p.oid = n.old, aclexplode(p.proacl) a
 		WHERE a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner
@@ -75,14 +79,16 @@ DROP FUNCTION qcache_fetch_json_1_2(text, text, integer, text[]);
 -- part of the cache key).
 CREATE FUNCTION qcache_fetch_rows(rowtype anyelement, key text, query text,
 	ttl integer DEFAULT NULL, tags text[] DEFAULT NULL,
-	params text[] DEFAULT NULL, table_tags boolean DEFAULT true)
+	params text[] DEFAULT NULL, table_tags boolean DEFAULT true,
+	stale_ttl integer DEFAULT NULL, refresh_ahead integer DEFAULT NULL)
 RETURNS SETOF anyelement
 LANGUAGE sql STABLE PARALLEL UNSAFE
 AS $$
 	SELECT * FROM pg_catalog.jsonb_populate_recordset(rowtype,
-		@extschema@.qcache_fetch(key, query, ttl, tags, params, table_tags))
+		@extschema@.qcache_fetch(key, query, ttl, tags, params, table_tags,
+								 stale_ttl, refresh_ahead))
 $$;
-REVOKE ALL ON FUNCTION qcache_fetch_rows(anyelement, text, text, integer, text[], text[], boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION qcache_fetch_rows(anyelement, text, text, integer, text[], text[], boolean, integer, integer) FROM PUBLIC;
 
 -- A lookup that tells a miss from a cached JSON null.
 CREATE FUNCTION qcache_lookup(key text, OUT hit boolean, OUT value jsonb)

@@ -30,7 +30,7 @@ GRANT EXECUTE ON FUNCTION pg_temp.try(text) TO PUBLIC;
 CREATE ROLE regress_qcache_acl_a;
 CREATE ROLE regress_qcache_acl_b;
 CREATE ROLE regress_qcache_acl_owner;
-GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean)
+GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean, integer, integer)
 	TO regress_qcache_acl_a, regress_qcache_acl_b, regress_qcache_acl_owner;
 
 --
@@ -175,7 +175,7 @@ RESET ROLE;
 
 DROP VIEW acl_late_view;
 DROP TABLE acl_rls, acl_late, acl_secret;
-REVOKE EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean)
+REVOKE EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean, integer, integer)
 	FROM regress_qcache_acl_a, regress_qcache_acl_b, regress_qcache_acl_owner;
 DROP ROLE regress_qcache_acl_a, regress_qcache_acl_b, regress_qcache_acl_owner;
 SELECT qcache_clear() >= 0 AS cleared;

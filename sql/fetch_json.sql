@@ -75,7 +75,7 @@ SELECT pg_temp.try($$SELECT qcache_fetch_json('k', 'SELECT * FROM no_such_table'
 SELECT count(*) AS cached_after_errors FROM qcache_entries WHERE key = 'k';
 
 -- Revoked from PUBLIC, like qcache_fetch.
-SELECT has_function_privilege('public', 'qcache_fetch_json(text, text, integer, text[], text[], boolean)', 'execute') AS public_may;
+SELECT has_function_privilege('public', 'qcache_fetch_json(text, text, integer, text[], text[], boolean, integer, integer)', 'execute') AS public_may;
 
 SELECT qcache_unwatch('fj_t');
 DROP TABLE fj_t;

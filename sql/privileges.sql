@@ -85,7 +85,7 @@ SELECT key FROM qcache_entries ORDER BY key;
 -- A role granted the writing functions.
 --
 GRANT EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[], bigint),
-	qcache_fetch(text, text, integer, text[], text[], boolean), qcache_invalidate(text),
+	qcache_fetch(text, text, integer, text[], text[], boolean, integer, integer), qcache_invalidate(text),
 	qcache_invalidate_tag(text), qcache_invalidate_prefix(text), qcache_clear()
 	TO regress_qcache_writer;
 GRANT SELECT ON priv_open TO regress_qcache_writer;
@@ -156,7 +156,7 @@ SELECT count(*) FROM qcache_entries;
 
 -- Revoking takes the right away again.
 REVOKE EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[], bigint),
-	qcache_fetch(text, text, integer, text[], text[], boolean), qcache_invalidate(text),
+	qcache_fetch(text, text, integer, text[], text[], boolean, integer, integer), qcache_invalidate(text),
 	qcache_invalidate_tag(text), qcache_invalidate_prefix(text), qcache_clear()
 	FROM regress_qcache_writer;
 SET ROLE regress_qcache_writer;

@@ -17,8 +17,8 @@ SELECT qcache_clear() >= 0 AS cleared;
 CREATE ROLE regress_qcs_alice;
 CREATE ROLE regress_qcs_bob;
 CREATE ROLE regress_qcs_carol;
-GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean),
-	qcache_fetch_json(text, text, integer, text[], text[], boolean),
+GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean, integer, integer),
+	qcache_fetch_json(text, text, integer, text[], text[], boolean, integer, integer),
 	qcache_fetch_cached(text, text, text[]),
 	qcache_set(text, jsonb, integer, text[], bigint)
 	TO regress_qcs_alice, regress_qcs_bob, regress_qcs_carol;

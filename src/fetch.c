@@ -400,6 +400,32 @@ qc_fetch_key(text *key, text *query, ArrayType *params, QcFetchKey *fk)
 }
 
 /*
+ * A fetch entry's dependency data is an envelope: the time until which
+ * the value is fresh (0: as long as it lives; past it, the entry is kept
+ * for its stale-while-revalidate window only), then the dependency list
+ * that security.c checks.
+ */
+#define QC_ENVELOPE		sizeof(TimestampTz)
+
+/* May the caller be served this fetch entry? (security.c's rule) */
+static bool
+qc_fetch_allow(const QcValue *v, bool scoped)
+{
+	return v->depbytes >= QC_ENVELOPE &&
+		qc_deps_allow(v->deps + QC_ENVELOPE, v->depbytes - QC_ENVELOPE, scoped);
+}
+
+/* Until when a fetch entry is fresh (0: always, while it lives). */
+static TimestampTz
+qc_fresh_until(const QcValue *v)
+{
+	TimestampTz t;
+
+	memcpy(&t, v->deps, sizeof(t));
+	return t;
+}
+
+/*
  * Find the entry a fetch may serve the caller: the shared result if the
  * caller passes its checks, or else the caller's own scoped one (its role
  * and settings), or else this session's own.
@@ -411,19 +437,17 @@ qc_fetch_find(QcFetchKey *fk, QcValue *v)
 
 	if (qc_store_get(&fk->shared, now, v) &&
 		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) == QC_ENTRY_FETCH &&
-		qc_deps_allow(v->deps, v->depbytes, false))
+		qc_fetch_allow(v, false))
 		return true;
 	if (qc_store_get(qc_scoped_key(fk, 'r'), now, v) &&
 		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) ==
 		(QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED) &&
-		v->owner == GetUserId() &&
-		qc_deps_allow(v->deps, v->depbytes, true))
+		v->owner == GetUserId() && qc_fetch_allow(v, true))
 		return true;
 	return qc_store_get(qc_scoped_key(fk, 's'), now, v) &&
 		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) ==
 		(QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED) &&
-		v->owner == GetUserId() &&
-		qc_deps_allow(v->deps, v->depbytes, true);
+		v->owner == GetUserId() && qc_fetch_allow(v, true);
 }
 
 /*
@@ -431,7 +455,7 @@ qc_fetch_find(QcFetchKey *fk, QcValue *v)
  * the JSON text.  Counts one hit or one miss.  NULL on a miss.
  */
 static struct varlena *
-qc_fetch_lookup(QcFetchKey *fk, bool as_text)
+qc_fetch_lookup(QcFetchKey *fk, bool as_text, TimestampTz *fresh_until)
 {
 	QcValue		v;
 
@@ -441,6 +465,8 @@ qc_fetch_lookup(QcFetchKey *fk, bool as_text)
 		return NULL;
 	}
 	qc_count(QC_STAT_HITS, 1);
+	if (fresh_until)
+		*fresh_until = qc_fresh_until(&v);
 	return as_text ? (struct varlena *) qc_value_text(&v) :
 		(struct varlena *) qc_value_jsonb(&v);
 }
@@ -707,7 +733,7 @@ qc_run_query(QcFetchKey *fk, QcDeps **deps)
  */
 static struct varlena *
 qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
-				 bool as_text, bool table_tags)
+				 TimestampTz stale_usec, bool as_text, bool table_tags)
 {
 	QcDeps	   *deps;
 	Jsonb	   *result;
@@ -732,7 +758,8 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 	blob = qc_deps_serialize(deps, &bloblen);
 	max = given->ntags + 2 * list_length(deps->relids) +
 		list_length(deps->funcs) + 1;
-	if (deps->uncacheable != NULL || blob == NULL || max > PG_UINT8_MAX)
+	if (deps->uncacheable != NULL || blob == NULL || max > PG_UINT8_MAX ||
+		bloblen + QC_ENVELOPE > PG_UINT16_MAX)
 	{
 		ereport(DEBUG1,
 				(errmsg("qcache_fetch result not cached"),
@@ -789,10 +816,19 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 	memset(&info, 0, sizeof(info));
 	info.flags = QC_ENTRY_FETCH | (as_text ? QC_ENTRY_JSON_TEXT : 0);
 	info.now = GetCurrentTimestamp();
-	info.expires = ttl_usec == 0 ? 0 : info.now + ttl_usec;
+	info.expires = ttl_usec == 0 ? 0 : info.now + ttl_usec + stale_usec;
 	info.owner = GetUserId();
-	info.deps = blob;
-	info.depbytes = bloblen;
+	{
+		/* the envelope: fresh until, then the dependency list */
+		char	   *env = palloc(QC_ENVELOPE + bloblen);
+		TimestampTz fresh = (ttl_usec == 0 || stale_usec == 0) ? 0 :
+			info.now + ttl_usec;
+
+		memcpy(env, &fresh, QC_ENVELOPE);
+		memcpy(env + QC_ENVELOPE, blob, bloblen);
+		info.deps = env;
+		info.depbytes = QC_ENVELOPE + bloblen;
+	}
 	key = &fk->shared;
 	if (deps->session_bound)
 	{
@@ -815,9 +851,59 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 }
 
 /*
+ * qc_fetch_compute by the holder of the key's single-flight slot, which it
+ * releases on every path.  Not inlined: two PG_TRY blocks in one function
+ * make the compiler fear for its locals.
+ */
+static pg_noinline struct varlena *
+qc_fetch_compute_lead(QcFetchKey *fk, const QcTags *tags, TimestampTz ttl_usec,
+					  TimestampTz stale_usec, bool as_text, bool table_tags)
+{
+	struct varlena *volatile v = NULL;
+
+	PG_TRY();
+	{
+		v = qc_fetch_compute(fk, tags, ttl_usec, stale_usec, as_text, table_tags);
+	}
+	PG_CATCH();
+	{
+		qc_flight_end();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	qc_flight_end();
+	return v;
+}
+
+/* A seconds argument (NULL: 0), which must not be negative. */
+static TimestampTz
+qc_seconds_arg(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	int32		secs;
+
+	if (PG_NARGS() <= n || PG_ARGISNULL(n))
+		return 0;
+	secs = PG_GETARG_INT32(n);
+	if (secs < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be negative", what),
+				 errdetail("The %s is %d.", what, secs)));
+	return (TimestampTz) secs * USECS_PER_SEC;
+}
+
+/*
  * The body of qcache_fetch (jsonb) and qcache_fetch_json (json text):
  * (key text, query text, ttl int, tags text[]) and since 1.3 also
- * (..., params text[], table_tags boolean).
+ * (..., params text[], table_tags boolean, stale_ttl int, refresh_ahead
+ * int).
+ *
+ * Stale-while-revalidate: with a stale_ttl, an entry lives stale_ttl
+ * seconds past its ttl; in that window (or refresh_ahead seconds before
+ * its ttl), the first caller to get the key's single-flight slot without
+ * waiting recomputes it, and every other caller is served the old value at
+ * once.  Only staleness by TTL is served: an entry that a committed write
+ * invalidated is never found (invalidate.c), window or not.
  */
 static struct varlena *
 qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
@@ -825,9 +911,12 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 	QcFetchKey	fk;
 	QcTags		tags;
 	TimestampTz ttl_usec;
+	TimestampTz stale_usec;
+	TimestampTz ahead_usec;
+	TimestampTz fresh_until = 0;
 	struct varlena *v;
 	QcFlight	flight;
-	volatile bool table_tags = true;
+	bool		table_tags = true;
 
 	qc_require_loaded();
 	if (PG_ARGISNULL(1))
@@ -840,6 +929,8 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 				 &fk);
 	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
 		table_tags = PG_GETARG_BOOL(5);
+	stale_usec = qc_seconds_arg(fcinfo, 6, "stale_ttl");
+	ahead_usec = qc_seconds_arg(fcinfo, 7, "refresh_ahead");
 
 	/*
 	 * Check ttl and tags before the lookup, so that bad arguments fail on
@@ -847,34 +938,35 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 	 */
 	ttl_usec = qc_expiry(PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), 0);
 	qc_tags_from_array(PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3), &tags);
+	if (ahead_usec > 0 && stale_usec == 0)
+		stale_usec = 1;			/* an early refresh needs the envelope */
 
-	v = qc_fetch_lookup(&fk, as_text);
+	v = qc_fetch_lookup(&fk, as_text, &fresh_until);
 	if (v != NULL)
+	{
+		/* stale, or due for an early refresh: one session refreshes it */
+		if (fresh_until != 0 &&
+			GetCurrentTimestamp() >= fresh_until - ahead_usec &&
+			qc_flight_try(&fk.flight) == QC_FLIGHT_LEAD)
+			v = qc_fetch_compute_lead(&fk, &tags, ttl_usec, stale_usec,
+									  as_text, table_tags);
 		return v;
+	}
 	if (!qc_enabled)
-		return qc_fetch_compute(&fk, &tags, ttl_usec, as_text, table_tags);
+		return qc_fetch_compute(&fk, &tags, ttl_usec, stale_usec, as_text, table_tags);
 
 	/* single flight: one session computes, the others wait for it */
 	flight = qc_flight_begin(&fk.flight);
 	if (flight == QC_FLIGHT_WAITED)
 	{
-		v = qc_fetch_lookup(&fk, as_text);
+		v = qc_fetch_lookup(&fk, as_text, NULL);
 		if (v != NULL)
 			return v;
 	}
 	if (flight != QC_FLIGHT_LEAD)
-		return qc_fetch_compute(&fk, &tags, ttl_usec, as_text, table_tags);
-
-	PG_TRY();
-	{
-		v = qc_fetch_compute(&fk, &tags, ttl_usec, as_text, table_tags);
-	}
-	PG_FINALLY();
-	{
-		qc_flight_end();
-	}
-	PG_END_TRY();
-	return v;
+		return qc_fetch_compute(&fk, &tags, ttl_usec, stale_usec, as_text, table_tags);
+	return qc_fetch_compute_lead(&fk, &tags, ttl_usec, stale_usec, as_text,
+								 table_tags);
 }
 
 /*

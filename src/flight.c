@@ -243,6 +243,39 @@ qc_flight_begin(const QcKey *key)
 }
 
 /*
+ * Take a key's slot if nobody holds it, without waiting: QC_FLIGHT_LEAD
+ * (call qc_flight_end) or QC_FLIGHT_ALONE (another session computes it, or
+ * another key holds the slot).  For stale-while-revalidate: the one session
+ * that gets the lead refreshes the value, the others serve the old one.
+ */
+QcFlight
+qc_flight_try(const QcKey *key)
+{
+	QcFlightSlot *slot = &qc_flight_slots()[key->hash % QC_FLIGHT_SLOTS];
+
+	if (held != NULL)
+		return QC_FLIGHT_ALONE;
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(qc_flight_atexit, (Datum) 0);
+		exit_callback_registered = true;
+	}
+	SpinLockAcquire(&slot->mutex);
+	if (slot->pid != 0)
+	{
+		SpinLockRelease(&slot->mutex);
+		return QC_FLIGHT_ALONE;
+	}
+	slot->pid = MyProcPid;
+	slot->dbid = key->dbid;
+	slot->keyhash = key->hash;
+	held_generation = ++slot->generation;
+	SpinLockRelease(&slot->mutex);
+	held = slot;
+	return QC_FLIGHT_LEAD;
+}
+
+/*
  * Release the slot this session holds, if it still does, and wake the
  * sessions waiting on it.  Safe to call at any time, on error paths too.
  */

@@ -361,6 +361,7 @@ extern Size qc_flight_size(void);
 extern void qc_flight_init(void);
 extern QcFlight qc_flight_begin(const QcKey *key);
 extern void qc_flight_end(void);
+extern QcFlight qc_flight_try(const QcKey *key);
 extern TimestampTz qc_lease_take(const QcKey *key, int ms);
 extern void qc_lease_release(const QcKey *key, TimestampTz token);
 

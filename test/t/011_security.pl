@@ -36,7 +36,7 @@ CREATE ROLE bob LOGIN;
 CREATE ROLE carol LOGIN;
 CREATE ROLE mallory LOGIN;
 CREATE ROLE tenant_app LOGIN;
-GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean),
+GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean, integer, integer),
 	qcache_fetch_cached(text, text, text[]) TO alice, bob, carol, tenant_app;
 GRANT EXECUTE ON FUNCTION qcache_set(text, jsonb, integer, text[], bigint) TO mallory;
 CREATE TABLE secret (id int, v text);
