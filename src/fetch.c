@@ -130,6 +130,13 @@ qc_check_raw_walker(Node *node, void *context)
 		if (!IsA(((CommonTableExpr *) node)->ctequery, SelectStmt))
 			qc_reject_query("A WITH query modifies data.");
 	}
+	else if (IsA(node, ParamRef))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_PARAMETER),
+				 errmsg("qcache_fetch query must not contain parameters"),
+				 errdetail("The query refers to $%d, and qcache_fetch takes no parameter values.",
+						   ((ParamRef *) node)->number),
+				 errhint("Put the value into the query text and into the key, for example qcache_fetch(format('user:%%s', id), format('SELECT * FROM users WHERE id = %%L', id)).")));
 	return raw_expression_tree_walker(node, qc_check_raw_walker, context);
 }
 
@@ -310,9 +317,11 @@ qc_fetch_lookup(QcFetchKey *fk, bool as_text)
 	if (!qc_enabled || !qc_fetch_find(fk, &v))
 	{
 		qc_count(QC_STAT_MISSES, 1);
+		qc_ns_count(&fk->user, QC_NS_MISSES);
 		return NULL;
 	}
 	qc_count(QC_STAT_HITS, 1);
+	qc_ns_count(&fk->user, QC_NS_HITS);
 	return as_text ? (struct varlena *) qc_value_text(&v) :
 		(struct varlena *) qc_value_jsonb(&v);
 }
@@ -417,6 +426,7 @@ qc_fetch_compute(QcFetchKey *fk, const char *wrapped, const QcTags *given,
 				 errdetail("%s", deps->uncacheable ? deps->uncacheable :
 						   "It depends on more than a cache entry can record.")));
 		qc_count(QC_STAT_SETS_REJECTED, 1);
+		qc_count(QC_STAT_REFUSED_UNCACHEABLE, 1);
 		return value;
 	}
 
