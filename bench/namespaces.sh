@@ -8,8 +8,8 @@
 # PostgreSQL 15 (nothing is installed system-wide), starts one cluster for each on
 # 127.0.0.1 (ports NS_PORT and NS_PORT+1), stores a 1 KB value under 'user:42', then
 # runs pgbench (prepared, T seconds) on `SELECT qcache_get('user:42')`, alternating
-# base and new, R rounds, at each client count; and, in the same rounds, the time of
-# 200,000 qcache_get hits inside one statement (the in-backend cost, without the
+# base and new, R rounds, at each client count; and, first, 3R alternating rounds of
+# the time of 200,000 qcache_get hits inside one statement (the in-backend cost, without the
 # client round trip).  Target: new/base >= 0.97 (a hit costs at most 3% more).
 # The report gives medians and the best of the rounds (the best is what a shared,
 # noisy machine disturbs least); it goes to bench/results/namespaces-<UTC date>.md.
@@ -108,7 +108,7 @@ loop() {
 		tail -1
 }
 declare -A S
-for r in $(seq 1 "$R"); do
+for r in $(seq 1 $((3 * R))); do
 	S[base,loop]+="$(loop base "$PORT") "
 	S[new,loop]+="$(loop new $((PORT + 1))) "
 	log "in-backend round $r: base $(echo ${S[base,loop]} | awk "{print \$NF}") ms new $(echo ${S[new,loop]} | awk "{print \$NF}") ms"

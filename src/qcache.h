@@ -6,8 +6,9 @@
  * The extension is split by concern: qcache.c holds _PG_init and the GUCs,
  * shmem.c sizes, creates and attaches the shared memory, store.c is the
  * shared hash of entries (no fmgr, no SQL), stats.c the counters, sqlfuncs.c
- * the SQL-callable functions, fetch.c the read-through qcache_fetch and
- * worker.c the sweeper background worker.  This header is the contract
+ * the SQL-callable functions, fetch.c the read-through qcache_fetch,
+ * nsstats.c the per-namespace counters and worker.c the sweeper background
+ * worker.  This header is the contract
  * between them.
  *
  *-------------------------------------------------------------------------
