@@ -10,7 +10,7 @@ SELECT qcache_clear() >= 0 AS cleared;
 
 -- The objects the extension installs.
 SELECT p.proname,
-       CASE WHEN p.proname IN ('qcache_stats', 'qcache_entries') THEN '(OUT columns, below)'
+       CASE WHEN p.proname IN ('qcache_stats', 'qcache_entries', 'qcache_namespaces') THEN '(OUT columns, below)'
             ELSE pg_get_function_arguments(p.oid) END AS args,
        pg_get_function_result(p.oid) AS result, p.proisstrict AS strict
 FROM pg_depend d JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid

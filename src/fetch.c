@@ -462,11 +462,13 @@ qc_fetch_lookup(QcFetchKey *fk, bool as_text, TimestampTz *fresh_until)
 	if (!qc_enabled || !qc_fetch_find(fk, &v))
 	{
 		qc_count(QC_STAT_MISSES, 1);
+		qc_ns_count(&fk->user, QC_NS_MISSES);
 		return NULL;
 	}
 	qc_count(QC_STAT_HITS, 1);
 	if (fresh_until)
 		*fresh_until = qc_fresh_until(&v);
+	qc_ns_count(&fk->user, QC_NS_HITS);
 	return as_text ? (struct varlena *) qc_value_text(&v) :
 		(struct varlena *) qc_value_jsonb(&v);
 }
@@ -766,6 +768,7 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 				 errdetail("%s", deps->uncacheable ? deps->uncacheable :
 						   "It depends on more than a cache entry can record.")));
 		qc_count(QC_STAT_SETS_REJECTED, 1);
+		qc_count(QC_STAT_REFUSED_UNCACHEABLE, 1);
 		return value;
 	}
 

@@ -517,6 +517,17 @@ qc_set_allowed(Oid dbid, const QcTags *tags, TimestampTz build)
 	return true;
 }
 
+/*
+ * Does this transaction store nothing because it is a writer (pending
+ * invalidations) or imported its snapshot?  Tells a refused set's reason
+ * (qc_set_allowed said no) apart from a stale build point.
+ */
+bool
+qc_inval_is_writer(void)
+{
+	return pending_count > 0 || snapshot_imported;
+}
+
 /* ---------- tag templates and the trigger ---------- */
 
 /*
@@ -765,11 +776,24 @@ qcache_invalidate_trigger(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("qcache_invalidate_trigger: not called by trigger manager")));
-	qc_require_loaded();
 	td = (TriggerData *) fcinfo->context;
 	tg = td->tg_trigger;
 	rel = td->tg_relation;
 	row = TRIGGER_FIRED_FOR_ROW(td->tg_event);
+
+	/*
+	 * Not preloaded: this server caches nothing, so no entry can be stale,
+	 * and the write goes on (a dump restored onto a server without the
+	 * preload keeps its writes working).  The other functions still refuse.
+	 */
+	if (unlikely(qc_shared == NULL))
+	{
+		if (row && TRIGGER_FIRED_BEFORE(td->tg_event))
+			return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ?
+								   td->tg_newtuple : td->tg_trigtuple);
+		return PointerGetDatum(NULL);
+	}
+	qc_require_loaded();
 
 	if (tg->tgnargs == 0)
 	{
@@ -863,6 +887,7 @@ qcache_check_templates(PG_FUNCTION_ARGS)
 				 errmsg("permission denied for table %s",
 						get_rel_name(relid)),
 				 errhint("qcache_watch needs the TRIGGER privilege on the table.")));
+	qc_check_watchable(relid);
 	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
 					  &elems, &nulls, &n);
 	rel = relation_open(relid, AccessShareLock);

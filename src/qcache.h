@@ -6,8 +6,9 @@
  * The extension is split by concern: qcache.c holds _PG_init and the GUCs,
  * shmem.c sizes, creates and attaches the shared memory, store.c is the
  * shared hash of entries (no fmgr, no SQL), stats.c the counters, sqlfuncs.c
- * the SQL-callable functions, fetch.c the read-through qcache_fetch and
- * worker.c the sweeper background worker.  This header is the contract
+ * the SQL-callable functions, fetch.c the read-through qcache_fetch,
+ * nsstats.c the per-namespace counters and worker.c the sweeper background
+ * worker.  This header is the contract
  * between them.
  *
  *-------------------------------------------------------------------------
@@ -74,6 +75,16 @@ typedef enum QcCounter
 	QC_STAT_EVICTIONS_MEMORY,
 	QC_STAT_INVALIDATIONS,
 	QC_STAT_FETCH_WAITS,
+	/* why a set stored nothing (issue 14): see qc_refuse() in sqlfuncs.c */
+	QC_STAT_REFUSED_TOO_LARGE,
+	QC_STAT_REFUSED_NO_MEMORY,
+	QC_STAT_REFUSED_WRITER,
+	QC_STAT_REFUSED_STALE,
+	QC_STAT_REFUSED_TOO_OLD,
+	QC_STAT_REFUSED_REDIS,
+	QC_STAT_REFUSED_STANDBY,
+	QC_STAT_REFUSED_UNCACHEABLE,
+	QC_STAT_REFUSED_DISABLED,
 	QC_NUM_COUNTERS
 } QcCounter;
 
@@ -168,6 +179,7 @@ typedef struct QcShared
 	Size		buckets_off;	/* dsa_pointer[nbuckets] */
 	Size		tagslots_off;	/* invalidation points, invalidate.c */
 	Size		flights_off;	/* single-flight slots, flight.c */
+	Size		ns_off;			/* per-namespace counters, nsstats.c */
 	Size		dsa_off;		/* the DSA area, dsa_size bytes */
 } QcShared;
 
@@ -314,6 +326,9 @@ typedef struct QcEntryInfo
 	TimestampTz created;
 	TimestampTz expires;
 	uint32		hits;
+	uint8		flags;			/* QC_ENTRY_* */
+	bool		fresh;			/* no committed invalidation since its build
+								 * point (qc_entry_fresh) */
 } QcEntryInfo;
 
 extern uint64 qc_hash_key(Oid dbid, const char *data, uint32 len);
@@ -335,6 +350,23 @@ extern void qc_count(QcCounter c, uint64 n);
 extern void qc_stats_read(uint64 *out);
 extern void qc_stats_reset(void);
 
+/* ---------- per-namespace counters (nsstats.c) ---------- */
+typedef enum QcNsCounter
+{
+	QC_NS_HITS,
+	QC_NS_MISSES,
+	QC_NS_SETS,
+	QC_NS_NCOUNTERS
+} QcNsCounter;
+
+extern Size qc_ns_size(void);
+extern void qc_ns_init(void);
+extern void qc_ns_count(const QcKey *key, QcNsCounter c);
+extern void qc_ns_reset(void);
+
+/* ---------- help for users (sqlfuncs.c) ---------- */
+extern void qc_check_watchable(Oid relid);
+
 /* ---------- invalidation points (invalidate.c) ---------- */
 extern Size qc_inval_size(void);
 extern void qc_inval_init(void);
@@ -347,6 +379,7 @@ extern bool qc_entry_fresh(const QcEntry *e);
 extern bool qc_l2_value_fresh(Oid dbid, const QcTags *tags, TimestampTz build);
 extern bool qc_entry_dead(const QcEntry *e);
 extern bool qc_set_allowed(Oid dbid, const QcTags *tags, TimestampTz build);
+extern bool qc_inval_is_writer(void);
 extern char *qc_table_tag(Oid relid);
 
 /* ---------- single flight (flight.c) ---------- */

@@ -69,6 +69,7 @@ qc_fixed_size(void)
 											sizeof(dsa_pointer))));
 	size = add_size(size, MAXALIGN(qc_inval_size()));
 	size = add_size(size, MAXALIGN(qc_flight_size()));
+	size = add_size(size, MAXALIGN(qc_ns_size()));
 	return size;
 }
 
@@ -143,6 +144,8 @@ qc_shmem_startup(void)
 		off += MAXALIGN(qc_inval_size());
 		s->flights_off = off;
 		off += MAXALIGN(qc_flight_size());
+		s->ns_off = off;
+		off += MAXALIGN(qc_ns_size());
 		s->dsa_off = off;
 		s->dsa_size = qc_shmem_size() - off;
 
@@ -177,6 +180,7 @@ qc_shmem_startup(void)
 		qc_stats_init();
 		qc_inval_init();
 		qc_flight_init();
+		qc_ns_init();
 
 		/*
 		 * The area outlives every backend: pin it, and let the postmaster

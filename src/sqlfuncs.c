@@ -22,6 +22,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "executor/spi.h"
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
@@ -49,6 +51,7 @@ PG_FUNCTION_INFO_V1(qcache_stats);
 PG_FUNCTION_INFO_V1(qcache_entries);
 PG_FUNCTION_INFO_V1(qcache_reset_stats);
 PG_FUNCTION_INFO_V1(qcache_lease);
+PG_FUNCTION_INFO_V1(qcache_preloaded);
 
 /* Raise the error for a NULL argument that must not be NULL. */
 void
@@ -236,14 +239,17 @@ qc_lookup(const QcKey *key)
 	if (!qc_enabled)
 	{
 		qc_count(QC_STAT_MISSES, 1);
+		qc_ns_count(key, QC_NS_MISSES);
 		return NULL;
 	}
 	if (qc_store_get(key, GetCurrentTimestamp(), &v))
 	{
 		qc_count(QC_STAT_HITS, 1);
+		qc_ns_count(key, QC_NS_HITS);
 		return qc_value_jsonb(&v);
 	}
 	qc_count(QC_STAT_MISSES, 1);
+	qc_ns_count(key, QC_NS_MISSES);
 	if (!qc_l2_usable())
 		return NULL;
 	removals = pg_atomic_read_u64(&qc_shared->l2_removals);
@@ -295,6 +301,43 @@ qc_store_l2_copy(const QcKey *key, Jsonb *value, const QcL2Value *lv)
 }
 
 /*
+ * Why a set stored nothing, for the DEBUG1 message; indexed by
+ * reason - QC_STAT_REFUSED_TOO_LARGE.
+ */
+static const char *const qc_refusal_text[] = {
+	"The value is larger than qcache.max_entry_size.",
+	"There was no room for it even after eviction.",
+	"This transaction has written to a watched table (or imported its snapshot), so what it computes may hold uncommitted writes.",
+	"An invalidation of one of its tags committed, or is committing, after this transaction started.",
+	"The transaction that computed it started more than 71 minutes ago.",
+	"Redis refused it as stale, or did not take it while qcache.l1_ttl is 0.",
+	"This server is a hot standby, which stores no value with tags and no qcache_fetch result.",
+	"The query result cannot be cached.",
+	"qcache.enabled is off.",
+};
+
+StaticAssertDecl(lengthof(qc_refusal_text) ==
+				 QC_STAT_REFUSED_DISABLED - QC_STAT_REFUSED_TOO_LARGE + 1,
+				 "a text for every refusal reason");
+
+/*
+ * Count a set that stored nothing, under its reason (and in sets_rejected,
+ * unless qcache is disabled), say why at DEBUG1, and return false.
+ */
+static bool
+qc_refuse(const QcKey *key, QcCounter why)
+{
+	if (why != QC_STAT_REFUSED_DISABLED)
+		qc_count(QC_STAT_SETS_REJECTED, 1);
+	qc_count(why, 1);
+	ereport(DEBUG1,
+			(errmsg("qcache did not store key \"%.*s\"",
+					(int) strnlen(key->data, key->len), key->data),
+			 errdetail("%s", qc_refusal_text[why - QC_STAT_REFUSED_TOO_LARGE])));
+	return false;
+}
+
+/*
  * Store a value, counting the set or the rejection.  With qcache.enabled
  * off nothing is stored, but the key's previous entry is still removed.
  * info->build of 0 means the start of the current transaction; a value
@@ -314,11 +357,12 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	QcSetInfo	l1;
 	QcSetResult res;
 	bool		l2_stored = false;
+	bool		l2_only = false;
 
 	if (!qc_enabled)
 	{
 		qc_store_remove(key);
-		return false;
+		return qc_refuse(key, QC_STAT_REFUSED_DISABLED);
 	}
 	if (info->build == 0)
 		info->build = GetCurrentTransactionStartTimestamp();
@@ -337,15 +381,12 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	 */
 	if (!info->from_l2 && (tags->ntags > 0 || (info->flags & QC_ENTRY_FETCH)) &&
 		RecoveryInProgress())
-	{
-		qc_count(QC_STAT_SETS_REJECTED, 1);
-		return false;
-	}
+		return qc_refuse(key, QC_STAT_REFUSED_STANDBY);
 	if (!qc_set_allowed(key->dbid, tags, info->build))
 	{
 		qc_store_remove(key);
-		qc_count(QC_STAT_SETS_REJECTED, 1);
-		return false;
+		return qc_refuse(key, qc_inval_is_writer() ?
+						 QC_STAT_REFUSED_WRITER : QC_STAT_REFUSED_STALE);
 	}
 	l1 = *info;
 	if (qc_l2_active())
@@ -379,8 +420,7 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 		if (l2 == QC_L2_STALE)
 		{
 			qc_store_remove(key);
-			qc_count(QC_STAT_SETS_REJECTED, 1);
-			return false;
+			return qc_refuse(key, QC_STAT_REFUSED_REDIS);
 		}
 		l2_stored = (l2 == QC_L2_STORED);
 	}
@@ -390,6 +430,7 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 		/* no life in L1: Redis only, while it answers */
 		qc_store_remove(key);
 		res = QC_SET_NO_MEMORY;
+		l2_only = true;
 		if (info->from_l2)
 			return false;
 	}
@@ -398,10 +439,14 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	if (res == QC_SET_STORED || l2_stored)
 	{
 		qc_count(QC_STAT_SETS, 1);
+		qc_ns_count(key, QC_NS_SETS);
 		return true;
 	}
-	qc_count(QC_STAT_SETS_REJECTED, 1);
-	return false;
+	if (l2_only)
+		return qc_refuse(key, QC_STAT_REFUSED_REDIS);
+	return qc_refuse(key, res == QC_SET_TOO_LARGE ? QC_STAT_REFUSED_TOO_LARGE :
+					 res == QC_SET_TOO_OLD ? QC_STAT_REFUSED_TOO_OLD :
+					 QC_STAT_REFUSED_NO_MEMORY);
 }
 
 /* qcache_get(key text) returns jsonb; STRICT */
@@ -584,8 +629,8 @@ Datum
 qcache_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[16];
-	bool		nulls[16];
+	Datum		values[64];
+	bool		nulls[64];
 	uint64		c[QC_NUM_COUNTERS];
 	uint64		lookups;
 	TimestampTz reset;
@@ -621,7 +666,21 @@ qcache_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum(pg_atomic_read_u64(&qc_shared->bytes_used));
 	values[i++] = Int64GetDatum(qc_shared->bytes_limit);
 	values[i++] = TimestampTzGetDatum(reset);
-	Assert(i == tupdesc->natts);
+
+	/*
+	 * 1.3 (issue 14): why sets stored nothing, after the columns above; 1.2's
+	 * SQL declares none of them.
+	 */
+	if (tupdesc->natts > i)
+	{
+		int			r;
+
+		for (r = QC_STAT_REFUSED_TOO_LARGE; r <= QC_STAT_REFUSED_DISABLED; r++)
+			values[i++] = Int64GetDatum(c[r]);
+	}
+	if (i != tupdesc->natts || i > (int) lengthof(values))
+		elog(ERROR, "qcache_stats: %d columns declared, %d filled",
+			 tupdesc->natts, i);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
@@ -632,6 +691,7 @@ qcache_reset_stats(PG_FUNCTION_ARGS)
 {
 	qc_require_loaded();
 	qc_stats_reset();
+	qc_ns_reset();
 	PG_RETURN_VOID();
 }
 
@@ -647,7 +707,12 @@ qc_may_see_keys(Oid owner)
 
 /*
  * qcache_entries(): key, tags, size, created, expires, hits of every entry
- * of the current database.  Keys and tags the caller may not see are NULL.
+ * of the current database; since 1.3 also kind ('value' or 'fetch'), scope
+ * (the role a caller-dependent fetch result is served to; NULL: shared),
+ * state ('live', 'expired', or 'stale': a committed invalidation of one of
+ * its tags, or one committing now, or this transaction's own write) and
+ * servable (state is 'live').  Keys, tags and scope the caller may not see
+ * are NULL.
  */
 Datum
 qcache_entries(PG_FUNCTION_ARGS)
@@ -655,19 +720,25 @@ qcache_entries(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	List	   *list;
 	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+	int			natts;
 
 	qc_require_loaded();
 	InitMaterializedSRF(fcinfo, 0);
+	natts = rsinfo->setDesc->natts;
+	if (natts != 6 && natts != 10)
+		elog(ERROR, "qcache_entries: %d columns declared", natts);
 
 	list = qc_store_list(MyDatabaseId);
 	foreach(lc, list)
 	{
 		QcEntryInfo *info = lfirst(lc);
-		Datum		values[6];
-		bool		nulls[6];
+		Datum		values[10];
+		bool		nulls[10];
+		bool		may_see = qc_may_see_keys(info->owner);
 
 		memset(nulls, 0, sizeof(nulls));
-		if (qc_may_see_keys(info->owner))
+		if (may_see)
 		{
 			Datum	   *tags = palloc(sizeof(Datum) * Max(info->ntags, 1));
 			int			ntags = 0;
@@ -692,8 +763,105 @@ qcache_entries(PG_FUNCTION_ARGS)
 		else
 			values[4] = TimestampTzGetDatum(info->expires);
 		values[5] = Int64GetDatum(info->hits);
+		if (natts == 10)
+		{
+			const char *state;
+
+			values[6] = CStringGetTextDatum((info->flags & QC_ENTRY_FETCH) ?
+											"fetch" : "value");
+			if ((info->flags & QC_ENTRY_ROLE_SCOPED) && may_see)
+			{
+				char	   *role = GetUserNameFromId(info->owner, true);
+
+				if (role != NULL)
+					values[7] = DirectFunctionCall1(namein,
+													CStringGetDatum(role));
+				else
+					nulls[7] = true;
+			}
+			else
+				nulls[7] = true;
+			if (info->expires != 0 && info->expires <= now)
+				state = "expired";
+			else if (!info->fresh)
+				state = "stale";
+			else
+				state = "live";
+			values[8] = CStringGetTextDatum(state);
+			values[9] = BoolGetDatum(strcmp(state, "live") == 0);
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
 							 values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * qcache_preloaded() returns boolean: is qcache in shared_preload_libraries
+ * of this server?  The install script warns when it is not.
+ */
+Datum
+qcache_preloaded(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(qc_shared != NULL);
+}
+
+/*
+ * Refuse to watch a view or a materialized view, with an error that names
+ * the tables to watch instead (for a view: the tables under it, through
+ * nested views).  A view's rows change when its tables are written, and
+ * writes fire the tables' triggers, never the view's; qcache_fetch tags a
+ * result read through a view with the tables under it.  We do not watch
+ * them on the caller's behalf: that would create triggers, and take locks,
+ * on tables the caller did not name, and templates name the view's
+ * columns, not theirs.
+ */
+void
+qc_check_watchable(Oid relid)
+{
+	char		relkind = get_rel_relkind(relid);
+	char	   *name = get_rel_name(relid);
+
+	if (relkind == RELKIND_MATVIEW)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot watch materialized view \"%s\"", name),
+				 errdetail("A materialized view cannot have triggers."),
+				 errhint("Watch the tables that are written.")));
+	if (relkind == RELKIND_VIEW)
+	{
+		Oid			argtypes[1] = {OIDOID};
+		Datum		args[1] = {ObjectIdGetDatum(relid)};
+		char	   *hint = NULL;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args(
+								  "WITH RECURSIVE under(relid) AS ("
+								  " SELECT $1"
+								  " UNION"
+								  " SELECT d.refobjid FROM under u"
+								  " JOIN pg_catalog.pg_class c ON c.oid = u.relid AND c.relkind = 'v'"
+								  " JOIN pg_catalog.pg_rewrite w ON w.ev_class = u.relid"
+								  " JOIN pg_catalog.pg_depend d"
+								  "  ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+								  "  AND d.objid = w.oid"
+								  "  AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+								  "  AND d.refobjid <> u.relid)"
+								  " SELECT pg_catalog.string_agg(pg_catalog.format("
+								  "  'SELECT qcache_watch(%L);', c.oid::pg_catalog.regclass::text),"
+								  "  ' ' ORDER BY c.oid::pg_catalog.regclass::text)"
+								  " FROM under u JOIN pg_catalog.pg_class c ON c.oid = u.relid"
+								  " WHERE c.relkind IN ('r', 'p')",
+								  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not list the tables under view \"%s\"", name);
+		hint = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot watch view \"%s\"", name),
+				 errdetail("Writes fire the triggers of the tables under a view, never the view's; a qcache_fetch result read through the view carries the tags of those tables."),
+				 hint ? errhint("Watch the tables under it: %s", hint) :
+				 errhint("The view reads no table.")));
+	}
 }

@@ -984,6 +984,8 @@ qc_store_list(Oid dbid)
 				info->created = e->created;
 				info->expires = QcEntryExpires(e);
 				info->hits = pg_atomic_read_u32(&e->hits);
+				info->flags = e->flags;
+				info->fresh = qc_entry_fresh(e);
 				result = lappend(result, info);
 			}
 			dp = e->next;

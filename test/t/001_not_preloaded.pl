@@ -2,7 +2,9 @@
 # hold the index for qcache.max_entries.
 #
 # Without the preload, CREATE EXTENSION must still work (so that a dump can
-# be restored), and every SQL function must refuse with SQLSTATE 55000
+# be restored) and warn, the triggers of watched tables must let writes
+# through (nothing is cached, so nothing can be stale), and every SQL
+# function must refuse with SQLSTATE 55000
 # (object_not_in_prerequisite_state) and say how to fix it.  With a memory
 # budget smaller than the index it needs, the server must refuse to start
 # with a FATAL that names both settings.
@@ -20,7 +22,21 @@ my $node = PostgreSQL::Test::Cluster->new('not_preloaded');
 $node->init;
 $node->start;
 
-$node->safe_psql('postgres', 'CREATE EXTENSION qcache');
+# CREATE EXTENSION works (a dump must restore) and warns, with the fix.
+{
+	my ($out, $err) = ('', '');
+	my $rc = $node->psql('postgres', 'CREATE EXTENSION qcache',
+		stdout => \$out, stderr => \$err);
+	is($rc, 0, 'CREATE EXTENSION succeeds without the preload');
+	like($err,
+		qr/WARNING:\s+qcache is not loaded via "shared_preload_libraries"/,
+		'CREATE EXTENSION warns that qcache is not preloaded');
+	like($err,
+		qr/HINT:\s+Add qcache to shared_preload_libraries in postgresql\.conf and restart the server\./,
+		'the warning says how to fix it');
+}
+is($node->safe_psql('postgres', 'SELECT qcache_preloaded()'),
+	'f', 'qcache_preloaded() says false');
 is($node->safe_psql('postgres',
 		"SELECT extversion = default_version FROM pg_extension, pg_available_extensions "
 		  . "WHERE extname = 'qcache' AND name = 'qcache'"),
@@ -97,6 +113,44 @@ END $$;
 SELECT 'still alive';}),
 	'still alive',
 	'the error can be caught by its condition name');
+
+# Watched tables stay writable: the triggers let every write through
+# (nothing is cached in this server, so nothing can be stale).  A dump
+# restored onto a server without the preload keeps the application's
+# writes working.
+$node->safe_psql(
+	'postgres', q{
+CREATE TABLE w (id int PRIMARY KEY, v text);
+SELECT qcache_watch('w', 'w:{id}');
+CREATE TABLE h (id int PRIMARY KEY, v text);
+CREATE TRIGGER h_before BEFORE INSERT OR UPDATE OR DELETE ON h
+	FOR EACH ROW EXECUTE FUNCTION qcache_invalidate_trigger('h:{id}');
+});
+is( $node->safe_psql(
+		'postgres',
+		"SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'w'::regclass"),
+	'qcache_watch_row,qcache_watch_table,qcache_watch_truncate',
+	'qcache_watch creates its triggers without the preload');
+is( $node->safe_psql(
+		'postgres', q{
+INSERT INTO w SELECT g, 'v' || g FROM generate_series(1, 5) g;
+UPDATE w SET v = 'u' || id WHERE id <= 2;
+DELETE FROM w WHERE id = 5;
+INSERT INTO w VALUES (5, 'again') ON CONFLICT (id) DO UPDATE SET v = 'conflict';
+COPY w FROM PROGRAM 'echo 6,copied' WITH (FORMAT csv);
+SELECT string_agg(id || '=' || v, ' ' ORDER BY id) FROM w;}),
+	'1=u1 2=u2 3=v3 4=v4 5=again 6=copied',
+	'INSERT, UPDATE, DELETE, ON CONFLICT and COPY on a watched table work');
+is( $node->safe_psql(
+		'postgres', q{
+INSERT INTO h VALUES (1, 'a'), (2, 'b');
+UPDATE h SET v = 'c' WHERE id = 2;
+DELETE FROM h WHERE id = 1;
+SELECT string_agg(id || '=' || v, ' ' ORDER BY id) FROM h;}),
+	'2=c',
+	'a hand-written BEFORE ROW trigger keeps the rows it is given');
+is( $node->safe_psql('postgres', 'TRUNCATE w; SELECT count(*) FROM w'),
+	'0', 'TRUNCATE of a watched table works');
 
 # No sweeper without the preload: no child of the postmaster carries its
 # title (read from /proc, as a worker need not be in pg_stat_activity).

@@ -50,7 +50,8 @@ CREATE TABLE samples (at text, entries bigint, bytes_used bigint, bytes_limit bi
 sub stats
 {
 	my @cols = qw(entries bytes_used bytes_limit sets sets_rejected hits misses
-	  evictions_memory evictions_expired);
+	  evictions_memory evictions_expired sets_rejected_too_large
+	  sets_rejected_no_memory);
 	my $row = $node->safe_psql('postgres',
 		'SELECT ' . join(', ', @cols) . ' FROM qcache_stats');
 	my %s;
@@ -129,6 +130,8 @@ note("after 80 MB: entries $s1->{entries}, bytes_used $s1->{bytes_used}, "
 	  . "evictions_memory $s1->{evictions_memory}, "
 	  . "sets_rejected $s1->{sets_rejected}");
 is($s1->{sets_rejected}, $rejected, 'sets_rejected counts the false returns');
+is($s1->{sets_rejected_no_memory}, $rejected,
+	'each of them under sets_rejected_no_memory (issue 14)');
 cmp_ok($s1->{evictions_memory}, '>', 0, 'evictions_memory > 0');
 cmp_ok($s1->{entries}, '>', 0, 'entries > 0');
 cmp_ok($s1->{bytes_used}, '<=', $s1->{bytes_limit}, 'bytes_used <= bytes_limit');
@@ -197,6 +200,7 @@ is($out, 'f', 'a 2 MB value over qcache.max_entry_size: qcache_set returns false
 is($err, '', 'and nothing on stderr');
 my $s3 = stats();
 is($s3->{sets_rejected}, 1, 'counted in sets_rejected');
+is($s3->{sets_rejected_too_large}, 1, 'under sets_rejected_too_large (issue 14)');
 is($node->safe_psql('postgres', q{SELECT qcache_get('big')}),
 	'', 'the older value of the key is not served after a failed set');
 is($s3->{entries}, 100, 'the other 100 entries are untouched');
@@ -212,6 +216,8 @@ is($out, "f\nafter", 'qcache_set returns false, the session goes on');
 is($err, '', 'nothing on stderr');
 my $s4 = stats();
 is($s4->{sets_rejected}, 2, 'counted in sets_rejected');
+is("$s4->{sets_rejected_too_large}|$s4->{sets_rejected_no_memory}", '1|1',
+	'under sets_rejected_no_memory: it cannot fit (issue 14)');
 is($node->safe_psql('postgres', q{SELECT qcache_get('huge') IS NULL}),
 	't', 'the huge value is not cached');
 cmp_ok($s4->{bytes_used}, '<=', $s4->{bytes_limit}, 'bytes_used <= bytes_limit');

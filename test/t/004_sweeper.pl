@@ -188,5 +188,44 @@ ok( wait_for(
 	'an expiring entry set after a reload is swept too');
 is(scalar(sweeper_pids()), 1, 'still one sweeper process');
 
+# qcache_entries says why an entry is not served (issue 14).  With the
+# sweeper stopped (SIGSTOP), an expired entry and one a committed write
+# made stale stay listed, as 'expired' and 'stale', not servable; once the
+# sweeper runs again (SIGCONT) it frees both.
+our $stopped_sweeper;
+END
+{
+	# never leave the sweeper stopped, also when a test died
+	kill 'CONT', $stopped_sweeper if $stopped_sweeper;
+}
+my ($sweeper) = sweeper_pids();
+$stopped_sweeper = $sweeper;
+kill 'STOP', $sweeper;
+$node->safe_psql(
+	'postgres', q{
+CREATE TABLE st (id int PRIMARY KEY);
+SELECT qcache_watch('st');
+SELECT qcache_set('st:old', '1'::jsonb, 0, ARRAY['table:public.st']);
+SELECT qcache_set('st:short', '1'::jsonb, 1);
+SELECT qcache_set('st:live', '1'::jsonb, 0);
+INSERT INTO st VALUES (1);});
+usleep(1_500_000);
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT string_agg(key || ' ' || kind || ' ' || state || ' ' || servable, ', ' ORDER BY key)
+		  FROM qcache_entries WHERE key LIKE 'st:%'}),
+	'st:live value live true, st:old value stale false, st:short value expired false',
+	'qcache_entries: live, stale by a commit, expired; only the live one servable');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT qcache_get('st:old') IS NULL, qcache_get('st:short') IS NULL, qcache_get('st:live')}),
+	't|t|1',
+	'and qcache_get agrees');
+kill 'CONT', $sweeper;
+$stopped_sweeper = undef;
+ok( wait_for(
+		q{SELECT count(*) = 1 FROM qcache_entries WHERE key LIKE 'st:%'}, 30),
+	'the sweeper frees the expired and the stale entry once it runs');
+
 $node->stop;
 done_testing();
