@@ -486,7 +486,7 @@ qc_planner(Query *parse, const char *query_string, int cursorOptions,
 	{
 		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(recording));
 		bool		top = recording->top_query != NULL && query_string != NULL &&
-			strcmp(query_string, recording->top_query) == 0;
+		strcmp(query_string, recording->top_query) == 0;
 
 		if (top)
 			recording->top_planned = true;

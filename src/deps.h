@@ -42,8 +42,7 @@ typedef struct QcDeps
 	List	   *relids;			/* every relation read, for the tags */
 	bool		caller_dependent;	/* result may differ per role/settings */
 	bool		session_bound;	/* read a temporary relation */
-	const char *uncacheable;	/* why the result must not be cached, or
-								 * NULL */
+	const char *uncacheable;	/* why the result must not be cached, or NULL */
 	const char *dependent_why;	/* first reason for caller_dependent */
 	bool		saved_read_only;	/* XactReadOnly before the recording */
 

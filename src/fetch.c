@@ -521,12 +521,12 @@ qc_check_columns(CachedPlanSource *src)
 			continue;
 		foreach(lc2, seen)
 			if (strcmp((char *) lfirst(lc2), te->resname) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_DUPLICATE_COLUMN),
-						 errmsg("qcache_fetch query returns more than one column named \"%s\"",
-								te->resname),
-						 errdetail("Rows are cached as JSON objects, whose keys must differ."),
-						 errhint("Give each column a name of its own with AS.")));
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_COLUMN),
+					 errmsg("qcache_fetch query returns more than one column named \"%s\"",
+							te->resname),
+					 errdetail("Rows are cached as JSON objects, whose keys must differ."),
+					 errhint("Give each column a name of its own with AS.")));
 		seen = lappend(seen, te->resname);
 	}
 }
@@ -781,6 +781,7 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 		tags.len[tags.ntags++] = given->len[i];
 	}
 	if (table_tags)
+	{
 		foreach(lc, deps->relids)
 		{
 			Oid			relid = lfirst_oid(lc);
@@ -795,6 +796,7 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 			tags.tag[tags.ntags] = t;
 			tags.len[tags.ntags++] = strlen(t);
 		}
+	}
 	foreach(lc, deps->funcs)
 	{
 		QcDepFunc  *f = lfirst(lc);
@@ -825,7 +827,7 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 		/* the envelope: fresh until, then the dependency list */
 		char	   *env = palloc(QC_ENVELOPE + bloblen);
 		TimestampTz fresh = (ttl_usec == 0 || stale_usec == 0) ? 0 :
-			info.now + ttl_usec;
+		info.now + ttl_usec;
 
 		memcpy(env, &fresh, QC_ENVELOPE);
 		memcpy(env + QC_ENVELOPE, blob, bloblen);

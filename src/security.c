@@ -492,10 +492,11 @@ qc_deps_check(const char *blob, uint32 len, bool scoped)
 		return false;
 
 	/*
-	 * A shared result was computed without row-level security; a caller
-	 * for whom it applies would see fewer rows.
+	 * A shared result was computed without row-level security; a caller for
+	 * whom it applies would see fewer rows.
 	 */
 	if (!scoped)
+	{
 		foreach(lc, rtable)
 		{
 			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
@@ -503,6 +504,7 @@ qc_deps_check(const char *blob, uint32 len, bool scoped)
 			if (check_enable_rls(rte->relid, rte->checkAsUser, true) == RLS_ENABLED)
 				return false;
 		}
+	}
 
 	for (i = 0; i < nfuncs; i++)
 	{
