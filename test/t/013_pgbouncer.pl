@@ -5,7 +5,7 @@
 # then a Python client connects through pgbouncer (127.0.0.1, a free port,
 # pool_mode = transaction, one server connection per pool so that clients
 # share it) and runs the README's cached-function pattern:
-#   - as app_reader, category_stats_cached() 20 times: 1 miss, 19 hits;
+#   - as app_reader, category_stats_cached(7) 20 times: 1 miss, 19 hits;
 #   - as app_writer, an UPDATE of products through the pooler: the next
 #     call recomputes and shows the new average;
 #   - SET leaks to the next client on the same server connection, SET LOCAL
@@ -41,8 +41,8 @@ is($?, 0, 'the README examples extract');
 $node->safe_psql('postgres', $readme);
 is( $node->safe_psql(
 		'postgres',
-		"SELECT has_function_privilege('app_reader', 'category_stats_cached()', 'EXECUTE'), "
-		  . "has_function_privilege('app_reader', 'qcache_fetch(text, text, integer, text[])', 'EXECUTE')"),
+		"SELECT has_function_privilege('app_reader', 'category_stats_cached(int)', 'EXECUTE'), "
+		  . "has_function_privilege('app_reader', 'qcache_fetch_rows(anyelement, text, text, integer, text[], text[], boolean, integer, integer)', 'EXECUTE')"),
 	't|t',
 	'the README set up app_reader to call the cached function');
 $node->safe_psql('postgres',
@@ -111,15 +111,15 @@ def conn(user, prepare_threshold=None):
 
 # The README's pattern: call the cached function like the view.
 reader = conn("app_reader")
-rows = [reader.execute("SELECT products, avg_price::text FROM category_stats_cached() "
-                       "WHERE category_id = 7").fetchall() for _ in range(20)]
+rows = [reader.execute("SELECT products, avg_price::text FROM category_stats_cached(7)")
+        .fetchall() for _ in range(20)]
 print("calls", len(rows), "distinct", len(set(map(tuple, rows))), "first", rows[0])
 
 # A write through the pooler invalidates at commit; the next call recomputes.
 writer = conn("app_writer")
 writer.execute("UPDATE products SET price = price + 100 WHERE id = 7")
-print("after update", reader.execute("SELECT products, avg_price::text FROM category_stats_cached() "
-                                     "WHERE category_id = 7").fetchall())
+print("after update", reader.execute("SELECT products, avg_price::text FROM category_stats_cached(7)")
+      .fetchall())
 
 # SET leaks to the next client of the same server connection; SET LOCAL does not.
 other = conn("app_reader")
@@ -141,8 +141,8 @@ except psycopg.Error as e:
     print("prepared twice:", e.sqlstate)
 n1, n2 = conn("app_reader"), conn("app_reader")
 for i in range(10):
-    n1.execute("SELECT * FROM category_stats_cached() WHERE category_id = %s", (i,))
-    n2.execute("SELECT * FROM category_stats_cached() WHERE category_id = %s", (i,))
+    n1.execute("SELECT * FROM category_stats_cached(%s)", (i,))
+    n2.execute("SELECT * FROM category_stats_cached(%s)", (i,))
 print("unprepared: ok")
 EOF
 open(my $pf, '>', "$dir/client.py") or die;
@@ -169,14 +169,16 @@ like($out, qr/^prepared twice: 42P05$/m,
 like($out, qr/^unprepared: ok$/m,
 	'with prepare_threshold=None two clients share the connection without errors');
 
-# What the server counted for the cached function's key ('category_stats',
-# namespace ''): 20 calls, the first a miss, then 19 hits; the call after the
-# UPDATE a miss and a set; the 20 calls of the last loop all hits (39).
+# What the server counted for the cached function's keys ('category_stats:N',
+# namespace 'category_stats'): 20 calls of category 7, the first a miss and
+# a set, then 19 hits; the call after the UPDATE a miss and a set; the last
+# loop's first client hits category 7 and misses (and sets) the nine
+# others, its second client hits all ten: 30 hits, 11 misses, 11 sets.
 is( $node->safe_psql(
 		'postgres',
-		"SELECT hits, misses, sets FROM qcache_namespaces WHERE namespace = ''"),
-	'39|2|2',
-	'qcache_namespaces: 39 hits, 2 misses and 2 sets for the function\'s key');
+		"SELECT hits, misses, sets FROM qcache_namespaces WHERE namespace = 'category_stats'"),
+	'30|11|11',
+	'qcache_namespaces: 30 hits, 11 misses and 11 sets for the function\'s keys');
 is($node->safe_psql('postgres', 'SELECT sets_rejected, sets_disabled FROM qcache_stats'),
 	'0|0', 'no set was refused or disabled');
 
