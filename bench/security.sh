@@ -119,6 +119,24 @@ for c in $CLIENTS; do
 		log "c=$c round $r: base $(echo ${S[base,$c]} | awk "{print \$NF}") new $(echo ${S[new,$c]} | awk "{print \$NF}") second role $(echo ${S[new2,$c]} | awk "{print \$NF}")"
 	done
 done
+# In-SQL: microseconds per hit over 20,000 calls in one statement (no
+# network): the same comparison without pgbench's noise.
+AGG="SELECT category_id, count(*), avg(price) FROM products GROUP BY category_id ORDER BY category_id"
+usql() {
+	runuser -u postgres -- "$W/$1/root/usr/lib/postgresql/15/bin/psql" -h 127.0.0.1 -p "$2" -U "$3" \
+		-d postgres -qAtX <<EOF | tail -1
+SELECT clock_timestamp() AS t0 \\gset
+SELECT count(qcache_fetch('agg', '$AGG', 0)) FROM generate_series(1, 20000);
+SELECT round((extract(epoch FROM clock_timestamp() - :'t0') * 1e6 / 20000)::numeric, 2);
+EOF
+}
+declare -A U
+for r in $(seq 1 "$R"); do
+	U[base]+="$(usql base "$PORT" bench_r1) "
+	U[new]+="$(usql new $((PORT + 1)) bench_r1) "
+	U[new2]+="$(usql new $((PORT + 1)) bench_r2) "
+done
+
 # the second role's hits must be hits (served its first role's entry)
 hits=$(runuser -u postgres -- "$W/new/root/usr/lib/postgresql/15/bin/psql" -h 127.0.0.1 -p $((PORT + 1)) -U postgres -d postgres -qAt -c "SELECT misses FROM qcache_stats")
 
@@ -139,6 +157,11 @@ mkdir -p "$HERE/results"
 		printf '| %s | %.0f | %.0f | %.3f | %.0f | %.3f |\n' "$c" "$b" "$n" \
 			"$(echo "$n / $b" | bc -l)" "$n2" "$(echo "$n2 / $n" | bc -l)"
 	done
+	ub=$(echo "${U[base]}" | med); un=$(echo "${U[new]}" | med); u2=$(echo "${U[new2]}" | med)
+	echo
+	echo "In-SQL, microseconds per hit (20,000 calls in one statement, median of $R): base $ub,"
+	echo "new $un (new/base cost $(echo "scale=3; $un / $ub" | bc -l)), second role $u2"
+	echo "(second/first cost $(echo "scale=3; $u2 / $un" | bc -l)); samples: base ${U[base]}; new ${U[new]}; second role ${U[new2]}."
 	echo
 	echo "Raw samples (tps):"
 	for c in $CLIENTS; do
