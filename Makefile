@@ -12,11 +12,13 @@ OBJS = \
 	src/invalidate.o \
 	src/worker.o \
 	src/redis.o \
+	src/redis_conn.o \
+	src/redis_debt.o \
 	src/redis_worker.o
 SHLIB_LINK = -lhiredis
 
 EXTENSION = qcache
-DATA = qcache--1.0.sql qcache--1.0--1.1.sql qcache--1.1--1.2.sql
+DATA = qcache--1.0.sql qcache--1.0--1.1.sql qcache--1.1--1.2.sql qcache--1.2--1.3.sql
 PGFILEDESC = "qcache - query result cache in shared memory"
 
 # pg_regress suites (sql/ and expected/), on a temporary instance with

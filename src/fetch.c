@@ -498,7 +498,13 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 		info.rels = res.aclrels;
 		info.from_l2 = true;
 		if (pg_atomic_read_u64(&qc_shared->l2_removals) == res.l2_removals)
+		{
 			(void) qc_store(key, value, &res.l2.tags, &info);
+			/* a removal between the check and the insert: see sqlfuncs.c */
+			pg_memory_barrier();
+			if (pg_atomic_read_u64(&qc_shared->l2_removals) != res.l2_removals)
+				(void) qc_store_remove(key);
+		}
 		return value;
 	}
 	value = (struct varlena *) res.value;
