@@ -515,8 +515,8 @@ typedef struct QcL2Keys
 	size_t		value_len;
 	char	   *meta;
 	size_t		meta_len;
-	char	   *global;
-	size_t		global_len;
+	char	   *gstamp;
+	size_t		gstamp_len;
 	char	   *db;
 	size_t		db_len;
 	char	   *tagpfx;
@@ -537,7 +537,7 @@ qc_l2_keys(const QcKey *key, QcL2Keys *k)
 
 	k->value = qc_l2_name(":", db, u, ulen, &k->value_len);
 	k->meta = qc_l2_name("#m:", db, u, ulen, &k->meta_len);
-	k->global = qc_l2_name("#g", NULL, NULL, 0, &k->global_len);
+	k->gstamp = qc_l2_name("#g", NULL, NULL, 0, &k->gstamp_len);
 	k->db = qc_l2_name("#d:", db, NULL, 0, &k->db_len);
 	k->tagpfx = qc_l2_name("#t:", db, "", 0, &k->tagpfx_len);
 	k->idxpfx = qc_l2_name("#i:", db, "", 0, &k->idxpfx_len);
@@ -720,7 +720,7 @@ qc_l2_get(const QcKey *key, QcL2Value *out)
 	qc_cmd_str(&cmd, "4");
 	qc_cmd_arg(&cmd, k.value, k.value_len);
 	qc_cmd_arg(&cmd, k.meta, k.meta_len);
-	qc_cmd_arg(&cmd, k.global, k.global_len);
+	qc_cmd_arg(&cmd, k.gstamp, k.gstamp_len);
 	qc_cmd_arg(&cmd, k.db, k.db_len);
 	qc_cmd_arg(&cmd, k.tagpfx, k.tagpfx_len);
 	qc_cmd_str(&cmd, maxbuf);
@@ -870,7 +870,7 @@ qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
 	qc_cmd_str(&cmd, "5");
 	qc_cmd_arg(&cmd, k.value, k.value_len);
 	qc_cmd_arg(&cmd, k.meta, k.meta_len);
-	qc_cmd_arg(&cmd, k.global, k.global_len);
+	qc_cmd_arg(&cmd, k.gstamp, k.gstamp_len);
 	qc_cmd_arg(&cmd, k.db, k.db_len);
 	qc_cmd_arg(&cmd, k.floor, k.floor_len);
 	qc_cmd_arg(&cmd, uj, ujlen);
@@ -1338,12 +1338,12 @@ qc_l2_commit_body(const char *db, const char *tags, size_t len, int ntags,
  * owed it.  False if any of it failed (the caller keeps the debt).
  */
 bool
-qc_l2_pay(QcRedisConn *conn, const QcL2Debt *items, int n, bool global)
+qc_l2_pay(QcRedisConn *conn, const QcL2Debt *items, int n, bool owes_all)
 {
 	TimestampTz stamp = GetCurrentTimestamp();
 	int			i;
 
-	if (global)
+	if (owes_all)
 	{
 		size_t		keylen;
 		char	   *key = qc_l2_name("#g", NULL, NULL, 0, &keylen);

@@ -77,7 +77,7 @@ typedef struct QcRedisCmd
  * 'p' prefix, 'c' database, 'P' purge of a database's values; db is the
  * database's name, str the key, tag or prefix in UTF-8.
  */
-#define QC_L2_DEBT_ITEMS		128
+#define QC_L2_DEBT_ITEMS		1024
 #define QC_L2_DEBT_STR			1024
 
 typedef struct QcL2Debt
@@ -129,7 +129,7 @@ extern void qc_l2_warn(int elevel, const char *what, const char *detail);
 /* redis.c, for the worker */
 extern bool qc_l2_connect(QcRedisConn *conn);
 extern bool qc_l2_pay(QcRedisConn *conn, const QcL2Debt *items, int n,
-					  bool global);
+					  bool owes_all);
 extern void qc_l2_note_error(const char *what, const QcRedisConn *conn);
 
 #endif							/* QCACHE_REDIS_H */

@@ -104,7 +104,7 @@ typedef struct QcL2FileHeader
 {
 	uint32		magic;
 	char		state;			/* 'R' running, 'C' clean */
-	bool		global;
+	bool		owes_all;
 	int32		nitems;
 	uint64		target;
 } QcL2FileHeader;
@@ -135,7 +135,7 @@ qc_l2_write_file(char state)
 	memset(&h, 0, sizeof(h));
 	h.magic = QC_L2_STATE_MAGIC;
 	h.state = state;
-	h.global = l2s->global_seq != 0;
+	h.owes_all = l2s->global_seq != 0;
 	h.nitems = l2s->nitems;
 	h.target = pg_atomic_read_u64(&l2s->target);
 	f = AllocateFile(tmp, PG_BINARY_W);
@@ -205,7 +205,7 @@ qc_l2_read_file(uint64 current)
 			l2s->crashed = true;
 		else
 			l2s->nitems = h.nitems;
-		if (h.global)
+		if (h.owes_all)
 			l2s->global_seq = ++l2s->seq;
 	}
 	FreeFile(f);
@@ -217,7 +217,7 @@ done:
 		l2s->global_seq = ++l2s->seq;
 		if (current != 0)
 			ereport(LOG,
-				(errmsg("qcache: the last stop was not clean; this node assumes it owes Redis every invalidation")));
+					(errmsg("qcache: the last stop was not clean; this node assumes it owes Redis every invalidation")));
 	}
 	else if (l2s->nitems > 0 || l2s->global_seq != 0)
 		ereport(LOG,
@@ -388,11 +388,11 @@ done:
 
 /*
  * The worker takes a copy of the debt to pay it: returns the number of
- * items copied into out (palloc'd), *global, and the sequence number to
+ * items copied into out (palloc'd), *owes_all, and the sequence number to
  * pass to qc_l2_paid afterwards.
  */
 int
-qc_l2_debt_snapshot(QcL2Debt **out, bool *global, uint64 *upto)
+qc_l2_debt_snapshot(QcL2Debt **out, bool *owes_all, uint64 *upto)
 {
 	int			n;
 
@@ -400,7 +400,7 @@ qc_l2_debt_snapshot(QcL2Debt **out, bool *global, uint64 *upto)
 	n = l2s->nitems;
 	*out = palloc(sizeof(QcL2Debt) * Max(n, 1));
 	memcpy(*out, l2s->items, sizeof(QcL2Debt) * n);
-	*global = l2s->global_seq != 0;
+	*owes_all = l2s->global_seq != 0;
 	*upto = l2s->seq;
 	LWLockRelease(l2s->lock);
 	return n;
@@ -504,7 +504,7 @@ qcache_redis_status(PG_FUNCTION_ARGS)
 	TimestampTz errat;
 	char		err[256];
 	int			nitems;
-	bool		global;
+	bool		owes_all;
 	static const char *const names[] = {"off", "up", "down", "recovering"};
 
 	qc_require_loaded();
@@ -518,7 +518,7 @@ qcache_redis_status(PG_FUNCTION_ARGS)
 	SpinLockRelease(&l2s->mutex);
 	LWLockAcquire(l2s->lock, LW_SHARED);
 	nitems = l2s->nitems;
-	global = l2s->global_seq != 0;
+	owes_all = l2s->global_seq != 0;
 	LWLockRelease(l2s->lock);
 
 	memset(nulls, 0, sizeof(nulls));
@@ -535,7 +535,7 @@ qcache_redis_status(PG_FUNCTION_ARGS)
 		nulls[2] = nulls[3] = true;
 	values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&l2s->skipped));
 	values[5] = Int32GetDatum(nitems);
-	values[6] = BoolGetDatum(global);
+	values[6] = BoolGetDatum(owes_all);
 	values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&l2s->paid));
 	values[8] = BoolGetDatum(pg_atomic_read_u32(&qc_shared->l2_up) != 0);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

@@ -229,13 +229,13 @@ qc_recover(void)
 	if (pg_atomic_exchange_u32(&qc_shared->l2_dirty, 0) != 0)
 	{
 		QcL2Debt   *items;
-		bool		global;
+		bool		owes_all;
 		uint64		upto;
 		int			n;
 
 		qc_l2_set_state(QC_L2_STATE_RECOVERING);
-		n = qc_l2_debt_snapshot(&items, &global, &upto);
-		if (!qc_l2_pay(&cmd, items, n, global))
+		n = qc_l2_debt_snapshot(&items, &owes_all, &upto);
+		if (!qc_l2_pay(&cmd, items, n, owes_all))
 		{
 			qc_l2_note_error("paying the debt failed", &cmd);
 			pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
@@ -331,7 +331,7 @@ typedef struct QcDbName
 	char		name[NAMEDATALEN];
 	Oid			oid;
 	int			encoding;
-}			QcDbName;
+} QcDbName;
 
 static HTAB *db_names = NULL;
 static uint32 db_names_generation = 0;
