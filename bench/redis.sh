@@ -151,8 +151,8 @@ echo 'SELECT 1;' >"$S/select1.sql"
 printf '%s\n' '\set id random(1, 1000)' "SELECT qcache_get('k:' || :id);" >"$S/get.sql"
 for nt in 1 4 32; do
   printf '%s\n' '\set id random(1, 100000)' \
-    "SELECT qcache_set('st:' || :id, jsonb_build_object('id', :id, 'pad', repeat('x', 975)), 300,
-       (SELECT array_agg('g' || j || ':' || (:id % 100)) FROM generate_series(1, $nt) j));" >"$S/set_t$nt.sql"
+    "SELECT qcache_set('st:' || :id::int, jsonb_build_object('id', :id::int, 'pad', repeat('x', 975)), 300,
+       (SELECT array_agg('g' || j || ':' || (:id::int % 100)) FROM generate_series(1, $nt) j));" >"$S/set_t$nt.sql"
 done
 
 # pgbench CASE CLIENTS SCRIPT [PGOPTIONS]: appends "rep case clients tps lat_ms" to TSV

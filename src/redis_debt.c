@@ -21,7 +21,7 @@
  * proportionate: what the node knows it owes, coarser only when it
  * cannot keep the detail.
  *
- * Durability.  The postmaster writes the debt to pg_stat/qcache_l2.state
+ * Durability.  The postmaster writes the debt to pg_stat_tmp/qcache_l2.state
  * when it stops cleanly (an on_shmem_exit callback, as pg_stat_statements
  * does), marked "clean".  At start it reads the file back and at once
  * rewrites it marked "running" (durable_rename).  A file found marked
@@ -34,7 +34,10 @@
  * so it lands valid or not at all.  The file also records the target
  * (qc_redis_identity) the node served: started against a different one,
  * the node owes the new target everything, since invalidations it made
- * elsewhere never reached it.
+ * elsewhere never reached it.  The file is in pg_stat_tmp, whose contents
+ * base backups leave out: a standby made from this node starts owing
+ * nothing, as a new node should, instead of taking this node's "running"
+ * for a crash of its own.
  *
  * The target.  `target` is the identity of the Redis level the node
  * serves; the worker moves it when the settings change (and only when
@@ -72,7 +75,7 @@
 #include "qcache.h"
 #include "redis.h"
 
-#define QC_L2_STATE_FILE	"pg_stat/qcache_l2.state"
+#define QC_L2_STATE_FILE	"pg_stat_tmp/qcache_l2.state"
 #define QC_L2_STATE_MAGIC	0x71c2d0b2
 #define QC_L2_TRANCHE		"qcache_l2"
 
