@@ -15,7 +15,8 @@
  *						h a hash of it, x an opaque field for the caller
  *		P#t:D:<tag>		a tag's invalidation stamp (microseconds)
  *		P#i:D:<tag>		the tag's index: a set of the value keys stored
- *						with the tag, so an invalidation can delete them
+ *						with the tag, so an invalidation can delete them;
+ *						the TTL of its longest-lived value
  *		P#d:D			the database's stamp (qcache_clear), no TTL
  *		P#g				the global stamp (lost invalidations), no TTL
  *		P#f				the floor: at least every stamp ever written
@@ -41,12 +42,14 @@
  * invalidation therefore also deletes what it invalidates: a key, a
  * prefix (SCAN), a database (SCAN), and a tag through its index, which
  * the set script fills and the stamp script empties.  An index is bounded
- * (QC_L2_INDEX_MAX members; expired members are pruned as sets go by);
- * a set that would overflow it is not stored in Redis at all, and removes
- * the key's older value.  Indexes have no TTL, so under a volatile-*
- * eviction policy Redis never evicts them; under allkeys-* it may, and a
- * direct reader may then see an invalidated value until its TTL (qcache
- * itself never serves one: the stamps decide).
+ * (QC_L2_INDEX_MAX members): a set that finds it full first drops up to 64
+ * random members whose values have expired, and if it is still full, is
+ * not stored in Redis at all, and removes the key's older value.  An
+ * index lives as long as its longest-lived value (PEXPIRE ... GT, none
+ * for a value without TTL), so indexes do not leak; an invalidation of the
+ * tag empties it.  If Redis evicts an index (maxmemory with an eviction
+ * policy), a direct reader may see a value its tag invalidated until the
+ * value's TTL; qcache itself never serves one: the stamps decide.
  *
  * Faults.  A call that fails opens the shared circuit breaker
  * (QcShared.l2_up = 0): every backend then works on L1 alone, without
@@ -185,24 +188,30 @@ static const char *qc_script_set =
 "  stamps[#stamps + 1] = s\n"
 "end\n"
 "local maxidx = tonumber(ARGV[7])\n"
+"local isnew = {}\n"
 "for i = 1, #tags do\n"
 "  local ik = ARGV[6] .. tags[i]\n"
-"  local t = redis.call('TYPE', ik).ok\n"
-"  if t ~= 'set' and t ~= 'none' then redis.call('DEL', ik) end\n"
-"  local n = redis.call('SCARD', ik)\n"
-"  if n > 0 then\n"
-"    local some = redis.call('SRANDMEMBER', ik, n >= maxidx and 64 or 2)\n"
+"  local n = redis.pcall('SCARD', ik)\n"
+"  if type(n) ~= 'number' then redis.call('DEL', ik); n = 0 end\n"
+"  isnew[i] = n == 0\n"
+"  if n >= maxidx and redis.call('SISMEMBER', ik, KEYS[1]) == 0 then\n"
+"    local some = redis.call('SRANDMEMBER', ik, 64)\n"
 "    for j = 1, #some do\n"
 "      if redis.call('EXISTS', some[j]) == 0 then redis.call('SREM', ik, some[j]) end\n"
 "    end\n"
-"    if n >= maxidx and redis.call('SCARD', ik) >= maxidx and\n"
-"       redis.call('SISMEMBER', ik, KEYS[1]) == 0 then\n"
+"    if redis.call('SCARD', ik) >= maxidx then\n"
 "      redis.call('UNLINK', KEYS[1], KEYS[2])\n"
 "      return 2\n"
 "    end\n"
 "  end\n"
 "end\n"
-"for i = 1, #tags do redis.call('SADD', ARGV[6] .. tags[i], KEYS[1]) end\n"
+"for i = 1, #tags do\n"
+"  local ik = ARGV[6] .. tags[i]\n"
+"  redis.call('SADD', ik, KEYS[1])\n"
+"  if ttl == 0 then redis.call('PERSIST', ik)\n"
+"  elseif isnew[i] then redis.call('PEXPIRE', ik, ttl)\n"
+"  else redis.call('PEXPIRE', ik, ttl, 'GT') end\n"
+"end\n"
 "local meta = cjson.encode({b = ARGV[3], g = g, d = d, t = tags, s = stamps, l = #ARGV[1], h = ARGV[8], x = ARGV[9]})\n"
 "if ttl > 0 then\n"
 "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)\n"

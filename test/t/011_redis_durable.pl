@@ -227,6 +227,9 @@ sq($a, q{SELECT qcache_invalidate('big:a')});
 # ---------------------------------------------------------------------------
 sq($a, q{SELECT qcache_set('dr:1', '"d"', 300, ARRAY['drt']), qcache_set('dr:2', '"d"', 300, ARRAY['item:3'])});
 is($redis->cli('EXISTS', 'qcache:postgres:dr:1', 'qcache:postgres:dr:2'), '2', 'both in Redis');
+is($redis->cli('SMEMBERS', 'qcache#i:postgres:drt'), 'qcache:postgres:dr:1', "the tag's index holds the value's key");
+my $ittl = $redis->cli('TTL', 'qcache#i:postgres:drt');
+ok($ittl > 290 && $ittl <= 300, "the index lives as long as its value ($ittl s): it does not leak");
 sq($a, q{SELECT qcache_invalidate_tag('drt')});
 is($redis->cli('EXISTS', 'qcache:postgres:dr:1', 'qcache#m:postgres:dr:1'), '0', 'a tag invalidation deletes the value and its metadata');
 sq($b, 'UPDATE items SET price = 33 WHERE id = 3');
