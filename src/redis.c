@@ -718,7 +718,8 @@ qc_l2_get(const QcKey *key, QcL2Value *out)
 	bool		hit = false;
 	char		maxbuf[32];
 
-	if (!qc_l2_usable() || (conn = qc_backend_conn()) == NULL)
+	if (!qc_l2_usable() || !qc_l2_on_target() ||
+		(conn = qc_backend_conn()) == NULL)
 		return false;
 	qc_l2_keys(key, &k);
 	/* UTF-8 may take up to 4/3 the bytes of a single-byte encoding */
