@@ -15,6 +15,8 @@ OBJS = \
 	src/invalidate.o \
 	src/worker.o \
 	src/redis.o \
+	src/redis_conn.o \
+	src/redis_debt.o \
 	src/redis_worker.o
 SHLIB_LINK = -lhiredis
 

@@ -13,6 +13,9 @@
 #   get_nourl    qcache_get hits (L1) on A with qcache.redis_url = '', -c 1 and -c 8
 #   get_down     the same with qcache.redis_url pointing at a port where nothing listens
 #                (breaker open), -c 1 and -c 8
+#   set_tN       qcache_set of a ~1 KB value with N = 1, 4 and 32 tags (each tag shared by
+#                1% of the keys), -c 1: what keeping values deletable for direct readers (the
+#                per-tag index in Redis) costs a set
 # and once: 1000 key invalidations and 1000 tag invalidations made on B (through dblink from
 # A), each timed on A from the start of the call on B until the entry has left A's L1.
 #
@@ -22,6 +25,8 @@
 # Usage: bash bench/redis.sh OUT_DIR   (as root)
 # Knobs: RB_T [5] RB_R [3] RB_BASE [/tmp/qcache-bench-redis] RB_PORT_A [25446]
 #        RB_PORT_B [25447] RB_REDIS_PORT [26391] RB_DEAD_PORT [26399] RB_INVALS [1000]
+#        RB_BUILD [none]: a qcache source tree to build and install first, under the lock
+#        (so the run measures that build; e.g. an export of an older commit for a before/after)
 set -Eeuo pipefail
 # The whole script is one compound command, read before it runs: editing this file while a run
 # is in progress cannot change what that run executes.
@@ -49,6 +54,15 @@ if [ -z "${QCACHE_BENCH_LOCKED:-}" ]; then
 fi
 
 case "$RB_BASE" in /tmp/?*) ;; *) die "RB_BASE must be under /tmp";; esac
+
+if [ -n "${RB_BUILD:-}" ]; then
+  bdir=$(mktemp -d /tmp/qcache-rb-build.XXXXXX)
+  tar -C "$RB_BUILD" --exclude=.git --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$bdir" -xf -
+  { make -C "$bdir" -s PG_CONFIG="$PGBIN/pg_config" && make -C "$bdir" -s PG_CONFIG="$PGBIN/pg_config" install; } \
+    >/dev/null 2>&1 || { rm -rf "$bdir"; die "building $RB_BUILD failed"; }
+  rm -rf "$bdir"
+  log "built and installed qcache from $RB_BUILD"
+fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 TSV="$OUT/redis.tsv"
@@ -135,6 +149,11 @@ log "parsing one ${VLEN}-byte value into jsonb: $PARSE_US µs"
 S="$RB_BASE/scripts"; mkdir -p "$S"
 echo 'SELECT 1;' >"$S/select1.sql"
 printf '%s\n' '\set id random(1, 1000)' "SELECT qcache_get('k:' || :id);" >"$S/get.sql"
+for nt in 1 4 32; do
+  printf '%s\n' '\set id random(1, 100000)' \
+    "SELECT qcache_set('st:' || :id::int, jsonb_build_object('id', :id::int, 'pad', repeat('x', 975)), 300,
+       (SELECT array_agg('g' || j || ':' || (:id::int % 100)) FROM generate_series(1, $nt) j));" >"$S/set_t$nt.sql"
+done
 
 # pgbench CASE CLIENTS SCRIPT [PGOPTIONS]: appends "rep case clients tps lat_ms" to TSV
 bench() {
@@ -167,6 +186,7 @@ for rep in $(seq 1 "$RB_R"); do
     sleep 0.05
   done
   bench "$rep" select1 1 "$S/select1.sql"; bench "$rep" select1 8 "$S/select1.sql"
+  for nt in 1 4 32; do bench "$rep" "set_t$nt" 1 "$S/set_t$nt.sql"; done
   # the values in Redis only: with qcache.l1_ttl = 0 a set leaves nothing in L1, so every get
   # of the l2_hit case is an L1 miss served by Redis
   "${PA[@]}" -c "SET qcache.l1_ttl = 0" -c "$FILL" >/dev/null

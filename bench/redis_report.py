@@ -76,8 +76,11 @@ def main():
         "redis_get": "redis-benchmark GET of the same size",
         "get_nourl": "qcache_get L1 hit, `qcache.redis_url = ''`",
         "get_down": "qcache_get L1 hit, Redis unreachable (breaker open)",
+        "set_t1": "qcache_set of the same size with 1 tag (L1 and Redis)",
+        "set_t4": "the same with 4 tags",
+        "set_t32": "the same with 32 tags",
     }
-    for case in ("select1", "l2_hit", "redis_get", "get_nourl", "get_down"):
+    for case in ("select1", "l2_hit", "redis_get", "get_nourl", "get_down", "set_t1", "set_t4", "set_t32"):
         for c in (1, 8):
             ts = [val(rep, case, c, "tps") for rep in reps]
             ls = [val(rep, case, c, "lat_ms") for rep in reps]

@@ -1,7 +1,7 @@
 --
 -- api: the basic SQL interface -- set, get, invalidate, overwrite, the
 -- kinds of jsonb values, NULL handling of the reading functions, and the
--- columns of qcache_stats and qcache_entries.
+-- columns of qcache_stats, qcache_entries and qcache_redis.
 --
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS qcache;
@@ -10,7 +10,8 @@ SELECT qcache_clear() >= 0 AS cleared;
 
 -- The objects the extension installs.
 SELECT p.proname,
-       CASE WHEN p.proname IN ('qcache_stats', 'qcache_entries', 'qcache_namespaces') THEN '(OUT columns, below)'
+       CASE WHEN p.proname IN ('qcache_stats', 'qcache_entries', 'qcache_namespaces', 'qcache_redis_status')
+            THEN '(OUT columns, below)'
             ELSE pg_get_function_arguments(p.oid) END AS args,
        pg_get_function_result(p.oid) AS result, p.proisstrict AS strict
 FROM pg_depend d JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
@@ -118,6 +119,11 @@ SELECT attname, format_type(atttypid, atttypmod)
 FROM pg_attribute WHERE attrelid = 'qcache_stats'::regclass AND attnum > 0
 ORDER BY attnum;
 SELECT count(*) FROM qcache_stats;
+SELECT attname, format_type(atttypid, atttypmod)
+FROM pg_attribute WHERE attrelid = 'qcache_redis'::regclass AND attnum > 0
+ORDER BY attnum;
+-- Without a Redis level: off, owing nothing.
+SELECT state, owed, owes_all, serving, last_error FROM qcache_redis;
 
 -- The hit counter of an entry counts its hits.
 SELECT qcache_set('api:hits', '1');

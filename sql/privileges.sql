@@ -30,7 +30,7 @@ WHERE d.refclassid = 'pg_extension'::regclass
   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'qcache')
 ORDER BY 1;
 SELECT c.relname, has_table_privilege('public', c.oid, 'SELECT') AS public_select
-FROM pg_class c WHERE c.relname IN ('qcache_stats', 'qcache_entries') ORDER BY 1;
+FROM pg_class c WHERE c.relname IN ('qcache_stats', 'qcache_entries', 'qcache_redis') ORDER BY 1;
 
 CREATE ROLE regress_qcache_reader;
 CREATE ROLE regress_qcache_writer;

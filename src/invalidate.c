@@ -122,6 +122,7 @@ static bool snapshot_imported = false;	/* SET TRANSACTION SNAPSHOT ran */
 static HTAB *l2_seen = NULL;
 static StringInfo l2_tags = NULL;
 static int	l2_ntags = 0;
+static bool l2_overflow = false;	/* more than QC_L2_MAX_COMMIT_TAGS */
 static const char *l2_db = NULL;	/* the database's name, for Redis */
 
 static inline QcTagSlot *
@@ -238,6 +239,7 @@ qc_pending_reset(void)
 		l2_tags = NULL;
 	}
 	l2_ntags = 0;
+	l2_overflow = false;
 	if (pending_count > 0)
 		memset(pending, 0, sizeof(uint64) * pending_size);
 	pending_count = 0;
@@ -319,6 +321,7 @@ qc_xact_callback(XactEvent event, void *arg)
 				if (qc_l2_active() && l2_db != NULL)
 					qc_l2_commit(l2_db, l2_tags ? l2_tags->data : NULL,
 								 l2_tags ? l2_tags->len : 0, l2_ntags,
+								 l2_overflow ||
 								 qc_pending_contains(qc_pending_key(MyDatabaseId, 0)),
 								 stamp);
 				qc_pending_reset();
@@ -718,10 +721,16 @@ qc_inval_tag_string_at_commit(const char *tag)
 	size_t		len = strlen(tag);
 
 	qc_inval_tag_at_commit(MyDatabaseId, qc_hash_tag(tag, len));
-	if (!qc_l2_active())
+	if (!qc_l2_active() || qc_tag_is_local(tag))
 		return;
 	if (l2_db == NULL)
 		l2_db = qc_l2_dbname();
+	/* bounded: past the limit, Redis gets the database's stamp instead */
+	if (l2_overflow || l2_ntags >= QC_L2_MAX_COMMIT_TAGS)
+	{
+		l2_overflow = true;
+		return;
+	}
 	if (l2_seen == NULL)
 	{
 		HASHCTL		ctl;

@@ -49,6 +49,7 @@ qcache_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	qc_shmem_request();
+	qc_l2_shmem_request();
 }
 
 /* Chains qc_shmem_startup behind any previous shmem_startup hook. */
@@ -58,6 +59,7 @@ qcache_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	qc_shmem_startup();
+	qc_l2_shmem_startup();
 }
 
 /*
@@ -208,8 +210,21 @@ _PG_init(void)
 							NULL,
 							NULL);
 
+	DefineCustomIntVariable("qcache.debug_l2_copy_delay",
+							"For tests only: a pause between reading a value from Redis and copying it into L1.",
+							NULL,
+							&qc_debug_l2_copy_delay,
+							0,
+							0,
+							60 * 1000,
+							PGC_SUSET,
+							GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							NULL,
+							NULL,
+							NULL);
+
 	DefineCustomStringVariable("qcache.redis_url",
-							   "Redis second level: redis://[[user]:password@]host[:port][/db], unix:///path[?db=N] or /path.",
+							   "Redis second level: redis://[[user]:password@]host[:port][/db], redis-sentinel://host:port[,host:port...]/master[/db], unix:///path[?db=N] or /path.",
 							   "Empty: no second level.  Readable by superusers only, since it may hold a password.",
 							   &qc_redis_url,
 							   "",

@@ -149,9 +149,9 @@ typedef struct QcShared
 	/*
 	 * The Redis level (redis.c, redis_worker.c), atomics: node_id is set
 	 * once; l2_up is the circuit breaker (1: backends may call Redis; any
-	 * backend opens it, only the worker closes it); l2_dirty says an
-	 * invalidation or write did not reach Redis; l2_warned is the time of the
-	 * last warning about Redis.
+	 * backend opens it, only the worker closes it); l2_dirty says this node
+	 * may owe Redis something (the debt itself is in redis_debt.c);
+	 * l2_warned is the time of the last warning about Redis.
 	 */
 	uint64		node_id;
 	uint8		digest_key[16]; /* secret SipHash key of fetch digests
@@ -161,11 +161,8 @@ typedef struct QcShared
 	pg_atomic_uint64 l2_warned;
 	pg_atomic_uint64 l2_removals;	/* bumped by the worker before each
 									 * removal another node asked for */
-	pg_atomic_uint32 l2_sha_ready;	/* l2_script_sha is filled in */
 	pg_atomic_uint32 db_names_generation;	/* bumped when a database is
 											 * created, dropped or altered */
-	char		l2_script_sha[3][41];	/* SHA1s of redis.c's Lua scripts,
-										 * written once under stats_lock */
 
 	int			nslots;			/* number of stat slots */
 	slock_t		stats_lock;		/* protects reset_base, stats_reset */
@@ -403,6 +400,7 @@ extern char *qc_redis_url;
 extern char *qc_redis_prefix;
 extern int	qc_l1_ttl;
 extern int	qc_redis_timeout;
+extern int	qc_debug_l2_copy_delay;
 
 /* A value read from Redis (palloc'd). */
 typedef struct QcL2Value
@@ -412,6 +410,8 @@ typedef struct QcL2Value
 	int64		pttl_ms;		/* -1: no expiry */
 	TimestampTz build;
 	QcTags		tags;
+	char	   *x;				/* the metadata's opaque field (may be "") */
+	size_t		x_len;
 } QcL2Value;
 
 extern bool qc_redis_url_check(char **newval, void **extra, GucSource source);
@@ -433,7 +433,7 @@ typedef enum QcL2SetResult
 extern QcL2SetResult qc_l2_set(const QcKey *key, const char *json,
 							   const QcTags *tags, int64 ttl_ms,
 							   TimestampTz build);
-extern void qc_l2_lost_write(void);
+extern void qc_l2_lost_write(const QcKey *key);
 extern bool qc_l2_invalidate_key(const QcKey *key);
 extern void qc_l2_invalidate_tag(const char *tag, uint32 len,
 								 TimestampTz stamp);
@@ -442,6 +442,24 @@ extern void qc_l2_clear(TimestampTz stamp);
 extern void qc_l2_commit(const char *db, const char *tags, size_t len,
 						 int ntags, bool wildcard, TimestampTz stamp);
 extern PGDLLEXPORT void qcache_l2_main(Datum arg);
+
+/* redis_debt.c: what this node owes Redis, saved across restarts */
+extern void qc_l2_shmem_request(void);
+extern void qc_l2_shmem_startup(void);
+
+/* More tags than this in one commit invalidate the database in Redis. */
+#define QC_L2_MAX_COMMIT_TAGS	1000
+
+/*
+ * Node-internal tags start with the byte 0x01 ("\001rel:16384"): they name
+ * relations by OID, meaningful on this node only, and never go to Redis
+ * (metadata, commit-time stamps, messages).
+ */
+static inline bool
+qc_tag_is_local(const char *tag)
+{
+	return tag[0] == '\001';
+}
 
 /* ---------- the sweeper (worker.c) ---------- */
 extern void qc_register_worker(const char *name, const char *function);

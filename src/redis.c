@@ -1,167 +1,218 @@
 /*-------------------------------------------------------------------------
  *
  * redis.c
- *		The Redis second level: the client, the layout in Redis, and the
- *		operations that the SQL functions and the commit callback call.
+ *		The Redis second level: the layout in Redis, its Lua scripts, the
+ *		circuit breaker, and the operations that the SQL functions, the
+ *		commit callback and the subscriber worker call.  The connection
+ *		itself is redis_conn.c; what this node owes Redis is redis_debt.c.
  *
- * Each backend keeps one hiredis connection, opened on first use, in
- * non-blocking mode: we write with redisBufferWrite and read with
- * redisBufferRead, and wait in a WaitEventSet on the socket and the latch.
- * So every call is bounded by qcache.redis_timeout, a cancel or terminate
- * request is served while waiting, and postmaster death ends the wait.  A
- * call that did not finish (timeout, error, or an interrupt thrown from the
- * wait) leaves the connection marked busy; the next call drops it and
- * connects afresh, so a late reply can never be read as another call's.
- * No qcache lock is held while we talk to Redis.
+ * The layout in Redis (P = qcache.redis_prefix, D = the database's name
+ * with '%' and ':' percent-encoded, so that no two databases share a key):
  *
- * The layout in Redis (P = qcache.redis_prefix, D = database name):
- *
- *		P:D:<key>		the value, as JSON text, with the entry's TTL
- *		P#m:D:<key>		its metadata, JSON: build point, tags, and the
- *						invalidation stamps it was checked against
+ *		P:D:<key>		the value, as JSON text in UTF-8, with its TTL
+ *		P#m:D:<key>		its metadata, JSON: b build point, t tags, g d s
+ *						the stamps it was checked against, l its length,
+ *						h a hash of it, x an opaque field for the caller
  *		P#t:D:<tag>		a tag's invalidation stamp (microseconds)
- *		P#d:D			the database's stamp (qcache_clear)
- *		P#g				the global stamp (lost invalidations)
+ *		P#i:D:<tag>		the tag's index: a set of the value keys stored
+ *						with the tag, so an invalidation can delete them;
+ *						the TTL of its longest-lived value
+ *		P#d:D			the database's stamp (qcache_clear), no TTL
+ *		P#g				the global stamp (lost invalidations), no TTL
  *		P#f				the floor: at least every stamp ever written
  *		P#inv			the pub/sub channel of invalidations
  *
- * Tags are stamps, not member sets, for the same reason as in L1
- * (invalidate.c): a value is valid only if it was built after the last
- * invalidation of each of its tags, so a value computed from an old
- * snapshot and written to Redis after the invalidation is never served.
- * There are no members to leak.  Eviction cannot make a stale value valid:
- * a value is served only if each stamp key still holds exactly the stamp
- * the value recorded when it was stored, and a missing stamp key (evicted
- * or expired) makes the value invalid.  An invalidation always gives a
- * stamp a new, larger value.  A set that finds a stamp missing creates it
- * at max(floor, build - 1), where the floor (P#f) is raised by every
- * invalidation: so a value built before an invalidation whose stamp Redis
- * has since lost is still refused.  The scripts below run these checks
- * inside Redis, atomically, in one round trip.  A set goes to Redis before
- * L1, and a value Redis refuses as stale is not kept in L1 either.
+ * Keys, tags and values are sent in UTF-8, converted from and to each
+ * database's encoding; every name is built by length, so a key may hold
+ * any byte, a zero byte included.  Node-internal tags (qc_tag_is_local)
+ * never go to Redis.
+ *
+ * Correctness rests on the stamps, as in L1 (invalidate.c): a value is
+ * served only if it was built after the last invalidation of each of its
+ * tags, of its database and of everything.  The get script checks that
+ * each stamp key still holds exactly the stamp the value recorded and is
+ * below its build point; a missing stamp key (evicted, expired) makes the
+ * value invalid.  An invalidation always gives a stamp a new, larger
+ * value and raises the floor; a set that finds a stamp missing creates it
+ * at max(floor, build - 1), so a value built before an invalidation whose
+ * stamp Redis lost is refused.  A set goes to Redis before L1, and a value
+ * Redis refuses as stale is not kept in L1 either.
+ *
+ * Direct readers.  Applications may read P:D:<key> themselves.  Every
+ * invalidation therefore also deletes what it invalidates: a key, a
+ * prefix (SCAN), a database (SCAN), and a tag through its index, which
+ * the set script fills and the stamp script empties.  An index is bounded
+ * (QC_L2_INDEX_MAX members): a set that finds it full first drops up to 64
+ * random members whose values have expired, and if it is still full, is
+ * not stored in Redis at all, and removes the key's older value.  An
+ * index lives as long as its longest-lived value (PEXPIRE ... GT, none
+ * for a value without TTL), so indexes do not leak; an invalidation of the
+ * tag empties it.  If Redis evicts an index (maxmemory with an eviction
+ * policy), a direct reader may see a value its tag invalidated until the
+ * value's TTL; qcache itself never serves one: the stamps decide.
  *
  * Faults.  A call that fails opens the shared circuit breaker
  * (QcShared.l2_up = 0): every backend then works on L1 alone, without
  * paying the timeout again, until the worker (redis_worker.c) finds Redis
  * healthy and closes it.  A write or an invalidation that could not reach
- * Redis sets QcShared.l2_dirty; before the breaker closes, the worker bumps
- * the global stamp, which invalidates every value in Redis, and tells every
- * node to drop its L1.  Warnings are rate-limited across the cluster.
+ * Redis is recorded as debt (redis_debt.c): the key, the tags, the
+ * prefix, the database.  The worker pays it before the breaker closes.
+ * A failed set owes only its key (its older value must go), so a set that
+ * times out, or a value Redis refuses, never flushes anything else.
  *
  * Nothing here raises an error on a Redis failure: callers get false and
  * the L1 answer stands.  qc_l2_commit, called after the commit, never
- * raises at all: it catches even out-of-memory and counts its
- * invalidations as lost.  An interrupt that ends a write or an
- * invalidation in the middle (the SQL functions guard their calls) also
- * counts it as lost.  Redis 7.0 or later is needed (PEXPIRE ... GT).
+ * raises at all: it catches even out-of-memory and owes its
+ * invalidations instead.  An interrupt that ends a write or an
+ * invalidation in the middle (the SQL functions guard their calls) owes
+ * it too.  Redis 7.0 or later is needed (PEXPIRE ... GT).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <sys/socket.h>
-
 #include <hiredis/hiredis.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "commands/dbcommands.h"
+#include "common/hashfn.h"
 #include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
-#include "storage/latch.h"
-#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
-#include "utils/wait_event.h"
 
 #include "qcache.h"
 #include "redis.h"
 
-/* GUC variables */
-char	   *qc_redis_url = NULL;
-char	   *qc_redis_prefix = NULL;
-int			qc_l1_ttl = 60;
-int			qc_redis_timeout = 50;
-
-/* Bumped by the assign hooks: the connection must follow the new settings. */
-static uint32 config_generation = 0;
-
 /* At most one warning about Redis per this many microseconds, cluster-wide. */
 #define QC_L2_WARN_INTERVAL		(10 * USECS_PER_SEC)
 
-/* Life of a stamp written by an invalidation (a day). */
+/* Life of a tag stamp written by an invalidation (a day). */
 #define QC_L2_STAMP_LIFE_MS		"86400000"
 
+/* Most members of a tag's index. */
+#define QC_L2_INDEX_MAX			"10000"
+
 /*
- * get: KEYS = value, meta, global stamp, database stamp; ARGV[1] = the
- * prefix of tag stamp keys.  Returns nil, or {json, pttl, build, {tags}}.
+ * get: KEYS = value, meta, global stamp, database stamp; ARGV = the prefix
+ * of tag stamp keys, the largest value to return.  Returns nil; 0 for a
+ * valid value too large to read; or {json, pttl, build, {tags}, hash, x}.
+ * The length is checked (STRLEN) before the value is read.
  */
 static const char *qc_script_get =
-"local v = redis.call('GET', KEYS[1])\n"
-"if not v then return false end\n"
-"local m = redis.call('GET', KEYS[2])\n"
+"local function sget(k)\n"
+"  local s = redis.pcall('GET', k)\n"
+"  if type(s) == 'table' then return false end\n"
+"  return s\n"
+"end\n"
+"local n = redis.pcall('STRLEN', KEYS[1])\n"
+"if type(n) ~= 'number' or n == 0 then return false end\n"
+"local m = sget(KEYS[2])\n"
 "if not m then return false end\n"
 "local ok, meta = pcall(cjson.decode, m)\n"
 "if not ok or type(meta) ~= 'table' then return false end\n"
 "local b = tonumber(meta.b)\n"
-"if not b or tonumber(meta.l) ~= #v then return false end\n"
+"if not b or tonumber(meta.l) ~= n then return false end\n"
 "local function fresh(k, rec)\n"
-"  local s = redis.call('GET', k)\n"
-"  return s ~= false and s == rec and tonumber(s) < b\n"
+"  local s = sget(k)\n"
+"  return s ~= false and s == rec and tonumber(s) ~= nil and tonumber(s) < b\n"
 "end\n"
 "if not fresh(KEYS[3], meta.g) or not fresh(KEYS[4], meta.d) then return false end\n"
 "local tags = meta.t or {}\n"
+"local st = meta.s or {}\n"
+"if type(tags) ~= 'table' or type(st) ~= 'table' then return false end\n"
 "for i = 1, #tags do\n"
-"  if not fresh(ARGV[1] .. tags[i], meta.s[i]) then return false end\n"
+"  if not fresh(ARGV[1] .. tags[i], st[i]) then return false end\n"
 "end\n"
-"return {v, redis.call('PTTL', KEYS[1]), meta.b, tags}\n";
+"if n > tonumber(ARGV[2]) then return 0 end\n"
+"local v = sget(KEYS[1])\n"
+"if not v then return false end\n"
+"return {v, redis.call('PTTL', KEYS[1]), meta.b, tags, tostring(meta.h or ''), tostring(meta.x or '')}\n";
 
 /*
  * set: KEYS = value, meta, global stamp, database stamp, floor; ARGV =
- * json, ttl in ms (0: none), build, now, tag stamp prefix, tags...
- * Refuses (0) a value built at or before one of its stamps.  A missing
- * stamp (never made, expired or evicted) is created at max(floor, build -
- * 1): the floor is at least every stamp ever written, so a value built
- * before an invalidation whose stamp Redis lost is refused.  Keeps every
- * stamp alive at least as long as the value.
+ * json, ttl in ms (0: none), build, now, tag stamp prefix, tag index
+ * prefix, most index members, hash, x, tags...
+ * Returns 1 (stored), 0 (refused: a stamp is at or after the build point)
+ * or 2 (a tag's index is full: not stored, the key's old value removed).
+ * A missing stamp (never made, expired or evicted) is created at
+ * max(floor, build - 1): the floor is at least every stamp ever written,
+ * so a value built before an invalidation whose stamp Redis lost is
+ * refused.  A stamp key of the wrong type (written by someone else) is
+ * replaced like a missing one.  Keeps every tag stamp alive at least as
+ * long as the value; the global and database stamps have no TTL.
  */
 static const char *qc_script_set =
 "local ttl = tonumber(ARGV[2])\n"
 "local b = tonumber(ARGV[3])\n"
-"local floor = tonumber(redis.call('GET', KEYS[5]))\n"
+"local function sget(k)\n"
+"  local s = redis.pcall('GET', k)\n"
+"  if type(s) == 'table' then redis.call('DEL', k); return false end\n"
+"  return s\n"
+"end\n"
+"local floor = tonumber(sget(KEYS[5]))\n"
 "if not floor then\n"
 "  redis.call('SET', KEYS[5], ARGV[4])\n"
 "  floor = tonumber(ARGV[4])\n"
 "end\n"
-"local function stamp(k)\n"
-"  local s = redis.call('GET', k)\n"
-"  if not s then\n"
+"local function stamp(k, keep)\n"
+"  local s = sget(k)\n"
+"  if not s or tonumber(s) == nil then\n"
 "    local v = math.max(floor, b - 1)\n"
 "    s = string.format('%d', v)\n"
-"    if ttl > 0 then redis.call('SET', k, s, 'PX', ttl) else redis.call('SET', k, s) end\n"
+"    if ttl > 0 and not keep then redis.call('SET', k, s, 'PX', ttl) else redis.call('SET', k, s) end\n"
 "    if v >= b then return nil end\n"
 "    return s\n"
 "  end\n"
-"  if tonumber(s) == nil or tonumber(s) >= b then return nil end\n"
-"  if ttl > 0 then redis.call('PEXPIRE', k, ttl, 'GT') else redis.call('PERSIST', k) end\n"
+"  if tonumber(s) >= b then return nil end\n"
+"  if not keep then\n"
+"    if ttl > 0 then redis.call('PEXPIRE', k, ttl, 'GT') else redis.call('PERSIST', k) end\n"
+"  end\n"
 "  return s\n"
 "end\n"
-"local g = stamp(KEYS[3])\n"
+"local g = stamp(KEYS[3], true)\n"
 "if not g then return 0 end\n"
-"local d = stamp(KEYS[4])\n"
+"local d = stamp(KEYS[4], true)\n"
 "if not d then return 0 end\n"
 "local tags, stamps = {}, {}\n"
-"for i = 6, #ARGV do\n"
-"  local s = stamp(ARGV[5] .. ARGV[i])\n"
+"for i = 10, #ARGV do\n"
+"  local s = stamp(ARGV[5] .. ARGV[i], false)\n"
 "  if not s then return 0 end\n"
 "  tags[#tags + 1] = ARGV[i]\n"
 "  stamps[#stamps + 1] = s\n"
 "end\n"
-"local meta = cjson.encode({b = ARGV[3], g = g, d = d, t = tags, s = stamps, l = #ARGV[1]})\n"
+"local maxidx = tonumber(ARGV[7])\n"
+"local isnew = {}\n"
+"for i = 1, #tags do\n"
+"  local ik = ARGV[6] .. tags[i]\n"
+"  local n = redis.pcall('SCARD', ik)\n"
+"  if type(n) ~= 'number' then redis.call('DEL', ik); n = 0 end\n"
+"  isnew[i] = n == 0\n"
+"  if n >= maxidx and redis.call('SISMEMBER', ik, KEYS[1]) == 0 then\n"
+"    local some = redis.call('SRANDMEMBER', ik, 64)\n"
+"    for j = 1, #some do\n"
+"      if redis.call('EXISTS', some[j]) == 0 then redis.call('SREM', ik, some[j]) end\n"
+"    end\n"
+"    if redis.call('SCARD', ik) >= maxidx then\n"
+"      redis.call('UNLINK', KEYS[1], KEYS[2])\n"
+"      return 2\n"
+"    end\n"
+"  end\n"
+"end\n"
+"for i = 1, #tags do\n"
+"  local ik = ARGV[6] .. tags[i]\n"
+"  redis.call('SADD', ik, KEYS[1])\n"
+"  if ttl == 0 then redis.call('PERSIST', ik)\n"
+"  elseif isnew[i] then redis.call('PEXPIRE', ik, ttl)\n"
+"  else redis.call('PEXPIRE', ik, ttl, 'GT') end\n"
+"end\n"
+"local meta = cjson.encode({b = ARGV[3], g = g, d = d, t = tags, s = stamps, l = #ARGV[1], h = ARGV[8], x = ARGV[9]})\n"
 "if ttl > 0 then\n"
 "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)\n"
 "  redis.call('SET', KEYS[2], meta, 'PX', ttl)\n"
@@ -172,23 +223,52 @@ static const char *qc_script_set =
 "return 1\n";
 
 /*
- * stamp: KEYS = floor, stamp keys...; ARGV = stamp, life in ms, now.
+ * stamp: KEYS = floor, stamp keys...; ARGV = stamp, life in ms (0: no
+ * TTL), now, length of the value keys' head "P:", the meta keys' head
+ * "P#m:", then for each stamp key its index key ('' for none).
  * Gives each stamp key a new value, at least ARGV[1] and above its old
- * one, so that every value that recorded the old one is invalid; raises
- * the floor to the largest.
+ * one, so that every value that recorded the old one is invalid; deletes
+ * the values in the index, with their metadata, and the index; raises the
+ * floor to the largest stamp.  Returns the number of keys deleted.
  */
 static const char *qc_script_stamp =
 "local st = tonumber(ARGV[1])\n"
-"local f = tonumber(redis.call('GET', KEYS[1])) or tonumber(ARGV[3])\n"
+"local life = tonumber(ARGV[2])\n"
+"local vh = tonumber(ARGV[4])\n"
+"local f = redis.pcall('GET', KEYS[1])\n"
+"f = type(f) == 'string' and tonumber(f) or tonumber(ARGV[3])\n"
+"local gone = 0\n"
 "for i = 2, #KEYS do\n"
-"  local s = tonumber(redis.call('GET', KEYS[i]))\n"
+"  local s = redis.pcall('GET', KEYS[i])\n"
+"  if type(s) == 'table' then redis.call('DEL', KEYS[i]); s = nil end\n"
+"  s = tonumber(s)\n"
 "  local v = st\n"
 "  if s and s >= v then v = s + 1 end\n"
-"  redis.call('SET', KEYS[i], string.format('%d', v), 'PX', ARGV[2])\n"
+"  if life > 0 then\n"
+"    redis.call('SET', KEYS[i], string.format('%d', v), 'PX', life)\n"
+"  else\n"
+"    redis.call('SET', KEYS[i], string.format('%d', v))\n"
+"  end\n"
 "  if v > f then f = v end\n"
+"  local ik = ARGV[4 + i]\n"
+"  if ik and ik ~= '' then\n"
+"    local t = redis.call('TYPE', ik).ok\n"
+"    if t == 'set' then\n"
+"      local mem = redis.call('SMEMBERS', ik)\n"
+"      for j = 1, #mem, 500 do\n"
+"        local batch = {}\n"
+"        for q = j, math.min(j + 499, #mem) do\n"
+"          batch[#batch + 1] = mem[q]\n"
+"          batch[#batch + 1] = ARGV[5] .. string.sub(mem[q], vh + 1)\n"
+"        end\n"
+"        gone = gone + redis.call('UNLINK', unpack(batch))\n"
+"      end\n"
+"    end\n"
+"    if t ~= 'none' then redis.call('DEL', ik) end\n"
+"  end\n"
 "end\n"
 "redis.call('SET', KEYS[1], string.format('%d', f))\n"
-"return #KEYS - 1\n";
+"return gone\n";
 
 typedef enum QcScript
 {
@@ -214,309 +294,6 @@ static char script_sha[QC_NUM_SCRIPTS][41];
 
 /* This backend's connection. */
 static QcRedisConn backend_conn;
-
-/* ---------- the URL ---------- */
-
-/*
- * Parse qcache.redis_url into t.  Forms: redis://[[user]:password@]host
- * [:port][/db], unix://[[user]:password@]/path[?db=N], or /path.  On error
- * returns false and sets *why (which never contains the password).
- */
-bool
-qc_redis_parse_url(const char *url, QcRedisTarget *t, const char **why)
-{
-	const char *p;
-	const char *at;
-	const char *end;
-	bool		is_unix = false;
-
-	memset(t, 0, sizeof(*t));
-	t->port = 6379;
-	*why = NULL;
-	if (url == NULL || url[0] == '\0')
-	{
-		*why = "the URL is empty";
-		return false;
-	}
-	if (url[0] == '/')
-	{
-		t->is_unix = true;
-		if (strlen(url) >= sizeof(t->path))
-		{
-			*why = "the socket path is too long";
-			return false;
-		}
-		strlcpy(t->path, url, sizeof(t->path));
-		return true;
-	}
-	if (strncmp(url, "redis://", 8) == 0)
-		p = url + 8;
-	else if (strncmp(url, "unix://", 7) == 0)
-	{
-		p = url + 7;
-		is_unix = true;
-	}
-	else
-	{
-		*why = "it must start with redis://, unix:// or /";
-		return false;
-	}
-
-	/*
-	 * userinfo: everything up to the last '@' (a password may hold '@' and
-	 * '/'; a host, port or database number cannot hold '@'), or for unix://
-	 * up to the last "@/".
-	 */
-	if (is_unix)
-	{
-		const char *q;
-
-		end = NULL;
-		for (q = strstr(p, "@/"); q != NULL; q = strstr(q + 1, "@/"))
-			end = q;
-	}
-	else
-		end = strrchr(p, '@');
-	at = end;
-	if (at != NULL)
-	{
-		const char *colon = memchr(p, ':', at - p);
-
-		if (colon == NULL)
-		{
-			*why = "the user information must be [user]:password";
-			return false;
-		}
-		if ((size_t) (colon - p) >= sizeof(t->user) ||
-			(size_t) (at - colon - 1) >= sizeof(t->password))
-		{
-			*why = "the user name or password is too long";
-			return false;
-		}
-		memcpy(t->user, p, colon - p);
-		memcpy(t->password, colon + 1, at - colon - 1);
-		p = at + 1;
-	}
-
-	if (is_unix)
-	{
-		const char *q = strchr(p, '?');
-		size_t		len = q ? (size_t) (q - p) : strlen(p);
-
-		if (p[0] != '/' || len >= sizeof(t->path))
-		{
-			*why = "unix:// must be followed by an absolute socket path";
-			return false;
-		}
-		t->is_unix = true;
-		memcpy(t->path, p, len);
-		if (q != NULL)
-		{
-			char	   *e;
-
-			if (strncmp(q, "?db=", 4) != 0)
-			{
-				*why = "the only option of a unix:// URL is ?db=N";
-				return false;
-			}
-			t->db = strtol(q + 4, &e, 10);
-			if (*e != '\0' || e == q + 4 || t->db < 0)
-			{
-				*why = "the database number must be a non-negative integer";
-				return false;
-			}
-		}
-		return true;
-	}
-	else
-	{
-		const char *hend = p + strcspn(p, ":/");
-		size_t		hlen = hend - p;
-
-		if (hlen == 0 || hlen >= sizeof(t->host))
-		{
-			*why = "the host is missing or too long";
-			return false;
-		}
-		memcpy(t->host, p, hlen);
-		p = hend;
-		if (*p == ':')
-		{
-			char	   *e;
-			long		port = strtol(p + 1, &e, 10);
-
-			if (e == p + 1 || port <= 0 || port > 65535)
-			{
-				*why = "the port must be between 1 and 65535";
-				return false;
-			}
-			t->port = (int) port;
-			p = e;
-		}
-		if (*p == '/' && p[1] != '\0')
-		{
-			char	   *e;
-
-			t->db = strtol(p + 1, &e, 10);
-			if (*e != '\0' || t->db < 0)
-			{
-				*why = "the database number must be a non-negative integer";
-				return false;
-			}
-		}
-		else if (*p == '/')
-			;
-		else if (*p != '\0')
-		{
-			*why = "unexpected characters after the host and port";
-			return false;
-		}
-		return true;
-	}
-}
-
-/* Where the target is, for messages: never the password. */
-const char *
-qc_redis_where(const QcRedisTarget *t)
-{
-	static char buf[MAXPGPATH + 32];
-
-	if (t->is_unix)
-		snprintf(buf, sizeof(buf), "unix socket %s", t->path);
-	else
-		snprintf(buf, sizeof(buf), "%s:%d", t->host, t->port);
-	return buf;
-}
-
-/* GUC check hook of qcache.redis_url. */
-bool
-qc_redis_url_check(char **newval, void **extra, GucSource source)
-{
-	QcRedisTarget t;
-	const char *why;
-
-	if (*newval == NULL || (*newval)[0] == '\0')
-		return true;
-	if (!qc_redis_parse_url(*newval, &t, &why))
-	{
-		GUC_check_errdetail("qcache.redis_url is not valid: %s.", why);
-		GUC_check_errhint("Use redis://[:password@]host:port[/db], unix:///path/to/socket[?db=N] or /path/to/socket.");
-		return false;
-	}
-	return true;
-}
-
-/* Assign hook of the settings a connection depends on. */
-void
-qc_redis_config_assign(const char *newval, void *extra)
-{
-	config_generation++;
-}
-
-/* Changes with every change of the settings a connection depends on. */
-uint32
-qc_redis_generation(void)
-{
-	return config_generation;
-}
-
-/* Assign hook of qcache.redis_timeout. */
-void
-qc_redis_timeout_assign(int newval, void *extra)
-{
-	config_generation++;
-}
-
-/*
- * emit_log_hook: hide the password of any redis:// or unix:// URL in a
- * message, such as the postmaster's "parameter ... changed to ..." on
- * reload, or a logged ALTER SYSTEM.
- */
-static emit_log_hook_type prev_emit_log_hook = NULL;
-
-static char *
-qc_redact(char *msg)
-{
-	static const char *const schemes[] = {"redis://", "unix://"};
-	StringInfoData buf;
-	const char *p = msg;
-	bool		changed = false;
-
-	if (msg == NULL || strstr(msg, "://") == NULL)
-		return msg;
-	initStringInfo(&buf);
-	while (*p)
-	{
-		size_t		i;
-		bool		done = false;
-
-		for (i = 0; i < lengthof(schemes) && !done; i++)
-		{
-			size_t		sl = strlen(schemes[i]);
-			const char *u;
-			const char *at = NULL;
-
-			if (pg_strncasecmp(p, schemes[i], sl) != 0)
-				continue;
-			/* the URL ends at a blank or a quote; userinfo at its last '@' */
-			for (u = p + sl; *u && !isspace((unsigned char) *u) &&
-				 *u != '"' && *u != '\''; u++)
-				if (*u == '@')
-					at = u;
-			appendBinaryStringInfo(&buf, p, sl);
-			if (at != NULL)
-			{
-				appendStringInfoString(&buf, "********");
-				p = at;
-				changed = true;
-			}
-			else
-				p += sl;
-			done = true;
-		}
-		if (!done)
-			appendStringInfoChar(&buf, *p++);
-	}
-	if (!changed)
-	{
-		pfree(buf.data);
-		return msg;
-	}
-	return buf.data;
-}
-
-/* Does a text hold a redis:// or unix:// URL with user information? */
-static bool
-qc_holds_secret(const char *s)
-{
-	return s != NULL && strchr(s, '@') != NULL &&
-		(strstr(s, "redis://") != NULL || strstr(s, "unix://") != NULL ||
-		 strstr(s, "REDIS://") != NULL || strstr(s, "UNIX://") != NULL);
-}
-
-static void
-qc_emit_log(ErrorData *edata)
-{
-	edata->message = qc_redact(edata->message);
-	edata->detail = qc_redact(edata->detail);
-	edata->detail_log = qc_redact(edata->detail_log);
-	edata->context = qc_redact(edata->context);
-	edata->hint = qc_redact(edata->hint);
-	edata->internalquery = qc_redact(edata->internalquery);
-	/* the STATEMENT: line is printed from the query text itself */
-	if (qc_holds_secret(debug_query_string))
-		edata->hide_stmt = true;
-	if (prev_emit_log_hook)
-		prev_emit_log_hook(edata);
-}
-
-/* Install the log filter; from _PG_init. */
-void
-qc_l2_install_log_filter(void)
-{
-	prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = qc_emit_log;
-}
 
 /* ---------- state ---------- */
 
@@ -554,466 +331,34 @@ qc_l2_warn(int elevel, const char *what, const char *detail)
 					 (int) (QC_L2_WARN_INTERVAL / USECS_PER_SEC))));
 }
 
-/*
- * A write or invalidation did not reach Redis: mark L2 dirty, then open
- * the breaker.  In this order: the worker closes the breaker, then looks
- * at l2_dirty again (redis_worker.c), so either it sees this mark or this
- * store to l2_up comes after its own, and L2 never serves with a lost
- * write that the worker has not made up for.
- */
-static void
-qc_l2_mark_dirty(void)
+/* Count and remember an error of a connection (no secret in it). */
+void
+qc_l2_note_error(const char *what, const QcRedisConn *conn)
 {
-	pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
-	pg_memory_barrier();
-	pg_atomic_write_u32(&qc_shared->l2_up, 0);
+	char		detail[256];
+
+	snprintf(detail, sizeof(detail), "%s: %s (%s)", what,
+			 conn->errstr[0] ? conn->errstr : "no detail",
+			 qc_redis_where(&conn->target));
+	qc_count(QC_STAT_L2_ERRORS, 1);
+	qc_l2_set_error(detail);
 }
 
-/* A call failed: open the breaker; a lost write also makes L2 dirty. */
+/* A call failed: count it, open the breaker, warn. */
 static void
-qc_l2_failed(QcRedisConn *conn, bool lost_write, const char *what)
+qc_l2_failed(QcRedisConn *conn, const char *what)
 {
 	char		detail[256];
 
 	snprintf(detail, sizeof(detail), "%s (%s)",
 			 conn->errstr[0] ? conn->errstr : "no detail",
 			 qc_redis_where(&conn->target));
-	qc_count(QC_STAT_L2_ERRORS, 1);
-	if (lost_write)
-		qc_l2_mark_dirty();
-	else
-		pg_atomic_write_u32(&qc_shared->l2_up, 0);
+	qc_l2_note_error(what, conn);
+	pg_atomic_write_u32(&qc_shared->l2_up, 0);
 	qc_l2_warn(WARNING, what, detail);
 }
 
-/* For callers that were interrupted in the middle of a Redis write. */
-void
-qc_l2_lost_write(void)
-{
-	if (qc_l2_active())
-		qc_l2_mark_dirty();
-	backend_conn.busy = backend_conn.ctx != NULL;
-}
-
-/* A write or invalidation is skipped because the breaker is open. */
-static void
-qc_l2_skipped_write(void)
-{
-	if (!qc_l2_active())
-		return;
-	qc_l2_mark_dirty();
-}
-
-/* ---------- the connection ---------- */
-
-/* Drop a connection. */
-void
-qc_redis_disconnect(QcRedisConn *conn)
-{
-	if (conn->wes)
-		FreeWaitEventSet(conn->wes);
-	conn->wes = NULL;
-	if (conn->ctx)
-		redisFree(conn->ctx);
-	conn->ctx = NULL;
-	conn->busy = false;
-}
-
-/* Milliseconds left until deadline (at least 0). */
-static long
-qc_ms_left(TimestampTz deadline)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (now >= deadline)
-		return 0;
-	return (long) ((deadline - now + 999) / 1000);
-}
-
-/*
- * Wait until the socket is ready for `events` or the deadline passes.
- * Serves interrupts when the latch is set (an error may be thrown from
- * here; the connection is then left busy).  True if ready.
- */
-static bool
-qc_redis_wait(QcRedisConn *conn, uint32 events, TimestampTz deadline)
-{
-	for (;;)
-	{
-		WaitEvent	ev;
-		long		left = qc_ms_left(deadline);
-		int			n;
-
-		if (left <= 0)
-		{
-			snprintf(conn->errstr, sizeof(conn->errstr), "timed out after %d ms",
-					 conn->timeout_ms);
-			return false;
-		}
-		if (events != conn->sock_events)
-		{
-			/* an epoll_ctl: only when the direction changes */
-			ModifyWaitEvent(conn->wes, conn->sock_pos, events, NULL);
-			conn->sock_events = events;
-		}
-		n = WaitEventSetWait(conn->wes, left, &ev, 1, PG_WAIT_EXTENSION);
-		if (n == 0)
-			continue;			/* the loop checks the deadline */
-		if (ev.events & WL_LATCH_SET)
-		{
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-			continue;
-		}
-		if (ev.events & events)
-			return true;
-	}
-}
-
-/* Send what hiredis has buffered. */
-static bool
-qc_redis_flush(QcRedisConn *conn, TimestampTz deadline)
-{
-	int			done = 0;
-
-	for (;;)
-	{
-		if (redisBufferWrite(conn->ctx, &done) == REDIS_ERR)
-		{
-			strlcpy(conn->errstr, conn->ctx->errstr, sizeof(conn->errstr));
-			return false;
-		}
-		if (done)
-			return true;
-		if (!qc_redis_wait(conn, WL_SOCKET_WRITEABLE, deadline))
-			return false;
-	}
-}
-
-/* Read one reply. */
-static redisReply *
-qc_redis_read(QcRedisConn *conn, TimestampTz deadline)
-{
-	for (;;)
-	{
-		void	   *r = NULL;
-
-		if (redisGetReplyFromReader(conn->ctx, &r) == REDIS_ERR)
-		{
-			strlcpy(conn->errstr, conn->ctx->errstr, sizeof(conn->errstr));
-			return NULL;
-		}
-		if (r != NULL)
-			return (redisReply *) r;
-		if (!qc_redis_wait(conn, WL_SOCKET_READABLE, deadline))
-			return NULL;
-		if (redisBufferRead(conn->ctx) == REDIS_ERR)
-		{
-			strlcpy(conn->errstr, conn->ctx->errstr, sizeof(conn->errstr));
-			return NULL;
-		}
-	}
-}
-
-/*
- * Run n pipelined commands and put their replies in replies[] (the caller
- * frees them with qc_redis_free_replies).  False on a connection failure,
- * timeout or error, after which the connection is dropped and no reply is
- * left to free.  Redis error replies are replies, not failures.
- */
-bool
-qc_redis_run(QcRedisConn *conn, int n, QcRedisCmd *cmds, redisReply **replies)
-{
-	TimestampTz deadline = GetCurrentTimestamp() +
-	(TimestampTz) conn->timeout_ms * 1000;
-	int			i;
-
-	for (i = 0; i < n; i++)
-		replies[i] = NULL;
-	if (conn->ctx == NULL)
-	{
-		strlcpy(conn->errstr, "not connected", sizeof(conn->errstr));
-		return false;
-	}
-	for (i = 0; i < n; i++)
-		if (redisAppendCommandArgv(conn->ctx, cmds[i].argc, cmds[i].argv,
-								   cmds[i].argvlen) != REDIS_OK)
-		{
-			strlcpy(conn->errstr, "out of memory", sizeof(conn->errstr));
-			qc_redis_disconnect(conn);
-			return false;
-		}
-	conn->busy = true;
-	if (!qc_redis_flush(conn, deadline))
-	{
-		qc_redis_disconnect(conn);
-		return false;
-	}
-	for (i = 0; i < n; i++)
-	{
-		replies[i] = qc_redis_read(conn, deadline);
-		if (replies[i] == NULL)
-		{
-			qc_redis_free_replies(i, replies);
-			qc_redis_disconnect(conn);
-			return false;
-		}
-	}
-	conn->busy = false;
-	return true;
-}
-
-/* Free the replies of qc_redis_run. */
-void
-qc_redis_free_replies(int n, redisReply **replies)
-{
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		if (replies[i])
-			freeReplyObject(replies[i]);
-		replies[i] = NULL;
-	}
-}
-
-/* Start a command of at most cap arguments. */
-void
-qc_cmd_init(QcRedisCmd *cmd, int cap)
-{
-	cmd->argc = 0;
-	cmd->cap = cap;
-	cmd->argv = palloc(sizeof(char *) * cap);
-	cmd->argvlen = palloc(sizeof(size_t) * cap);
-}
-
-/* Append an argument; the bytes must outlive the command. */
-void
-qc_cmd_arg(QcRedisCmd *cmd, const char *s, size_t len)
-{
-	Assert(cmd->argc < cmd->cap);
-	cmd->argv[cmd->argc] = s;
-	cmd->argvlen[cmd->argc] = len;
-	cmd->argc++;
-}
-
-void
-qc_cmd_str(QcRedisCmd *cmd, const char *s)
-{
-	qc_cmd_arg(cmd, s, strlen(s));
-}
-
-/*
- * Connect conn to the configured Redis, authenticate, select the database
- * and load the scripts.  False (with conn->errstr) on failure.
- */
-bool
-qc_redis_connect(QcRedisConn *conn)
-{
-	const char *why;
-	TimestampTz deadline;
-	int			err = 0;
-	socklen_t	errlen = sizeof(err);
-	QcRedisCmd	cmds[2 + QC_NUM_SCRIPTS];
-	redisReply *r[2 + QC_NUM_SCRIPTS];
-	char		dbbuf[16];
-	int			n = 0;
-	int			i;
-	int			first_script;
-
-	qc_redis_disconnect(conn);
-	conn->errstr[0] = '\0';
-	conn->generation = config_generation;
-	conn->timeout_ms = Max(qc_redis_timeout, 1);
-	if (!qc_redis_parse_url(qc_redis_url, &conn->target, &why))
-	{
-		strlcpy(conn->errstr, why, sizeof(conn->errstr));
-		return false;
-	}
-	deadline = GetCurrentTimestamp() + (TimestampTz) conn->timeout_ms * 1000;
-
-	if (conn->target.is_unix)
-		conn->ctx = redisConnectUnixNonBlock(conn->target.path);
-	else
-		conn->ctx = redisConnectNonBlock(conn->target.host, conn->target.port);
-	if (conn->ctx == NULL || conn->ctx->err)
-	{
-		strlcpy(conn->errstr, conn->ctx ? conn->ctx->errstr : "out of memory",
-				sizeof(conn->errstr));
-		qc_redis_disconnect(conn);
-		return false;
-	}
-	conn->wes = CreateWaitEventSet(TopMemoryContext, 3);
-	AddWaitEventToSet(conn->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(conn->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	conn->sock_pos = AddWaitEventToSet(conn->wes, WL_SOCKET_WRITEABLE,
-									   conn->ctx->fd, NULL, NULL);
-	conn->sock_events = WL_SOCKET_WRITEABLE;
-	conn->busy = true;
-	if (!qc_redis_wait(conn, WL_SOCKET_WRITEABLE, deadline))
-	{
-		qc_redis_disconnect(conn);
-		return false;
-	}
-	if (getsockopt(conn->ctx->fd, SOL_SOCKET, SO_ERROR, &err, &errlen) != 0 ||
-		err != 0)
-	{
-		strlcpy(conn->errstr, err ? strerror(err) : "connect failed",
-				sizeof(conn->errstr));
-		qc_redis_disconnect(conn);
-		return false;
-	}
-	conn->busy = false;
-
-	if (conn->target.password[0] != '\0')
-	{
-		qc_cmd_init(&cmds[n], 3);
-		qc_cmd_str(&cmds[n], "AUTH");
-		if (conn->target.user[0] != '\0')
-			qc_cmd_str(&cmds[n], conn->target.user);
-		qc_cmd_str(&cmds[n], conn->target.password);
-		n++;
-	}
-	if (conn->target.db != 0)
-	{
-		snprintf(dbbuf, sizeof(dbbuf), "%d", conn->target.db);
-		qc_cmd_init(&cmds[n], 2);
-		qc_cmd_str(&cmds[n], "SELECT");
-		qc_cmd_str(&cmds[n], dbbuf);
-		n++;
-	}
-
-	/*
-	 * The scripts' SHA1s are the same everywhere: the first connection of the
-	 * cluster learns them with SCRIPT LOAD and leaves them in shared memory.
-	 * If Redis loses them later, EVALSHA's NOSCRIPT falls back to EVAL
-	 * (qc_redis_script).
-	 */
-	first_script = n;
-	if (pg_atomic_read_u32(&qc_shared->l2_sha_ready) != 0)
-	{
-		pg_read_barrier();
-		memcpy(script_sha, qc_shared->l2_script_sha, sizeof(script_sha));
-	}
-	else
-	{
-		for (i = 0; i < QC_NUM_SCRIPTS; i++)
-		{
-			qc_cmd_init(&cmds[n], 3);
-			qc_cmd_str(&cmds[n], "SCRIPT");
-			qc_cmd_str(&cmds[n], "LOAD");
-			qc_cmd_str(&cmds[n], qc_scripts()[i]);
-			n++;
-		}
-	}
-	if (n == 0)
-		return true;
-	if (!qc_redis_run(conn, n, cmds, r))
-		return false;
-	for (i = 0; i < n; i++)
-	{
-		if (r[i]->type == REDIS_REPLY_ERROR)
-		{
-			/* AUTH or SELECT refused: the message says which, no secret */
-			snprintf(conn->errstr, sizeof(conn->errstr), "%s", r[i]->str);
-			qc_redis_free_replies(n, r);
-			qc_redis_disconnect(conn);
-			return false;
-		}
-		if (i >= first_script && r[i]->type == REDIS_REPLY_STRING &&
-			r[i]->len == 40)
-			memcpy(script_sha[i - first_script], r[i]->str, 41);
-	}
-	qc_redis_free_replies(n, r);
-	if (n - first_script == QC_NUM_SCRIPTS &&
-		pg_atomic_read_u32(&qc_shared->l2_sha_ready) == 0)
-	{
-		/* identical bytes from every writer; published by the flag */
-		SpinLockAcquire(&qc_shared->stats_lock);
-		memcpy(qc_shared->l2_script_sha, script_sha, sizeof(script_sha));
-		SpinLockRelease(&qc_shared->stats_lock);
-		pg_write_barrier();
-		pg_atomic_write_u32(&qc_shared->l2_sha_ready, 1);
-	}
-	return true;
-}
-
-/*
- * The backend's connection, connected; NULL (breaker opened) if it cannot
- * be had.  A connection left busy by an interrupted call, or made under
- * settings that have changed since, is replaced.
- */
-static QcRedisConn *
-qc_backend_conn(bool lost_write)
-{
-	QcRedisConn *conn = &backend_conn;
-
-	if (conn->ctx != NULL &&
-		(conn->busy || conn->generation != config_generation))
-		qc_redis_disconnect(conn);
-	if (conn->ctx == NULL && !qc_redis_connect(conn))
-	{
-		qc_l2_failed(conn, lost_write, "cannot connect to Redis");
-		return NULL;
-	}
-	return conn;
-}
-
-/*
- * The connection for a write or an invalidation; NULL if it cannot reach
- * Redis now (breaker open, or the connection fails), after counting the
- * write as lost.
- */
-static QcRedisConn *
-qc_l2_write_conn(void)
-{
-	if (!qc_l2_usable())
-	{
-		qc_l2_skipped_write();
-		return NULL;
-	}
-	return qc_backend_conn(true);
-}
-
-/*
- * Run a script by its SHA1, or by its text if Redis lost it (NOSCRIPT),
- * followed by up to one more pipelined command.  Replies as qc_redis_run.
- */
-static bool
-qc_redis_script(QcRedisConn *conn, QcScript script, QcRedisCmd *cmd,
-				QcRedisCmd *extra, redisReply **replies)
-{
-	QcRedisCmd	cmds[2];
-	int			n = extra ? 2 : 1;
-
-	cmd->argv[0] = "EVALSHA";
-	cmd->argvlen[0] = 7;
-	cmd->argv[1] = script_sha[script];
-	cmd->argvlen[1] = 40;
-	cmds[0] = *cmd;
-	if (extra)
-		cmds[1] = *extra;
-	if (!qc_redis_run(conn, n, cmds, replies))
-		return false;
-	if (replies[0]->type == REDIS_REPLY_ERROR &&
-		strncmp(replies[0]->str, "NOSCRIPT", 8) == 0)
-	{
-		freeReplyObject(replies[0]);
-		cmds[0].argv[0] = "EVAL";
-		cmds[0].argvlen[0] = 4;
-		cmds[0].argv[1] = qc_scripts()[script];
-		cmds[0].argvlen[1] = strlen(qc_scripts()[script]);
-		if (!qc_redis_run(conn, 1, cmds, replies))
-		{
-			if (extra)
-				qc_redis_free_replies(1, replies + 1);
-			return false;
-		}
-	}
-	return true;
-}
-
-/* ---------- names ---------- */
+/* ---------- names and encodings ---------- */
 
 /* The current database's name, cached; call inside a transaction first. */
 static char *dbname = NULL;
@@ -1030,7 +375,114 @@ qc_l2_dbname(void)
 	return dbname;
 }
 
-/* prefix + infix + db [+ ':' + str], palloc'd, length in *len */
+/* Is s pure ASCII (no byte above 0x7f)? */
+static bool
+qc_is_ascii(const char *s, size_t len)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char) s[i] > 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * Append text of the database's encoding to buf in UTF-8, by length (a
+ * zero byte passes as it is; the conversions stop at one, so each run
+ * between them is converted on its own).
+ */
+static void
+qc_append_utf8(StringInfo buf, const char *s, size_t len)
+{
+	int			enc = GetDatabaseEncoding();
+	const char *end = s + len;
+
+	if (enc == PG_UTF8 || enc == PG_SQL_ASCII || qc_is_ascii(s, len))
+	{
+		appendBinaryStringInfo(buf, s, len);
+		return;
+	}
+	while (s < end)
+	{
+		const char *z = memchr(s, '\0', end - s);
+		size_t		run = z ? (size_t) (z - s) : (size_t) (end - s);
+
+		if (run > 0)
+		{
+			char	   *c = pg_server_to_any(s, (int) run, PG_UTF8);
+
+			appendBinaryStringInfo(buf, c, c == s ? run : strlen(c));
+		}
+		if (z == NULL)
+			break;
+		appendStringInfoChar(buf, '\0');
+		s = z + 1;
+	}
+}
+
+/*
+ * Text from Redis (UTF-8) in the database's encoding, palloc'd and
+ * NUL-terminated, length in *outlen; NULL if it is not valid UTF-8, holds
+ * a zero byte, or has a character the database's encoding lacks.
+ */
+static char *
+qc_from_utf8(const char *s, size_t len, size_t *outlen)
+{
+	int			enc = GetDatabaseEncoding();
+	static Oid	proc = InvalidOid;
+	static int	proc_enc = -1;
+	char	   *dst;
+	size_t		cap;
+	int			done;
+
+	if (memchr(s, '\0', len) != NULL ||
+		!pg_verify_mbstr(PG_UTF8, s, (int) len, true))
+		return NULL;
+	if (enc == PG_UTF8 || enc == PG_SQL_ASCII || qc_is_ascii(s, len))
+	{
+		*outlen = len;
+		return pnstrdup(s, len);
+	}
+	if (proc_enc != enc)
+	{
+		proc = FindDefaultConversionProc(PG_UTF8, enc);
+		proc_enc = enc;
+	}
+	if (!OidIsValid(proc))
+		return NULL;
+	cap = len * MAX_CONVERSION_GROWTH + 1;
+	if (cap > MaxAllocSize)
+		return NULL;
+	dst = palloc(cap);
+	done = pg_do_encoding_conversion_buf(proc, PG_UTF8, enc,
+										 (unsigned char *) s, (int) len,
+										 (unsigned char *) dst, (int) cap, true);
+	if (done != (int) len)
+		return NULL;
+	*outlen = strlen(dst);
+	return dst;
+}
+
+/* Append a database name, with '%' and ':' percent-encoded. */
+static void
+qc_append_db(StringInfo buf, const char *db)
+{
+	for (; *db; db++)
+	{
+		if (*db == '%')
+			appendStringInfoString(buf, "%25");
+		else if (*db == ':')
+			appendStringInfoString(buf, "%3A");
+		else
+			appendStringInfoChar(buf, *db);
+	}
+}
+
+/*
+ * prefix + infix [+ encoded db [+ ':' + str]], palloc'd, length in *len.
+ * str is already in Redis's encoding (UTF-8); any byte may be in it.
+ */
 static char *
 qc_l2_name(const char *infix, const char *db, const char *str, size_t slen,
 		   size_t *len)
@@ -1042,7 +494,7 @@ qc_l2_name(const char *infix, const char *db, const char *str, size_t slen,
 	appendStringInfoString(&buf, infix);
 	if (db != NULL)
 	{
-		appendStringInfoString(&buf, db);
+		qc_append_db(&buf, db);
 		if (str != NULL)
 		{
 			appendStringInfoChar(&buf, ':');
@@ -1053,39 +505,57 @@ qc_l2_name(const char *infix, const char *db, const char *str, size_t slen,
 	return buf.data;
 }
 
-/* The keys every value script takes: value, meta, global, database. */
+/* s (server encoding) in UTF-8, palloc'd; length in *outlen. */
+static char *
+qc_utf8(const char *s, size_t len, size_t *outlen)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	qc_append_utf8(&buf, s, len);
+	*outlen = buf.len;
+	return buf.data;
+}
+
+/* The keys every value script takes. */
 typedef struct QcL2Keys
 {
 	char	   *value;
 	size_t		value_len;
 	char	   *meta;
 	size_t		meta_len;
-	char	   *global;
-	size_t		global_len;
+	char	   *gstamp;
+	size_t		gstamp_len;
 	char	   *db;
 	size_t		db_len;
 	char	   *tagpfx;
 	size_t		tagpfx_len;
+	char	   *idxpfx;
+	size_t		idxpfx_len;
 	char	   *floor;
 	size_t		floor_len;
 } QcL2Keys;
 
+/* Names of a key of the current database (key in the server encoding). */
 static void
 qc_l2_keys(const QcKey *key, QcL2Keys *k)
 {
 	const char *db = qc_l2_dbname();
+	size_t		ulen;
+	char	   *u = qc_utf8(key->data, key->len, &ulen);
 
-	k->value = qc_l2_name(":", db, key->data, key->len, &k->value_len);
-	k->meta = qc_l2_name("#m:", db, key->data, key->len, &k->meta_len);
-	k->global = qc_l2_name("#g", NULL, NULL, 0, &k->global_len);
+	k->value = qc_l2_name(":", db, u, ulen, &k->value_len);
+	k->meta = qc_l2_name("#m:", db, u, ulen, &k->meta_len);
+	k->gstamp = qc_l2_name("#g", NULL, NULL, 0, &k->gstamp_len);
 	k->db = qc_l2_name("#d:", db, NULL, 0, &k->db_len);
 	k->tagpfx = qc_l2_name("#t:", db, "", 0, &k->tagpfx_len);
+	k->idxpfx = qc_l2_name("#i:", db, "", 0, &k->idxpfx_len);
 	k->floor = qc_l2_name("#f", NULL, NULL, 0, &k->floor_len);
 }
 
 /*
  * Publish an invalidation: node id, kind, stamp, database, payload, each
- * but the last followed by a zero byte.
+ * but the last followed by a zero byte.  The payload is in UTF-8.
  */
 static void
 qc_l2_publish_cmd(QcRedisCmd *cmd, StringInfo msg, char kind,
@@ -1112,11 +582,130 @@ qc_l2_publish_cmd(QcRedisCmd *cmd, StringInfo msg, char kind,
 	qc_cmd_arg(cmd, msg->data, msg->len);
 }
 
-/* ---------- the operations ---------- */
+/* ---------- the connection ---------- */
+
+/* Connect conn and load the scripts; for the worker too. */
+bool
+qc_l2_connect(QcRedisConn *conn)
+{
+	return qc_redis_connect(conn, qc_scripts(), QC_NUM_SCRIPTS, script_sha);
+}
 
 /*
- * Look a key up in Redis.  True on a valid hit, with out filled (palloc'd);
- * counts the L2 hit or miss.
+ * The backend's connection, connected; NULL (breaker opened) if it cannot
+ * be had.  A connection left busy by an interrupted call, or made for
+ * another target, is replaced; a reload that changes nothing keeps it.
+ */
+static QcRedisConn *
+qc_backend_conn(void)
+{
+	QcRedisConn *conn = &backend_conn;
+
+	if (conn->ctx != NULL &&
+		(conn->busy || conn->identity != qc_redis_current_identity()))
+		qc_redis_disconnect(conn);
+	if (conn->ctx == NULL && !qc_l2_connect(conn))
+	{
+		qc_l2_failed(conn, "cannot connect to Redis");
+		return NULL;
+	}
+	conn->timeout_ms = Max(qc_redis_timeout, 1);
+	return conn;
+}
+
+/*
+ * The connection for a write or an invalidation; NULL if it may not reach
+ * Redis now (breaker open, this backend's settings are not the target the
+ * node serves, or the connection fails): the caller then owes it.
+ */
+static QcRedisConn *
+qc_l2_write_conn(void)
+{
+	if (!qc_l2_usable() || !qc_l2_on_target())
+		return NULL;
+	return qc_backend_conn();
+}
+
+/* For callers that were interrupted in the middle of a Redis call. */
+static void
+qc_l2_interrupted(void)
+{
+	backend_conn.busy = backend_conn.ctx != NULL;
+}
+
+static void qc_l2_owe_key(const QcKey *key);
+
+/*
+ * A write (key) or an invalidation (key NULL: the whole database) of the
+ * SQL functions was interrupted in the middle: owe it, and drop the
+ * connection, which may still have a reply coming.
+ */
+void
+qc_l2_lost_write(const QcKey *key)
+{
+	qc_l2_interrupted();
+	if (!qc_l2_active())
+		return;
+	if (key)
+		qc_l2_owe_key(key);
+	else
+		qc_l2_owe('c', qc_l2_dbname(), NULL, 0);
+}
+
+/*
+ * Run a script by its SHA1, or by its text if Redis lost it (NOSCRIPT),
+ * followed by up to one more pipelined command.  Replies as qc_redis_run.
+ */
+static bool
+qc_redis_script(QcRedisConn *conn, QcScript script, QcRedisCmd *cmd,
+				QcRedisCmd *extra, redisReply **replies)
+{
+	QcRedisCmd	cmds[2];
+	int			n = extra ? 2 : 1;
+
+	cmd->argv[0] = "EVALSHA";
+	cmd->argvlen[0] = 7;
+	cmd->argv[1] = script_sha[script];
+	cmd->argvlen[1] = 40;
+	cmds[0] = *cmd;
+	if (extra)
+		cmds[1] = *extra;
+	if (!qc_redis_run(conn, n, cmds, replies))
+		return false;
+	if (replies[0]->type == REDIS_REPLY_ERROR &&
+		strncmp(replies[0]->str, "NOSCRIPT", 8) == 0)
+	{
+		freeReplyObject(replies[0]);
+		replies[0] = NULL;
+		cmds[0].argv[0] = "EVAL";
+		cmds[0].argvlen[0] = 4;
+		cmds[0].argv[1] = qc_scripts()[script];
+		cmds[0].argvlen[1] = strlen(qc_scripts()[script]);
+		if (!qc_redis_run(conn, 1, cmds, replies))
+		{
+			if (extra)
+				qc_redis_free_replies(1, replies + 1);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* ---------- the operations ---------- */
+
+/* The hash of a value's JSON text (UTF-8) recorded in its metadata. */
+static void
+qc_l2_hash(const char *s, size_t len, char *out)
+{
+	snprintf(out, 17, "%016llx", (unsigned long long)
+			 hash_bytes_extended((const unsigned char *) s, (int) len, 0x71ca));
+}
+
+/*
+ * Look a key up in Redis.  True on a valid hit, with out filled (palloc'd,
+ * in the database's encoding); counts the L2 hit or miss.  Text that is
+ * not what qcache wrote (another length or hash, invalid UTF-8, too large)
+ * is a miss.
  */
 bool
 qc_l2_get(const QcKey *key, QcL2Value *out)
@@ -1127,57 +716,73 @@ qc_l2_get(const QcKey *key, QcL2Value *out)
 	redisReply *r[2];
 	redisReply *rep;
 	bool		hit = false;
+	char		maxbuf[32];
 
-	if (!qc_l2_usable() || (conn = qc_backend_conn(false)) == NULL)
+	if (!qc_l2_usable() || !qc_l2_on_target() ||
+		(conn = qc_backend_conn()) == NULL)
 		return false;
 	qc_l2_keys(key, &k);
-	qc_cmd_init(&cmd, 8);
+	/* UTF-8 may take up to 4/3 the bytes of a single-byte encoding */
+	snprintf(maxbuf, sizeof(maxbuf), "%lld",
+			 (long long) qc_max_entry_size * MAX_CONVERSION_GROWTH);
+	qc_cmd_init(&cmd, 9);
 	cmd.argc = 2;				/* EVALSHA sha */
 	qc_cmd_str(&cmd, "4");
 	qc_cmd_arg(&cmd, k.value, k.value_len);
 	qc_cmd_arg(&cmd, k.meta, k.meta_len);
-	qc_cmd_arg(&cmd, k.global, k.global_len);
+	qc_cmd_arg(&cmd, k.gstamp, k.gstamp_len);
 	qc_cmd_arg(&cmd, k.db, k.db_len);
 	qc_cmd_arg(&cmd, k.tagpfx, k.tagpfx_len);
+	qc_cmd_str(&cmd, maxbuf);
 	if (!qc_redis_script(conn, QC_SCRIPT_GET, &cmd, NULL, r))
 	{
-		qc_l2_failed(conn, false, "Redis lookup failed");
+		qc_l2_failed(conn, "Redis lookup failed");
 		return false;
 	}
 	rep = r[0];
-	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 4 &&
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 6 &&
 		rep->element[0]->type == REDIS_REPLY_STRING &&
 		rep->element[1]->type == REDIS_REPLY_INTEGER &&
 		rep->element[2]->type == REDIS_REPLY_STRING &&
 		rep->element[3]->type == REDIS_REPLY_ARRAY &&
-		rep->element[3]->elements <= QC_MAX_TAGS)
+		rep->element[3]->elements <= QC_MAX_TAGS &&
+		rep->element[4]->type == REDIS_REPLY_STRING &&
+		rep->element[5]->type == REDIS_REPLY_STRING)
 	{
 		redisReply *tags = rep->element[3];
+		redisReply *v = rep->element[0];
+		char		h[17];
 		size_t		i;
 
-		out->json = pnstrdup(rep->element[0]->str, rep->element[0]->len);
-		out->len = rep->element[0]->len;
+		hit = true;
+		qc_l2_hash(v->str, v->len, h);
+		if (rep->element[4]->len != 16 || memcmp(h, rep->element[4]->str, 16) != 0)
+			hit = false;
+		if (hit && (out->json = qc_from_utf8(v->str, v->len, &out->len)) == NULL)
+			hit = false;
 		out->pttl_ms = rep->element[1]->integer;
 		out->build = (TimestampTz) strtoll(rep->element[2]->str, NULL, 10);
+		out->x = pnstrdup(rep->element[5]->str, rep->element[5]->len);
+		out->x_len = rep->element[5]->len;
 		out->tags.ntags = 0;
 		out->tags.tag = palloc(sizeof(char *) * Max(tags->elements, 1));
 		out->tags.len = palloc(sizeof(uint32) * Max(tags->elements, 1));
-		hit = true;
-		for (i = 0; i < tags->elements; i++)
+		for (i = 0; hit && i < tags->elements; i++)
 		{
 			redisReply *t = tags->element[i];
+			size_t		tl;
 
-			if (t->type != REDIS_REPLY_STRING || t->len > QC_MAX_TAG_LEN ||
-				memchr(t->str, '\0', t->len) != NULL)
+			if (t->type != REDIS_REPLY_STRING ||
+				(out->tags.tag[i] = qc_from_utf8(t->str, t->len, &tl)) == NULL ||
+				tl > QC_MAX_TAG_LEN)
 			{
 				hit = false;
 				break;
 			}
-			out->tags.tag[i] = pnstrdup(t->str, t->len);
-			out->tags.len[i] = t->len;
+			out->tags.len[i] = tl;
 			out->tags.ntags++;
 		}
-		if (out->build <= 0 || out->len > (size_t) qc_max_entry_size)
+		if (out->build <= 0 || (hit && out->len > (size_t) qc_max_entry_size))
 			hit = false;
 		/* what this node and this transaction know that Redis may not yet */
 		if (hit && !qc_l2_value_fresh(key->dbid, &out->tags, out->build))
@@ -1208,11 +813,11 @@ qc_l2_json_valid(const char *json, size_t len)
 }
 
 /*
- * Parse JSON text from Redis into jsonb.  The get script served it only if
- * its length is the one qcache recorded when it wrote it, so text that
- * another application wrote over the key is a miss; text it wrote with the
- * very same length and invalid JSON would raise jsonb_in's error (22P02).
- * Not checked twice: parsing is most of an L2 hit's own cost.
+ * Parse JSON text from Redis into jsonb.  The get script and qc_l2_get
+ * served it only if its length and hash are the ones qcache recorded when
+ * it wrote it, so text that another application wrote over the key is a
+ * miss before it gets here.  Not checked twice: parsing is most of an L2
+ * hit's own cost.
  */
 Jsonb *
 qc_l2_json_to_jsonb(const char *json, size_t len)
@@ -1223,10 +828,23 @@ qc_l2_json_to_jsonb(const char *json, size_t len)
 											  CStringGetDatum(json)));
 }
 
+/* Owe Redis the removal of a key of the current database. */
+static void
+qc_l2_owe_key(const QcKey *key)
+{
+	size_t		ulen;
+	char	   *u = qc_utf8(key->data, key->len, &ulen);
+
+	qc_l2_owe('k', qc_l2_dbname(), u, ulen);
+}
+
 /*
  * Write a value, as JSON text, to Redis with its TTL (ttl_ms 0: none),
  * build point and tags.  QC_L2_STALE: a stamp in Redis says the value is
- * already stale, so nobody may keep it.
+ * already stale, so nobody may keep it.  A set that does not reach Redis
+ * owes the removal of the key (its older value, if any, must not be
+ * served to other nodes); it loses no invalidation, so it owes nothing
+ * more.
  */
 QcL2SetResult
 qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
@@ -1239,47 +857,76 @@ qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
 	char		ttlbuf[32];
 	char		bbuf[32];
 	char		nowbuf[32];
+	char		hash[17];
+	char	   *uj;
+	size_t		ujlen;
 	QcL2SetResult res;
 	int			i;
 
 	if ((conn = qc_l2_write_conn()) == NULL)
+	{
+		qc_l2_owe_key(key);
 		return QC_L2_FAILED;
+	}
 	qc_l2_keys(key, &k);
+	uj = qc_utf8(json, strlen(json), &ujlen);
+	qc_l2_hash(uj, ujlen, hash);
 	snprintf(ttlbuf, sizeof(ttlbuf), INT64_FORMAT, ttl_ms);
 	snprintf(bbuf, sizeof(bbuf), INT64_FORMAT, (int64) build);
 	snprintf(nowbuf, sizeof(nowbuf), INT64_FORMAT, (int64) GetCurrentTimestamp());
 
-	qc_cmd_init(&cmd, 13 + tags->ntags);
+	qc_cmd_init(&cmd, 16 + tags->ntags);
 	cmd.argc = 2;
 	qc_cmd_str(&cmd, "5");
 	qc_cmd_arg(&cmd, k.value, k.value_len);
 	qc_cmd_arg(&cmd, k.meta, k.meta_len);
-	qc_cmd_arg(&cmd, k.global, k.global_len);
+	qc_cmd_arg(&cmd, k.gstamp, k.gstamp_len);
 	qc_cmd_arg(&cmd, k.db, k.db_len);
 	qc_cmd_arg(&cmd, k.floor, k.floor_len);
-	qc_cmd_str(&cmd, json);
+	qc_cmd_arg(&cmd, uj, ujlen);
 	qc_cmd_str(&cmd, ttlbuf);
 	qc_cmd_str(&cmd, bbuf);
 	qc_cmd_str(&cmd, nowbuf);
 	qc_cmd_arg(&cmd, k.tagpfx, k.tagpfx_len);
+	qc_cmd_arg(&cmd, k.idxpfx, k.idxpfx_len);
+	qc_cmd_str(&cmd, QC_L2_INDEX_MAX);
+	qc_cmd_str(&cmd, hash);
+	qc_cmd_str(&cmd, "");		/* x: an opaque field for the caller */
 	for (i = 0; i < tags->ntags; i++)
-		qc_cmd_arg(&cmd, tags->tag[i], tags->len[i]);
+	{
+		size_t		tl;
+		char	   *t;
+
+		if (qc_tag_is_local(tags->tag[i]))
+			continue;
+		t = qc_utf8(tags->tag[i], tags->len[i], &tl);
+		qc_cmd_arg(&cmd, t, tl);
+	}
 	if (!qc_redis_script(conn, QC_SCRIPT_SET, &cmd, NULL, r))
 	{
-		qc_l2_failed(conn, true, "Redis write failed");
+		qc_l2_failed(conn, "Redis write failed");
+		qc_l2_owe_key(key);
 		return QC_L2_FAILED;
 	}
-	if (r[0]->type == REDIS_REPLY_INTEGER)
-		res = r[0]->integer == 1 ? QC_L2_STORED : QC_L2_STALE;
+	if (r[0]->type == REDIS_REPLY_INTEGER && r[0]->integer == 1)
+		res = QC_L2_STORED;
+	else if (r[0]->type == REDIS_REPLY_INTEGER && r[0]->integer == 0)
+		res = QC_L2_STALE;
+	else if (r[0]->type == REDIS_REPLY_INTEGER)
+		res = QC_L2_FAILED;		/* a tag's index is full: the key is gone */
 	else
 	{
 		/* e.g. OOM under maxmemory with noeviction: the old value may stay */
 		res = QC_L2_FAILED;
-		qc_l2_mark_dirty();
 		qc_l2_warn(WARNING, "Redis refused a write",
 				   r[0]->type == REDIS_REPLY_ERROR ? r[0]->str : "unexpected reply");
+		qc_count(QC_STAT_L2_ERRORS, 1);
+		qc_l2_set_error(r[0]->type == REDIS_REPLY_ERROR ? r[0]->str : "unexpected reply");
+		qc_l2_owe_key(key);
 	}
 	qc_redis_free_replies(1, r);
+	if (!qc_l2_on_target())
+		qc_l2_owe_key(key);		/* the node moved during the call */
 	return res;
 }
 
@@ -1293,33 +940,45 @@ qc_l2_invalidate_key(const QcKey *key)
 	StringInfoData msg;
 	redisReply *r[2];
 	bool		removed;
+	size_t		ulen;
+	char	   *u;
 
 	if ((conn = qc_l2_write_conn()) == NULL)
+	{
+		qc_l2_owe_key(key);
 		return false;
+	}
 	qc_l2_keys(key, &k);
+	u = qc_utf8(key->data, key->len, &ulen);
 	qc_cmd_init(&cmds[0], 3);
 	qc_cmd_str(&cmds[0], "UNLINK");
 	qc_cmd_arg(&cmds[0], k.value, k.value_len);
 	qc_cmd_arg(&cmds[0], k.meta, k.meta_len);
-	qc_l2_publish_cmd(&cmds[1], &msg, 'k', 0, qc_l2_dbname(), key->data, key->len);
+	qc_l2_publish_cmd(&cmds[1], &msg, 'k', 0, qc_l2_dbname(), u, ulen);
 	if (!qc_redis_run(conn, 2, cmds, r))
 	{
-		qc_l2_failed(conn, true, "Redis invalidation failed");
+		qc_l2_failed(conn, "Redis invalidation failed");
+		qc_l2_owe_key(key);
 		return false;
 	}
 	removed = r[0]->type == REDIS_REPLY_INTEGER && r[0]->integer > 0;
-	if (r[0]->type == REDIS_REPLY_ERROR || r[1]->type == REDIS_REPLY_ERROR)
-		qc_l2_mark_dirty();
+	if (r[0]->type == REDIS_REPLY_ERROR || r[1]->type == REDIS_REPLY_ERROR ||
+		!qc_l2_on_target())
+		qc_l2_owe_key(key);
 	qc_redis_free_replies(2, r);
 	return removed;
 }
 
 /*
- * Raise stamp keys in Redis and publish one message; the shared body of the
- * tag, clear and commit invalidations.  Never raises on a Redis failure.
+ * Raise stamp keys in Redis, delete the values in their indexes (idx[i],
+ * or NULL) and publish one message; the shared body of the tag, clear and
+ * commit invalidations and of the worker's payments.  life: "0" for no
+ * TTL.  False on failure (the caller owes it).  Never raises on a Redis
+ * failure.
  */
 static bool
 qc_l2_stamp(QcRedisConn *conn, int nkeys, char **keys, size_t *keylens,
+			char **idx, size_t *idxlens, const char *life,
 			TimestampTz stamp, char kind, const char *db,
 			const char *payload, size_t len)
 {
@@ -1330,12 +989,16 @@ qc_l2_stamp(QcRedisConn *conn, int nkeys, char **keys, size_t *keylens,
 	char		sbuf[32];
 	char		nbuf[16];
 	char		nowbuf[32];
+	char		vhbuf[16];
 	char	   *floor;
 	size_t		floorlen;
+	char	   *mhead;
+	size_t		mheadlen;
+	size_t		vhlen;
 	int			i;
 
 	cmd = palloc(sizeof(QcRedisCmd));
-	qc_cmd_init(cmd, nkeys + 7);
+	qc_cmd_init(cmd, 2 * nkeys + 10);
 	cmd->argc = 2;
 	snprintf(nbuf, sizeof(nbuf), "%d", nkeys + 1);
 	qc_cmd_str(cmd, nbuf);
@@ -1345,18 +1008,26 @@ qc_l2_stamp(QcRedisConn *conn, int nkeys, char **keys, size_t *keylens,
 		qc_cmd_arg(cmd, keys[i], keylens[i]);
 	snprintf(sbuf, sizeof(sbuf), INT64_FORMAT, (int64) stamp);
 	qc_cmd_str(cmd, sbuf);
-	qc_cmd_str(cmd, QC_L2_STAMP_LIFE_MS);
+	qc_cmd_str(cmd, life);
 	snprintf(nowbuf, sizeof(nowbuf), INT64_FORMAT, (int64) GetCurrentTimestamp());
 	qc_cmd_str(cmd, nowbuf);
+	(void) qc_l2_name(":", NULL, NULL, 0, &vhlen);
+	snprintf(vhbuf, sizeof(vhbuf), "%d", (int) vhlen);
+	qc_cmd_str(cmd, vhbuf);
+	mhead = qc_l2_name("#m:", NULL, NULL, 0, &mheadlen);
+	qc_cmd_arg(cmd, mhead, mheadlen);
+	for (i = 0; i < nkeys; i++)
+		qc_cmd_arg(cmd, idx && idx[i] ? idx[i] : "", idx && idx[i] ? idxlens[i] : 0);
 	qc_l2_publish_cmd(&pub, &msg, kind, stamp, db, payload, len);
 	if (!qc_redis_script(conn, QC_SCRIPT_STAMP, cmd, &pub, r))
 	{
-		qc_l2_failed(conn, true, "Redis invalidation failed");
+		qc_l2_failed(conn, "Redis invalidation failed");
 		return false;
 	}
 	if (r[0]->type == REDIS_REPLY_ERROR || r[1]->type == REDIS_REPLY_ERROR)
 	{
-		qc_l2_mark_dirty();
+		qc_count(QC_STAT_L2_ERRORS, 1);
+		qc_l2_set_error(r[0]->type == REDIS_REPLY_ERROR ? r[0]->str : r[1]->str);
 		qc_l2_warn(WARNING, "Redis refused an invalidation",
 				   r[0]->type == REDIS_REPLY_ERROR ? r[0]->str : r[1]->str);
 		qc_redis_free_replies(2, r);
@@ -1367,17 +1038,43 @@ qc_l2_stamp(QcRedisConn *conn, int nkeys, char **keys, size_t *keylens,
 }
 
 /*
- * Raise the global stamp, which invalidates every value in Redis, and tell
- * every node to drop its L1 ('F').  The worker's recovery from lost
- * invalidations.
+ * Stamp tags (UTF-8, NUL-separated in tags, n of them) of database db,
+ * delete their values, and publish 'T' (or 't' for one).  False on
+ * failure.
  */
-bool
-qc_l2_global_stamp(QcRedisConn *conn, TimestampTz stamp)
+static bool
+qc_l2_stamp_tags(QcRedisConn *conn, const char *db, const char *tags,
+				 size_t len, int n, TimestampTz stamp)
+{
+	char	  **keys = palloc(sizeof(char *) * Max(n, 1));
+	size_t	   *keylens = palloc(sizeof(size_t) * Max(n, 1));
+	char	  **idx = palloc(sizeof(char *) * Max(n, 1));
+	size_t	   *idxlens = palloc(sizeof(size_t) * Max(n, 1));
+	const char *p;
+	int			i = 0;
+
+	for (p = tags; p < tags + len && i < n; p += strlen(p) + 1)
+	{
+		keys[i] = qc_l2_name("#t:", db, p, strlen(p), &keylens[i]);
+		idx[i] = qc_l2_name("#i:", db, p, strlen(p), &idxlens[i]);
+		i++;
+	}
+	if (i == 0)
+		return true;
+	return qc_l2_stamp(conn, i, keys, keylens, idx, idxlens,
+					   QC_L2_STAMP_LIFE_MS, stamp, i == 1 ? 't' : 'T', db,
+					   tags, i == 1 ? strlen(tags) : len);
+}
+
+/* Raise a database's stamp and publish 'c'.  False on failure. */
+static bool
+qc_l2_stamp_db(QcRedisConn *conn, const char *db, TimestampTz stamp)
 {
 	size_t		keylen;
-	char	   *key = qc_l2_name("#g", NULL, NULL, 0, &keylen);
+	char	   *key = qc_l2_name("#d:", db, NULL, 0, &keylen);
 
-	return qc_l2_stamp(conn, 1, &key, &keylen, stamp, 'F', NULL, NULL, 0);
+	return qc_l2_stamp(conn, 1, &key, &keylen, NULL, NULL, "0", stamp, 'c',
+					   db, NULL, 0);
 }
 
 /* Invalidate a tag in Redis at `stamp` and tell the other nodes. */
@@ -1385,13 +1082,16 @@ void
 qc_l2_invalidate_tag(const char *tag, uint32 len, TimestampTz stamp)
 {
 	QcRedisConn *conn;
-	char	   *key;
-	size_t		keylen;
+	size_t		ulen;
+	char	   *u;
 
-	if ((conn = qc_l2_write_conn()) == NULL)
+	if (qc_tag_is_local(tag))
 		return;
-	key = qc_l2_name("#t:", qc_l2_dbname(), tag, len, &keylen);
-	qc_l2_stamp(conn, 1, &key, &keylen, stamp, 't', qc_l2_dbname(), tag, len);
+	u = qc_utf8(tag, len, &ulen);
+	if ((conn = qc_l2_write_conn()) == NULL ||
+		!qc_l2_stamp_tags(conn, qc_l2_dbname(), u, ulen + 1, 1, stamp) ||
+		!qc_l2_on_target())
+		qc_l2_owe('t', qc_l2_dbname(), u, ulen);
 }
 
 /* Escape the glob characters of SCAN MATCH. */
@@ -1409,25 +1109,33 @@ qc_glob_escape(StringInfo buf, const char *s, size_t len)
 }
 
 /*
- * Delete the values of this database whose key starts with prefix (all of
- * them for len 0) and their metadata, with SCAN; then publish.  Returns the
- * number of values deleted.
+ * Delete the values of database db (every database for NULL) whose key
+ * starts with prefix (UTF-8; all of them for len 0), and their metadata,
+ * with SCAN; then publish 'p' for a prefix.  False on failure.
  */
-static int64
-qc_l2_delete_scan(QcRedisConn *conn, const char *prefix, uint32 len,
-				  char kind, TimestampTz stamp)
+static bool
+qc_l2_delete_scan(QcRedisConn *conn, const char *db, const char *prefix,
+				  size_t len, bool publish)
 {
 	StringInfoData pattern;
 	char		cursor[32] = "0";
-	int64		deleted = 0;
 	size_t		headlen;
-	char	   *head = qc_l2_name(":", qc_l2_dbname(), "", 0, &headlen);
+	char	   *head = qc_l2_name(":", NULL, NULL, 0, &headlen);
 	size_t		mheadlen;
-	char	   *mhead = qc_l2_name("#m:", qc_l2_dbname(), "", 0, &mheadlen);
+	char	   *mhead = qc_l2_name("#m:", NULL, NULL, 0, &mheadlen);
 
 	initStringInfo(&pattern);
 	qc_glob_escape(&pattern, head, headlen);
-	qc_glob_escape(&pattern, prefix, len);
+	if (db != NULL)
+	{
+		StringInfoData d;
+
+		initStringInfo(&d);
+		qc_append_db(&d, db);
+		appendStringInfoChar(&d, ':');
+		qc_glob_escape(&pattern, d.data, d.len);
+		qc_glob_escape(&pattern, prefix, len);
+	}
 	appendStringInfoChar(&pattern, '*');
 	do
 	{
@@ -1459,7 +1167,6 @@ qc_l2_delete_scan(QcRedisConn *conn, const char *prefix, uint32 len,
 			QcRedisCmd	del;
 			redisReply *d[1];
 			size_t		j;
-			StringInfoData *metas = palloc(sizeof(StringInfoData) * keys->elements);
 			int			nm = 0;
 
 			qc_cmd_init(&del, 1 + 2 * keys->elements);
@@ -1467,14 +1174,15 @@ qc_l2_delete_scan(QcRedisConn *conn, const char *prefix, uint32 len,
 			for (j = 0; j < keys->elements; j++)
 			{
 				redisReply *kr = keys->element[j];
+				StringInfoData m;
 
 				if (kr->type != REDIS_REPLY_STRING || kr->len < headlen)
 					continue;
 				qc_cmd_arg(&del, kr->str, kr->len);
-				initStringInfo(&metas[nm]);
-				appendBinaryStringInfo(&metas[nm], mhead, mheadlen);
-				appendBinaryStringInfo(&metas[nm], kr->str + headlen, kr->len - headlen);
-				qc_cmd_arg(&del, metas[nm].data, metas[nm].len);
+				initStringInfo(&m);
+				appendBinaryStringInfo(&m, mhead, mheadlen);
+				appendBinaryStringInfo(&m, kr->str + headlen, kr->len - headlen);
+				qc_cmd_arg(&del, m.data, m.len);
 				nm++;
 			}
 			if (nm > 0)
@@ -1484,29 +1192,28 @@ qc_l2_delete_scan(QcRedisConn *conn, const char *prefix, uint32 len,
 					qc_redis_free_replies(1, r);
 					goto failed;
 				}
-				deleted += nm;
 				qc_redis_free_replies(1, d);
 			}
 		}
 		qc_redis_free_replies(1, r);
 	} while (strcmp(cursor, "0") != 0);
 
-	if (kind == 'p')
+	if (publish)
 	{
 		QcRedisCmd	pub;
 		StringInfoData msg;
 		redisReply *r[1];
 
-		qc_l2_publish_cmd(&pub, &msg, kind, stamp, qc_l2_dbname(), prefix, len);
+		qc_l2_publish_cmd(&pub, &msg, 'p', 0, db, prefix, len);
 		if (!qc_redis_run(conn, 1, &pub, r))
 			goto failed;
 		qc_redis_free_replies(1, r);
 	}
-	return deleted;
+	return true;
 
 failed:
-	qc_l2_failed(conn, true, "Redis invalidation failed");
-	return deleted;
+	qc_l2_failed(conn, "Redis invalidation failed");
+	return false;
 }
 
 /* Delete every key with this prefix from Redis and tell the other nodes. */
@@ -1514,10 +1221,14 @@ int64
 qc_l2_invalidate_prefix(const char *prefix, uint32 len)
 {
 	QcRedisConn *conn;
+	size_t		ulen;
+	char	   *u = qc_utf8(prefix, len, &ulen);
 
-	if ((conn = qc_l2_write_conn()) == NULL)
-		return 0;
-	return qc_l2_delete_scan(conn, prefix, len, 'p', 0);
+	if ((conn = qc_l2_write_conn()) == NULL ||
+		!qc_l2_delete_scan(conn, qc_l2_dbname(), u, ulen, true) ||
+		!qc_l2_on_target())
+		qc_l2_owe('p', qc_l2_dbname(), u, ulen);
+	return 0;
 }
 
 /*
@@ -1528,22 +1239,25 @@ void
 qc_l2_clear(TimestampTz stamp)
 {
 	QcRedisConn *conn;
-	char	   *key;
-	size_t		keylen;
 
-	if ((conn = qc_l2_write_conn()) == NULL)
+	if ((conn = qc_l2_write_conn()) == NULL ||
+		!qc_l2_stamp_db(conn, qc_l2_dbname(), stamp))
+	{
+		qc_l2_owe('c', qc_l2_dbname(), NULL, 0);
 		return;
-	key = qc_l2_name("#d:", qc_l2_dbname(), NULL, 0, &keylen);
-	qc_l2_stamp(conn, 1, &key, &keylen, stamp, 'c', qc_l2_dbname(), NULL, 0);
-	if (conn->ctx != NULL)
-		(void) qc_l2_delete_scan(conn, "", 0, 'c', stamp);
+	}
+	if (!qc_l2_delete_scan(conn, qc_l2_dbname(), "", 0, false) ||
+		!qc_l2_on_target())
+		qc_l2_owe('c', qc_l2_dbname(), NULL, 0);
 }
 
 /*
  * The commit-time invalidations of the triggers: raise the stamps of the
- * tags (NUL-separated in tags, ntags of them), or the database's stamp for
- * the wildcard, and tell the other nodes.  Called from the COMMIT callback
- * with interrupts held: never raises, and is bounded by the timeout.
+ * tags (NUL-separated in tags, ntags of them, in the database's encoding),
+ * or the database's stamp for the wildcard, and tell the other nodes.
+ * More than QC_L2_MAX_COMMIT_TAGS tags raise the database's stamp instead.
+ * Called from the COMMIT callback with interrupts held: never raises, and
+ * is bounded by the timeout; what does not reach Redis is owed.
  */
 static void qc_l2_commit_body(const char *db, const char *tags, size_t len,
 							  int ntags, bool wildcard, TimestampTz stamp);
@@ -1562,7 +1276,7 @@ qc_l2_commit(const char *db, const char *tags, size_t len, int ntags,
 	/*
 	 * The transaction has committed: an error here would become a PANIC.
 	 * Catch any (out of memory, out of file descriptors for the wait set),
-	 * and count the invalidations as lost, which the worker makes up for.
+	 * and owe the whole database, which the worker makes up for.
 	 */
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
@@ -1573,7 +1287,8 @@ qc_l2_commit(const char *db, const char *tags, size_t len, int ntags,
 	{
 		MemoryContextSwitchTo(cxt);
 		FlushErrorState();
-		qc_l2_lost_write();
+		qc_l2_interrupted();
+		qc_l2_owe('c', db, NULL, 0);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(old);
@@ -1585,28 +1300,130 @@ qc_l2_commit_body(const char *db, const char *tags, size_t len, int ntags,
 				  bool wildcard, TimestampTz stamp)
 {
 	QcRedisConn *conn;
-	char	  **keys;
-	size_t	   *keylens;
+	StringInfoData u;
 	const char *p;
 	int			n = 0;
 
-	if ((conn = qc_l2_write_conn()) == NULL)
-		return;
+	if (!wildcard)
+	{
+		/* to UTF-8, without the node-internal tags */
+		initStringInfo(&u);
+		for (p = tags; p < tags + len && n < ntags; p += strlen(p) + 1)
+		{
+			if (qc_tag_is_local(p))
+				continue;
+			qc_append_utf8(&u, p, strlen(p));
+			appendStringInfoChar(&u, '\0');
+			n++;
+		}
+		if (n == 0)
+			return;
+		if (n > QC_L2_MAX_COMMIT_TAGS)
+			wildcard = true;
+	}
+	conn = qc_l2_write_conn();
 	if (wildcard)
 	{
-		char	   *key;
-		size_t		keylen;
-
-		key = qc_l2_name("#d:", db, NULL, 0, &keylen);
-		qc_l2_stamp(conn, 1, &key, &keylen, stamp, 'c', db, NULL, 0);
+		if (conn == NULL || !qc_l2_stamp_db(conn, db, stamp) ||
+			!qc_l2_on_target())
+			qc_l2_owe('c', db, NULL, 0);
+		else
+			qc_l2_owe('P', db, NULL, 0);	/* the worker deletes the values */
 		return;
 	}
-	keys = palloc(sizeof(char *) * ntags);
-	keylens = palloc(sizeof(size_t) * ntags);
-	for (p = tags; p < tags + len && n < ntags; p += strlen(p) + 1)
+	if (conn == NULL || !qc_l2_stamp_tags(conn, db, u.data, u.len, n, stamp) ||
+		!qc_l2_on_target())
 	{
-		keys[n] = qc_l2_name("#t:", db, p, strlen(p), &keylens[n]);
-		n++;
+		for (p = u.data; p < u.data + u.len; p += strlen(p) + 1)
+			qc_l2_owe('t', db, p, strlen(p));
 	}
-	qc_l2_stamp(conn, n, keys, keylens, stamp, 'T', db, tags, len);
+}
+
+/*
+ * Pay what this node owes (the worker, on its command connection): the
+ * global debt raises the global stamp, tells every node to drop its L1
+ * ('F') and deletes every value; a database's raises its stamp and
+ * deletes its values; tags are stamped and their values deleted; keys
+ * and prefixes deleted.  Every stamp is now, after every commit that
+ * owed it.  False if any of it failed (the caller keeps the debt).
+ */
+bool
+qc_l2_pay(QcRedisConn *conn, const QcL2Debt *items, int n, bool owes_all)
+{
+	TimestampTz stamp = GetCurrentTimestamp();
+	int			i;
+
+	if (owes_all)
+	{
+		size_t		keylen;
+		char	   *key = qc_l2_name("#g", NULL, NULL, 0, &keylen);
+
+		if (!qc_l2_stamp(conn, 1, &key, &keylen, NULL, NULL, "0", stamp, 'F',
+						 NULL, NULL, 0) ||
+			!qc_l2_delete_scan(conn, NULL, "", 0, false))
+			return false;
+		ereport(LOG,
+				(errmsg("qcache: this node may have lost invalidations (Redis unreachable, restarted or replaced, or this node restarted after a crash, or its Redis settings changed); invalidated every value in Redis and told every node to drop its local cache")));
+		return true;
+	}
+	for (i = 0; i < n; i++)
+	{
+		const QcL2Debt *d = &items[i];
+		bool		ok = true;
+
+		switch (d->kind)
+		{
+			case 'c':
+				ok = qc_l2_stamp_db(conn, d->db, stamp) &&
+					qc_l2_delete_scan(conn, d->db, "", 0, false);
+				break;
+			case 'P':
+				ok = qc_l2_delete_scan(conn, d->db, "", 0, false);
+				break;
+			case 't':
+				{
+					char	   *t = palloc(d->len + 1);
+
+					memcpy(t, d->str, d->len);
+					t[d->len] = '\0';
+					ok = qc_l2_stamp_tags(conn, d->db, t, d->len + 1, 1, stamp);
+					break;
+				}
+			case 'p':
+				ok = qc_l2_delete_scan(conn, d->db, d->str, d->len, true);
+				break;
+			case 'k':
+				{
+					QcRedisCmd	cmds[2];
+					StringInfoData msg;
+					redisReply *r[2];
+					size_t		vl;
+					size_t		ml;
+					char	   *v = qc_l2_name(":", d->db, d->str, d->len, &vl);
+					char	   *m = qc_l2_name("#m:", d->db, d->str, d->len, &ml);
+
+					qc_cmd_init(&cmds[0], 3);
+					qc_cmd_str(&cmds[0], "UNLINK");
+					qc_cmd_arg(&cmds[0], v, vl);
+					qc_cmd_arg(&cmds[0], m, ml);
+					qc_l2_publish_cmd(&cmds[1], &msg, 'k', 0, d->db, d->str, d->len);
+					ok = qc_redis_run(conn, 2, cmds, r);
+					if (ok)
+					{
+						ok = r[0]->type != REDIS_REPLY_ERROR &&
+							r[1]->type != REDIS_REPLY_ERROR;
+						qc_redis_free_replies(2, r);
+					}
+					break;
+				}
+			default:
+				break;
+		}
+		if (!ok)
+			return false;
+	}
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("qcache: made up for %d invalidations that had not reached Redis", n)));
+	return true;
 }

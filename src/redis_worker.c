@@ -22,12 +22,27 @@
  * cannot know what it missed: the worker opens the breaker, drops every L1
  * entry and logs it; once subscribed again it drops L1 once more (other
  * nodes may have published in between) before it closes the breaker.
- * Before closing it, it also handles l2_dirty: if a write or an
- * invalidation of this node did not reach Redis, it raises the global
- * stamp, which invalidates every value in Redis, and publishes 'F' so that
- * every node drops its L1.  L2 is therefore never served again with an
- * invalidation lost.  Only this worker closes the breaker; backends only
- * open it, so they never pay Redis's timeout while it is down.
+ * Before closing it, it pays what this node owes Redis (redis_debt.c):
+ * the keys, tags, prefixes and databases whose invalidations did not reach
+ * it, or everything (the global stamp, and 'F' so that every node drops
+ * its L1) when the node cannot know.  L2 is therefore never served again
+ * with an invalidation lost.  Only this worker closes the breaker;
+ * backends only open it, so they never pay Redis's timeout while it is
+ * down.
+ *
+ * Settings.  The worker moves the node's target (redis_debt.c) when the
+ * settings really change (their identity, not the reload: a reload that
+ * changes nothing keeps the subscription and L1).  Moving owes the new
+ * target everything, since the invalidations this node made meanwhile
+ * went elsewhere.  With Sentinel, the worker checks every second that its
+ * server is still the master; a new master (its run_id) counts as a
+ * restart.
+ *
+ * Encodings.  Messages carry keys and tags in UTF-8.  A database whose
+ * encoding is neither UTF-8 nor SQL_ASCII gets them converted only if they
+ * are ASCII; otherwise (the worker, connected to no database, cannot
+ * convert) it drops that database's entries, and for a tag stamps the
+ * database: coarser, never stale.
  *
  * This is not the sweeper's process, so that a long sweep never delays an
  * invalidation, and a slow Redis never delays a sweep.
@@ -42,6 +57,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -69,6 +85,7 @@ static QcRedisConn cmd;			/* commands */
 static bool subscribed = false;
 static TimestampTz last_ping = 0;
 static TimestampTz last_pong = 0;
+static TimestampTz last_role = 0;
 
 /* Drop every L1 entry of every database, and say why. */
 static void
@@ -94,6 +111,8 @@ qc_lost(const char *why)
 	qc_redis_disconnect(&sub);
 	qc_redis_disconnect(&cmd);
 	subscribed = false;
+	qc_l2_set_state(QC_L2_STATE_DOWN);
+	qc_l2_set_error(why);
 	if (was)
 		qc_drop_l1(why);
 }
@@ -120,7 +139,7 @@ qc_check_run_id(void)
 	if (!qc_redis_run(&cmd, 1, &c, r))
 	{
 		/* unknown: assume the worst */
-		pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
+		qc_l2_owe('g', NULL, NULL, 0);
 		return;
 	}
 	if (r[0]->type == REDIS_REPLY_STRING &&
@@ -129,7 +148,7 @@ qc_check_run_id(void)
 	{
 		if (last_run_id[0] != '\0' && strncmp(last_run_id, p + 7, 40) != 0)
 		{
-			pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
+			qc_l2_owe('g', NULL, NULL, 0);
 			ereport(LOG,
 					(errmsg("qcache: Redis restarted or failed over (its run_id changed); it may have lost invalidations")));
 		}
@@ -137,7 +156,7 @@ qc_check_run_id(void)
 		last_run_id[40] = '\0';
 	}
 	else
-		pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
+		qc_l2_owe('g', NULL, NULL, 0);
 	qc_redis_free_replies(1, r);
 }
 
@@ -147,6 +166,7 @@ qc_l2_worker_exit(int code, Datum arg)
 {
 	if (qc_shared != NULL)
 		pg_atomic_write_u32(&qc_shared->l2_up, 0);
+	qc_l2_set_worker_latch(NULL);
 }
 
 /* Connect both connections and subscribe.  False on failure. */
@@ -159,13 +179,15 @@ qc_subscribe(void)
 	char	   *channel;
 	bool		ok;
 
-	if (!qc_redis_connect(&sub) || !qc_redis_connect(&cmd))
+	if (!qc_l2_connect(&sub) || !qc_l2_connect(&cmd))
 	{
 		QcRedisConn *failed = sub.ctx == NULL ? &sub : &cmd;
 		char		detail[512];
 
 		snprintf(detail, sizeof(detail), "%s (%s)", failed->errstr,
 				 qc_redis_where(&failed->target));
+		qc_l2_note_error("cannot connect to Redis", failed);
+		qc_l2_set_state(QC_L2_STATE_DOWN);
 		qc_l2_warn(LOG, "cannot connect to Redis", detail);
 		qc_redis_disconnect(&sub);
 		qc_redis_disconnect(&cmd);
@@ -192,27 +214,39 @@ qc_subscribe(void)
 		return false;
 	}
 	subscribed = true;
-	last_ping = last_pong = GetCurrentTimestamp();
+	last_ping = last_pong = last_role = GetCurrentTimestamp();
 	qc_check_run_id();
 	return true;
 }
 
 /*
- * The breaker is open and Redis answers: make up for lost writes and
- * invalidations, then close the breaker.
+ * The breaker is open and Redis answers: pay what this node owes
+ * (redis_debt.c), then close the breaker.
  */
 static void
 qc_recover(void)
 {
 	if (pg_atomic_exchange_u32(&qc_shared->l2_dirty, 0) != 0)
 	{
-		if (!qc_l2_global_stamp(&cmd, GetCurrentTimestamp()))
+		QcL2Debt   *items;
+		bool		owes_all;
+		uint64		upto;
+		int			n;
+
+		qc_l2_set_state(QC_L2_STATE_RECOVERING);
+		n = qc_l2_debt_snapshot(&items, &owes_all, &upto);
+		if (!qc_l2_pay(&cmd, items, n, owes_all))
 		{
+			qc_l2_note_error("paying the debt failed", &cmd);
 			pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
 			return;
 		}
-		ereport(LOG,
-				(errmsg("qcache: writes or invalidations did not reach Redis while it was unreachable; invalidated every value in Redis and told every node to drop its local cache")));
+		if (qc_l2_paid(upto))
+		{
+			/* owed again meanwhile: next time round */
+			pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
+			return;
+		}
 	}
 	pg_atomic_write_u32(&qc_shared->l2_up, 1);
 
@@ -220,6 +254,27 @@ qc_recover(void)
 	pg_memory_barrier();
 	if (pg_atomic_read_u32(&qc_shared->l2_dirty) != 0)
 		pg_atomic_write_u32(&qc_shared->l2_up, 0);
+	else
+		qc_l2_set_state(QC_L2_STATE_UP);
+}
+
+/* Sentinel: is the server we use still the master? */
+static bool
+qc_check_role(void)
+{
+	QcRedisCmd	c;
+	redisReply *r[1];
+	bool		ok;
+
+	qc_cmd_init(&c, 1);
+	qc_cmd_str(&c, "ROLE");
+	if (!qc_redis_run(&cmd, 1, &c, r))
+		return false;
+	ok = r[0]->type == REDIS_REPLY_ARRAY && r[0]->elements >= 1 &&
+		r[0]->element[0]->type == REDIS_REPLY_STRING &&
+		strcmp(r[0]->element[0]->str, "master") == 0;
+	qc_redis_free_replies(1, r);
+	return ok;
 }
 
 /* Is Redis answering on the command connection? */
@@ -230,12 +285,20 @@ qc_probe(void)
 	redisReply *r[1];
 	bool		ok;
 
-	if (cmd.ctx == NULL && !qc_redis_connect(&cmd))
+	if (cmd.ctx == NULL && !qc_l2_connect(&cmd))
+	{
+		qc_l2_note_error("cannot connect to Redis", &cmd);
+		qc_l2_set_state(QC_L2_STATE_DOWN);
 		return false;
+	}
 	qc_cmd_init(&c, 1);
 	qc_cmd_str(&c, "PING");
 	if (!qc_redis_run(&cmd, 1, &c, r))
+	{
+		qc_l2_note_error("Redis does not answer", &cmd);
+		qc_l2_set_state(QC_L2_STATE_DOWN);
 		return false;
+	}
 	ok = r[0]->type == REDIS_REPLY_STATUS;
 	qc_redis_free_replies(1, r);
 	return ok;
@@ -267,16 +330,20 @@ typedef struct QcDbName
 {
 	char		name[NAMEDATALEN];
 	Oid			oid;
-}			QcDbName;
+	int			encoding;
+} QcDbName;
 
 static HTAB *db_names = NULL;
 static uint32 db_names_generation = 0;
 
-static Oid	qc_database_oid_scan(const char *name);
+static Oid	qc_database_oid_scan(const char *name, int *encoding);
 
-/* Resolve a database name; InvalidOid if there is no such database here. */
+/*
+ * Resolve a database name, and give its encoding; InvalidOid if there is
+ * no such database here.
+ */
 static Oid
-qc_database_oid(const char *name)
+qc_database_oid(const char *name, int *encoding)
 {
 	uint32		gen = pg_atomic_read_u32(&qc_shared->db_names_generation);
 	QcDbName   *e;
@@ -300,13 +367,17 @@ qc_database_oid(const char *name)
 	}
 	e = hash_search(db_names, name, HASH_FIND, NULL);
 	if (e != NULL)
+	{
+		*encoding = e->encoding;
 		return e->oid;
-	oid = qc_database_oid_scan(name);
+	}
+	oid = qc_database_oid_scan(name, encoding);
 	if (OidIsValid(oid) &&
 		pg_atomic_read_u32(&qc_shared->db_names_generation) == gen)
 	{
 		e = hash_search(db_names, name, HASH_ENTER, &found);
 		e->oid = oid;
+		e->encoding = *encoding;
 	}
 	return oid;
 }
@@ -316,7 +387,7 @@ qc_database_oid(const char *name)
  * connected to no database cannot use the catalog indexes.
  */
 static Oid
-qc_database_oid_scan(const char *name)
+qc_database_oid_scan(const char *name, int *encoding)
 {
 	Oid			oid = InvalidOid;
 	Relation	rel;
@@ -336,6 +407,7 @@ qc_database_oid_scan(const char *name)
 		if (strcmp(NameStr(db->datname), name) == 0)
 		{
 			oid = db->oid;
+			*encoding = db->encoding;
 			break;
 		}
 	}
@@ -344,6 +416,18 @@ qc_database_oid_scan(const char *name)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(old);
 	return oid;
+}
+
+/* Is s pure ASCII? */
+static bool
+qc_ascii(const char *s, size_t len)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char) s[i] > 0x7f)
+			return false;
+	return true;
 }
 
 /* Apply one message of another node to L1. */
@@ -358,6 +442,7 @@ qc_apply(const char *msg, size_t len)
 	char	   *db;
 	TimestampTz stamp;
 	Oid			dbid;
+	int			encoding = PG_SQL_ASCII;
 	int			i;
 
 	for (i = 0; i < 4; i++)
@@ -389,9 +474,21 @@ qc_apply(const char *msg, size_t len)
 		return;
 	}
 	db = pnstrdup(f[3], flen[3]);
-	dbid = qc_database_oid(db);
+	dbid = qc_database_oid(db, &encoding);
 	if (!OidIsValid(dbid))
 		return;
+
+	/* UTF-8 we cannot convert here: coarser (see the header) */
+	if (encoding != PG_UTF8 && encoding != PG_SQL_ASCII &&
+		!qc_ascii(f[4], flen[4]))
+	{
+		if (f[1][0] == 't' || f[1][0] == 'T')
+			qc_inval_tag_remote(dbid, 0, stamp);
+		else
+			pg_atomic_fetch_add_u64(&qc_shared->l2_removals, 1);
+		(void) qc_store_remove_matching(dbid, QC_MATCH_ALL, NULL, 0);
+		return;
+	}
 
 	switch (f[1][0])
 	{
@@ -484,11 +581,16 @@ qcache_l2_main(Datum arg)
 
 	qc_require_loaded();
 	pg_atomic_write_u32(&qc_shared->l2_up, 0);
+	qc_l2_set_worker_latch(MyLatch);
 	before_shmem_exit(qc_l2_worker_exit, (Datum) 0);
 	cxt = AllocSetContextCreate(TopMemoryContext, "qcache redis subscriber",
 								ALLOCSET_DEFAULT_SIZES);
 	/* load the catalog caches now, not on the first invalidation */
-	(void) qc_database_oid("template1");
+	{
+		int			enc;
+
+		(void) qc_database_oid("template1", &enc);
+	}
 
 	for (;;)
 	{
@@ -505,14 +607,21 @@ qcache_l2_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (subscribed && sub.generation != qc_redis_generation())
-			qc_lost("the Redis settings changed");
+		/* only a real change of the settings moves the node */
+		if (qc_redis_current_identity() != qc_l2_target())
+		{
+			qc_l2_move_target(qc_redis_current_identity());
+			if (subscribed)
+				qc_lost(qc_l2_active() ? "the Redis settings changed" :
+						"qcache.redis_url was emptied");
+		}
 
 		if (!qc_l2_active())
 		{
 			if (subscribed)
 				qc_lost("qcache.redis_url was emptied");
 			pg_atomic_write_u32(&qc_shared->l2_up, 0);
+			qc_l2_set_state(QC_L2_STATE_OFF);
 			(void) WaitLatch(MyLatch,
 							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 1000, PG_WAIT_EXTENSION);
@@ -550,6 +659,18 @@ qcache_l2_main(Datum arg)
 			if (qc_probe())
 				qc_recover();
 			next_probe = now + QC_L2_PROBE_MS * 1000;
+		}
+
+		/* Sentinel: a failover may have demoted our server */
+		if (sub.target.sentinel &&
+			now - last_role >= (TimestampTz) QC_L2_PING_MS * 1000)
+		{
+			last_role = now;
+			if (!qc_check_role())
+			{
+				qc_lost("the Redis master failed over");
+				continue;
+			}
 		}
 
 		/* liveness of the subscription */

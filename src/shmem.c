@@ -161,7 +161,6 @@ qc_shmem_startup(void)
 		pg_atomic_init_u32(&s->l2_dirty, 0);
 		pg_atomic_init_u64(&s->l2_warned, 0);
 		pg_atomic_init_u64(&s->l2_removals, 0);
-		pg_atomic_init_u32(&s->l2_sha_ready, 0);
 		pg_atomic_init_u32(&s->db_names_generation, 0);
 		SpinLockInit(&s->stats_lock);
 		s->stats_reset = s->started;

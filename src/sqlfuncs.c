@@ -161,8 +161,9 @@ qc_expiry(bool ttl_isnull, int32 ttl, TimestampTz now)
 /*
  * The Redis calls of the SQL functions, guarded: if an interrupt (cancel,
  * statement_timeout) ends one in the middle, the write or invalidation
- * counts as lost, so that the worker makes up for it before L2 serves
- * again (redis_worker.c), and the error goes on.
+ * is owed (the key, or the whole database for a bulk invalidation), so
+ * that the worker makes up for it before L2 serves again
+ * (redis_worker.c), and the error goes on.
  */
 static QcL2SetResult
 qc_l2_set_guarded(const QcKey *key, const char *json, const QcTags *tags,
@@ -176,7 +177,7 @@ qc_l2_set_guarded(const QcKey *key, const char *json, const QcTags *tags,
 	}
 	PG_CATCH();
 	{
-		qc_l2_lost_write();
+		qc_l2_lost_write(key);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -194,7 +195,7 @@ qc_l2_invalidate_key_guarded(const QcKey *key)
 	}
 	PG_CATCH();
 	{
-		qc_l2_lost_write();
+		qc_l2_lost_write(key);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -216,7 +217,7 @@ qc_l2_invalidate_guarded(QcMatchKind kind, const char *str, uint32 len,
 	}
 	PG_CATCH();
 	{
-		qc_l2_lost_write();
+		qc_l2_lost_write(NULL);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -258,7 +259,7 @@ qc_lookup(const QcKey *key)
 	value = qc_l2_json_to_jsonb(lv.json, lv.len);
 	if (value != NULL &&
 		pg_atomic_read_u64(&qc_shared->l2_removals) == removals)
-		qc_store_l2_copy(key, value, &lv);
+		qc_store_l2_copy_checked(key, value, &lv, removals);
 	return value;
 }
 
@@ -282,6 +283,27 @@ qc_value_text(const QcValue *v)
 		return (text *) v->value;
 	j = (Jsonb *) v->value;
 	return cstring_to_text(JsonbToCString(NULL, &j->root, VARSIZE(j)));
+}
+
+/*
+ * Copy a value read from Redis into L1, unless the worker removed
+ * something from L1 since `removals` was read (before the Redis call).  The
+ * worker bumps the counter before each removal; we look at it again after
+ * the copy is in: if it moved, the removal may have run before our insert
+ * and missed it, so the copy goes; if not, any later removal comes after
+ * the insert and finds it.
+ */
+void
+qc_store_l2_copy_checked(const QcKey *key, Jsonb *value, const QcL2Value *lv,
+						 uint64 removals)
+{
+	/* a test's window between the first check (the caller's) and the copy */
+	if (qc_debug_l2_copy_delay > 0)
+		pg_usleep((long) qc_debug_l2_copy_delay * 1000L);
+	qc_store_l2_copy(key, value, lv);
+	pg_memory_barrier();
+	if (pg_atomic_read_u64(&qc_shared->l2_removals) != removals)
+		(void) qc_store_remove(key);
 }
 
 /* Copy a value read from Redis into L1. */

@@ -22,6 +22,8 @@ extern Jsonb *qc_value_jsonb(const QcValue *v);
 extern text *qc_value_text(const QcValue *v);
 extern bool qc_store(const QcKey *key, struct varlena *value,
 					 const QcTags *tags, QcSetInfo *info);
+extern void qc_store_l2_copy_checked(const QcKey *key, Jsonb *value,
+									 const QcL2Value *lv, uint64 removals);
 extern void qc_store_l2_copy(const QcKey *key, Jsonb *value,
 							 const QcL2Value *lv);
 

@@ -15,7 +15,7 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 
 need=(postgresql-15 postgresql-server-dev-15 libipc-run-perl make gcc
-	libhiredis-dev redis-server pgbouncer python3-psycopg)
+	libhiredis-dev redis-server redis-sentinel pgbouncer python3-psycopg)
 missing=()
 for p in "${need[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

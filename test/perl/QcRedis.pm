@@ -14,7 +14,8 @@ use Test::More;
 
 my @running;
 
-# QcRedis->new(password => 'pw', persist => 1): a stopped server
+# QcRedis->new(password => 'pw', args => [...]): a stopped server; args
+# are more redis-server options (--replicaof ..., or --sentinel)
 sub new
 {
 	my ($class, %opt) = @_;
@@ -22,6 +23,8 @@ sub new
 		port => PostgreSQL::Test::Cluster::get_free_port(),
 		dir => PostgreSQL::Test::Utils::tempdir_short(),
 		password => $opt{password},
+		args => $opt{args} // [],
+		conf => $opt{conf},
 		pid => undef,
 	}, $class;
 	$self->{socket} = "$self->{dir}/redis.sock";
@@ -35,14 +38,25 @@ sub socket { $_[0]->{socket} }
 sub start
 {
 	my ($self) = @_;
-	my @cmd = (
-		'redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
+	my @cmd = ('redis-server');
+	if (defined $self->{conf})
+	{
+		# a config file first (a sentinel needs one it can rewrite)
+		my $f = "$self->{dir}/server.conf";
+		open(my $fh, '>', $f) or die "$f: $!";
+		print $fh $self->{conf};
+		close $fh;
+		push @cmd, $f;
+	}
+	push @cmd, (
+		'--port', $self->{port}, '--bind', '127.0.0.1',
 		'--unixsocket', $self->{socket}, '--unixsocketperm', '700',
 		'--dir', $self->{dir}, '--dbfilename', 'dump.rdb',
 		'--save', '3600 1', '--appendonly', 'no',
 		'--enable-debug-command', 'local',
 		'--logfile', "$self->{dir}/redis.log", '--daemonize', 'no');
 	push @cmd, '--requirepass', $self->{password} if defined $self->{password};
+	push @cmd, @{ $self->{args} };
 	my $pid = fork();
 	die "fork: $!" unless defined $pid;
 	if ($pid == 0)
@@ -68,6 +82,17 @@ sub stop
 	my ($self) = @_;
 	return unless $self->{pid};
 	kill 'TERM', $self->{pid};
+	waitpid($self->{pid}, 0);
+	$self->{pid} = undef;
+	@running = grep { $_ != $self } @running;
+}
+
+# Kill the server with SIGKILL (no save), as a crash, and reap it.
+sub kill9
+{
+	my ($self) = @_;
+	return unless $self->{pid};
+	kill 'KILL', $self->{pid};
 	waitpid($self->{pid}, 0);
 	$self->{pid} = undef;
 	@running = grep { $_ != $self } @running;
