@@ -41,6 +41,10 @@
 #define QC_MAX_TAGS				64
 #define QC_MAX_TAG_LEN			512 /* bytes */
 
+/* Counters of the entries per (database, tag), namespace or database
+ * (store.c): a power of 2. */
+#define QC_PRESENCE_SLOTS		16384
+
 /* Interval between two sweeps of the background worker, in milliseconds. */
 #define QC_SWEEP_INTERVAL_MS	1000
 
@@ -98,7 +102,13 @@ typedef struct QcPartitionData
 {
 	LWLock		lock;
 	uint32		clock;
+	uint32		evict_cursor;	/* next bucket (within the partition) the
+								 * eviction hand looks at */
 	TimestampTz next_expiry;
+	TimestampTz sweep_min;		/* least expiry seen by the sweeper's
+								 * current pass, or set since it began */
+	uint32		sweep_cursor;	/* next bucket of the sweeper's pass */
+	bool		sweep_dead;		/* the pass also frees dead entries */
 } QcPartitionData;
 
 typedef union QcPartition
@@ -110,13 +120,17 @@ typedef union QcPartition
 /*
  * The one fixed shared structure.  Locking:
  *
- * - buckets[b] and the chain hanging off it are protected by
- *   partitions[b % QC_NUM_PARTITIONS].lock: shared to walk a chain and read
- *   entries, exclusive to link or unlink.  No code holds two partition locks
- *   at once.
+ * - buckets[b] and the chain hanging off it are protected by the lock of
+ *   the partition that owns bucket b (store.c): shared to walk a chain and
+ *   read entries, exclusive to link or unlink.  So are the partition's
+ *   slice of the tag and namespace index heads (idxheads) and the index
+ *   links inside its entries.  No code holds two partition locks at once.
+ * - The presence counters (presence_off) are atomics, changed under the
+ *   partition lock of the entry linked or unlinked, read without a lock.
  * - The DSA area has its own internal locks; we never call dsa_allocate or
  *   dsa_free while holding a partition lock, so they order after nothing.
- * - nentries, bytes_used, evict_hand and the stats slots are atomics and
+ * - nentries, bytes_used, evict_hand, last_trim and the stats slots are
+ *   atomics and
  *   need no lock.  reset_base is guarded by stats_lock (a spinlock held for
  *   a copy of a few counters only).
  * - Everything else is set once by the postmaster and then only read.
@@ -134,6 +148,8 @@ typedef struct QcShared
 	pg_atomic_uint32 nentries;	/* live entries */
 	pg_atomic_uint64 bytes_used;	/* index + allocated bytes of live entries */
 	pg_atomic_uint32 evict_hand;	/* next partition to evict from */
+	pg_atomic_uint64 last_trim; /* when an allocation last called dsa_trim
+								 * (store.c) */
 	pg_atomic_uint64 stamp_generation;	/* bumped by every invalidation stamp
 										 * (invalidate.c) */
 
@@ -166,6 +182,9 @@ typedef struct QcShared
 	/* Variable-size tail, each part MAXALIGNed, offsets from this struct. */
 	Size		slots_off;		/* QcStatSlot[nslots] */
 	Size		buckets_off;	/* dsa_pointer[nbuckets] */
+	Size		idxheads_off;	/* uint64[nbuckets]: tag and namespace index
+								 * heads (store.c) */
+	Size		presence_off;	/* pg_atomic_uint32[QC_PRESENCE_SLOTS] */
 	Size		tagslots_off;	/* invalidation points, invalidate.c */
 	Size		flights_off;	/* single-flight slots, flight.c */
 	Size		dsa_off;		/* the DSA area, dsa_size bytes */
@@ -174,6 +193,8 @@ typedef struct QcShared
 extern QcShared *qc_shared;
 extern dsa_area *qc_dsa;
 extern dsa_pointer *qc_buckets;
+extern uint64 *qc_idxheads;
+extern pg_atomic_uint32 *qc_presence;
 
 extern Size qc_shmem_size(void);
 extern void qc_shmem_request(void);
@@ -186,14 +207,31 @@ extern void qc_require_loaded(void);
 /*
  * One cache entry: a single DSA chunk laid out as
  *
- *		QcEntry | uint32 taghash[ntags] | Oid rels[nrels] | key | value |
- *		tag strings
+ *		QcEntry | QcLink links[QcEntryNLinks] | uint32 taghash[ntags] |
+ *		Oid rels[nrels] | key | value | tag strings
+ *
+ * links[i] (i < ntags) chains the entry into the index of its tag i, and
+ * links[ntags], present when the flag QC_ENTRY_NAMESPACE is set, into the
+ * index of its key's namespace (store.c); they are protected by the
+ * entry's partition lock, exclusive to change, like the bucket chain.
  *
  * where the value is the whole jsonb varlena and each tag string is NUL
  * terminated.  Nothing is aligned past the header: values are copied out
  * before use.  An entry is immutable once linked, except for clock and
  * hits, which readers update atomically under a shared partition lock.
  */
+/*
+ * An entry's place in one chain of the tag and namespace index (store.c):
+ * doubly linked, so that an entry leaves it in constant time.  next and
+ * prev are QcLinkRefs (an entry and which of its links), 0 for none; the
+ * first link of a chain has prev 0 and is found from its index head.
+ */
+typedef struct QcLink
+{
+	uint64		next;
+	uint64		prev;
+} QcLink;
+
 typedef struct QcEntry
 {
 	dsa_pointer next;			/* next entry of the bucket chain */
@@ -221,13 +259,17 @@ typedef struct QcEntry
 	((e)->ttl == 0 ? (TimestampTz) 0 : \
 	 (e)->created + (TimestampTz) (e)->ttl * USECS_PER_SEC)
 #define QcEntryBuild(e)		((e)->created - (TimestampTz) (e)->build_age)
-#define QcEntryTagHashes(e)	((uint32 *) ((char *) (e) + sizeof(QcEntry)))
+#define QcEntryNLinks(e) \
+	((e)->ntags + (((e)->flags & QC_ENTRY_NAMESPACE) ? 1 : 0))
+#define QcEntryLinks(e)		((QcLink *) ((char *) (e) + sizeof(QcEntry)))
+#define QcEntryTagHashes(e)	((uint32 *) (QcEntryLinks(e) + QcEntryNLinks(e)))
 #define QcEntryRels(e)		((Oid *) (QcEntryTagHashes(e) + (e)->ntags))
 #define QcEntryKey(e)		((char *) (QcEntryRels(e) + (e)->nrels))
 #define QcEntryValue(e)		(QcEntryKey(e) + (e)->keylen)
 #define QcEntryTags(e)		(QcEntryValue(e) + (e)->vallen)
 #define QcEntrySize(e) \
-	(sizeof(QcEntry) + sizeof(uint32) * (e)->ntags + \
+	(sizeof(QcEntry) + sizeof(QcLink) * QcEntryNLinks(e) + \
+	 sizeof(uint32) * (e)->ntags + \
 	 sizeof(Oid) * (e)->nrels + (e)->keylen + (e)->vallen + (e)->tagbytes)
 
 /* Entry flags */
@@ -236,6 +278,9 @@ typedef struct QcEntry
 #define QC_ENTRY_JSON_TEXT		0x02	/* the value is JSON text (a text
 										 * varlena), not jsonb:
 										 * qcache_fetch_json */
+#define QC_ENTRY_NAMESPACE		0x04	/* the key has a namespace (a ':'):
+										 * links[ntags] is its index link
+										 * (set by store.c) */
 
 /* Bytes the DSA allocator really takes for a request (dsa_classes.h). */
 extern Size qc_alloc_size(Size size);

@@ -19,23 +19,72 @@
  * exclusive mode, and holds it only to swap chain pointers; the allocator
  * (which has its own locks) is never called under a partition lock, and
  * memory is freed only after the entry is unlinked and the lock released.
- * No function here holds two partition locks at once.  Bulk removals scan
- * a partition in shared mode first and retake it exclusively only when it
- * holds something to remove.
+ * No function here holds two partition locks at once.  Bulk removals look
+ * at a partition in shared mode first and retake it exclusively only when
+ * it holds something to remove.
+ *
+ * The tag and namespace index.  qcache_invalidate_tag must cost what the
+ * tag's entries cost, not what the cache holds; so must a prefix
+ * invalidation of a named cache ("users:").  Each entry carries, in its
+ * own chunk, one QcLink per tag and one for its key's namespace (the user
+ * part of the key up to and including its first ':', if it has one), and
+ * these links chain it, doubly, into per-partition index chains: the
+ * heads array (idxheads) has nbuckets slots, split into the same
+ * QC_NUM_PARTITIONS ranges as the buckets, and an entry's links hang off
+ * the heads of its own partition, picked by a hash of (database, tag hash)
+ * or (database, namespace hash).  So the index needs no lock of its own
+ * and no allocation: the partition lock that protects an entry's bucket
+ * chain protects its index links and the heads they hang from, and the
+ * links are linked and unlinked with the entry, under that lock held
+ * exclusively, in constant time.  The lock order is unchanged: one
+ * partition lock at a time, never two.  A removal through the index takes
+ * each partition's lock in turn (shared to look, exclusive to unlink) and
+ * walks one chain there, which holds the tag's entries of that partition
+ * and whatever collides with them.  Every entry is in the index, so a
+ * removal by tag finds every entry that carries the tag: the count it
+ * returns is exact, as before.  The index only finds entries to remove;
+ * whether an entry may be served is still decided by the invalidation
+ * points (invalidate.c), which the index does not touch.
+ *
+ * Presence counters.  QC_PRESENCE_SLOTS atomic counters, hashed by
+ * (database, tag), (database, namespace) or database, count the linked
+ * entries; changed under the entry's partition lock as it is linked or
+ * unlinked, read without a lock.  A bulk removal whose counter is zero
+ * returns at once, taking no lock: a tag or namespace that nothing carries
+ * costs about a lookup.  Hash collisions make a counter count more, never
+ * less; a set racing with the removal is the race it always had, which
+ * the invalidation stamp (taken before the removal) settles.
+ *
+ * Memory.  Links are charged to bytes_used with their entry (16 bytes per
+ * tag, and per namespace); the heads (8 bytes per bucket) and counters are
+ * part of the fixed index charged at start.
  *
  * Eviction.  nentries is reserved by compare-and-swap before an insert, so
  * the cache never holds more than max_entries.  When the count is at the
  * limit, or the DSA area cannot satisfy an allocation, the setter evicts,
- * CLOCK-style: a shared hand moves over the partitions; in the partition
- * under it, expired entries go first, then, oldest first and only as many
- * as needed, entries nobody read since the hand last passed there.  A read
+ * CLOCK-style: a shared hand moves over the partitions, and within each a
+ * cursor moves over its buckets; one round looks at a bounded number of
+ * entries (QC_EVICT_SCAN) under the partition's lock, whatever the
+ * partition's size and whatever the reference bits say.  Expired and
+ * invalidated entries go first, then, oldest first and only as many as
+ * needed, entries nobody read since the hand last passed them.  A read
  * entry gets a second chance, so keys in use survive and the cold ones go
  * (an approximate LRU); an entry starts unreferenced, so a burst of sets
- * that are never read cannot push out the keys that are.  Allocation retries escalate the amount to free,
- * because freed small chunks only return pages to the area when whole
- * superblocks empty, up to a cap, past which the value is not cached.  Expired entries are
- * never returned by a lookup, and the sweeper (worker.c) reclaims them
- * without waiting for a read.
+ * that are never read cannot push out the keys that are.  When every entry
+ * a round looks at was read, the oldest of them goes: a full, hot cache
+ * still makes room in one bounded round.  Allocation retries escalate the
+ * amount to free, because freed small chunks only return pages to the
+ * area when whole superblocks empty, up to a cap, past which the value is
+ * not cached.  Before evicting for memory, a failed allocation gives the
+ * area's empty superblocks back (qc_trim_if_due), so that the capacity for
+ * one value size does not depend on the sizes stored before.
+ *
+ * Sweeping.  Expired entries are never returned by a lookup, and the
+ * sweeper (worker.c) reclaims them without waiting for a read: each second
+ * it advances a cursor over a bounded number of buckets
+ * (QC_SWEEP_BUCKETS) in each partition whose next_expiry has passed or
+ * whose pass is under way, so its work per second is bounded whatever the
+ * cache's size, and a partition with nothing due costs it one shared lock.
  *
  *-------------------------------------------------------------------------
  */
@@ -61,6 +110,7 @@
 
 /* 56 bytes: a 100-byte entry fits the allocator's 160-byte class. */
 StaticAssertDecl(sizeof(QcEntry) == 56, "QcEntry must stay 56 bytes");
+StaticAssertDecl(sizeof(QcLink) == 16, "QcLink is two 64-bit references");
 
 /* Bit shift from a bucket number to its partition number. */
 static inline int
@@ -170,25 +220,6 @@ qc_entry_is_key(const QcEntry *e, const QcKey *key, uint32 h32)
 		memcmp(QcEntryKey(e), key->data, key->len) == 0;
 }
 
-/* Does the entry carry this tag?  (hash first, then the bytes) */
-static bool
-qc_entry_has_tag(const QcEntry *e, const char *tag, uint32 len, uint32 h)
-{
-	const uint32 *hashes = QcEntryTagHashes(e);
-	const char *p = QcEntryTags(e);
-	int			i;
-
-	for (i = 0; i < e->ntags; i++)
-	{
-		size_t		l = strlen(p);
-
-		if (hashes[i] == h && l == len && memcmp(p, tag, len) == 0)
-			return true;
-		p += l + 1;
-	}
-	return false;
-}
-
 /* Account for entries leaving the cache, and free them.  No lock held. */
 static void
 qc_free_entries(dsa_pointer *dps, int n)
@@ -206,6 +237,209 @@ qc_free_entries(dsa_pointer *dps, int n)
 		pg_atomic_sub_fetch_u64(&qc_shared->bytes_used, bytes);
 		pg_atomic_sub_fetch_u32(&qc_shared->nentries, n);
 	}
+}
+
+/* ---------- the tag and namespace index ---------- */
+
+/*
+ * A QcLinkRef names link `slot` of the entry at a dsa_pointer: the pointer
+ * in the low 56 bits, the slot above.  DSA pointers stay far below 2^56
+ * (segment number, at most 1024, above a 40-bit offset; and the in-place
+ * area has one segment).  0 is no link: no chunk starts at offset 0, where
+ * the area's control block lives.
+ */
+typedef uint64 QcLinkRef;
+
+#define QC_REF_SHIFT			56
+
+static inline QcLinkRef
+qc_ref(dsa_pointer dp, int slot)
+{
+	Assert(((uint64) dp >> QC_REF_SHIFT) == 0);
+	return (uint64) dp | ((uint64) slot << QC_REF_SHIFT);
+}
+
+static inline dsa_pointer
+qc_ref_dp(QcLinkRef r)
+{
+	return (dsa_pointer) (r & ((UINT64CONST(1) << QC_REF_SHIFT) - 1));
+}
+
+static inline int
+qc_ref_slot(QcLinkRef r)
+{
+	return (int) (r >> QC_REF_SHIFT);
+}
+
+static inline QcLink *
+qc_ref_link(QcLinkRef r)
+{
+	return &QcEntryLinks(qc_entry(qc_ref_dp(r)))[qc_ref_slot(r)];
+}
+
+/* What an index chain or presence counter is about. */
+typedef enum QcIdxKind
+{
+	QC_IDX_TAG = 1,				/* (database, tag) */
+	QC_IDX_NS,					/* (database, key namespace) */
+	QC_IDX_DB					/* (database): presence counter only */
+} QcIdxKind;
+
+/* Hash of an index key; picks its head in each partition and its counter */
+static inline uint32
+qc_idx_hash(Oid dbid, uint32 h, QcIdxKind kind)
+{
+	return hash_combine(murmurhash32(h + (uint32) kind * 0x9e3779b9U),
+						murmurhash32((uint32) dbid));
+}
+
+/* The head of the chain of index hash ih in a partition. */
+static inline uint64 *
+qc_idx_head(int partition, uint32 ih)
+{
+	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
+
+	return &qc_idxheads[(uint32) partition * nper + (ih & (nper - 1))];
+}
+
+static inline pg_atomic_uint32 *
+qc_presence_of(uint32 ih)
+{
+	return &qc_presence[ih & (QC_PRESENCE_SLOTS - 1)];
+}
+
+/*
+ * Length of a key's namespace: its bytes up to and including the first
+ * ':' of the user part (before any zero byte of a variant), or 0 if it has
+ * none.
+ */
+static uint32
+qc_namespace_len(const char *key, uint32 len)
+{
+	const char *nul = memchr(key, '\0', len);
+	const char *colon;
+
+	if (nul)
+		len = nul - key;
+	colon = memchr(key, ':', len);
+	return colon ? (uint32) (colon - key) + 1 : 0;
+}
+
+static inline uint32
+qc_hash_namespace(const char *ns, uint32 len)
+{
+	return hash_bytes((const unsigned char *) ns, (int) len);
+}
+
+/* Index hash of an entry's link i (a tag, or the namespace). */
+static uint32
+qc_link_hash(const QcEntry *e, int i)
+{
+	if (i < e->ntags)
+		return qc_idx_hash(e->dbid, QcEntryTagHashes(e)[i], QC_IDX_TAG);
+	return qc_idx_hash(e->dbid,
+					   qc_hash_namespace(QcEntryKey(e),
+										 qc_namespace_len(QcEntryKey(e),
+														  e->keylen)),
+					   QC_IDX_NS);
+}
+
+/* The partition that holds an entry. */
+static inline int
+qc_partition_of_entry(const QcEntry *e)
+{
+	return qc_partition_of_bucket(e->hash & (qc_shared->nbuckets - 1));
+}
+
+/*
+ * Put a new entry into the index chains of its tags and namespace, and
+ * count it in the presence counters.  Caller holds the entry's partition
+ * lock exclusively.  Each link goes first in its chain.
+ */
+static void
+qc_index_link(int partition, dsa_pointer dp, QcEntry *e)
+{
+	QcLink	   *links = QcEntryLinks(e);
+	int			n = QcEntryNLinks(e);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		uint32		ih = qc_link_hash(e, i);
+		uint64	   *head = qc_idx_head(partition, ih);
+
+		links[i].prev = 0;
+		links[i].next = *head;
+		if (*head != 0)
+			qc_ref_link(*head)->prev = qc_ref(dp, i);
+		*head = qc_ref(dp, i);
+		pg_atomic_fetch_add_u32(qc_presence_of(ih), 1);
+	}
+	pg_atomic_fetch_add_u32(qc_presence_of(qc_idx_hash(e->dbid, 0,
+													   QC_IDX_DB)), 1);
+}
+
+/*
+ * Take an entry out of its index chains and presence counters.  Caller
+ * holds the entry's partition lock exclusively.
+ */
+static void
+qc_index_unlink(int partition, dsa_pointer dp, QcEntry *e)
+{
+	QcLink	   *links = QcEntryLinks(e);
+	int			n = QcEntryNLinks(e);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		uint32		ih = qc_link_hash(e, i);
+
+		if (links[i].prev != 0)
+			qc_ref_link(links[i].prev)->next = links[i].next;
+		else
+		{
+			uint64	   *head = qc_idx_head(partition, ih);
+
+			Assert(*head == qc_ref(dp, i));
+			*head = links[i].next;
+		}
+		if (links[i].next != 0)
+			qc_ref_link(links[i].next)->prev = links[i].prev;
+		pg_atomic_fetch_sub_u32(qc_presence_of(ih), 1);
+	}
+	pg_atomic_fetch_sub_u32(qc_presence_of(qc_idx_hash(e->dbid, 0,
+													   QC_IDX_DB)), 1);
+}
+
+/*
+ * Unlink the entry that *link points to (a bucket chain link) from its
+ * bucket chain and from the index.  Caller holds the partition lock
+ * exclusively; the entry stays allocated (the caller frees it after
+ * releasing the lock).  Returns the entry's dsa_pointer.
+ */
+static dsa_pointer
+qc_unlink(int partition, dsa_pointer *link)
+{
+	dsa_pointer dp = *link;
+	QcEntry    *e = qc_entry(dp);
+
+	*link = e->next;
+	qc_index_unlink(partition, dp, e);
+	return dp;
+}
+
+/* The bucket chain link that points to an entry; caller holds its lock. */
+static dsa_pointer *
+qc_bucket_link(dsa_pointer dp, const QcEntry *e)
+{
+	dsa_pointer *link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
+
+	while (*link != dp)
+	{
+		Assert(DsaPointerIsValid(*link));
+		link = &qc_entry(*link)->next;
+	}
+	return link;
 }
 
 /*
@@ -263,14 +497,18 @@ typedef bool (*QcMatchFn) (const QcEntry *e, const void *arg);
 /* Victims unlinked per exclusive hold of a partition lock, at most. */
 #define QC_UNLINK_BATCH			256
 
+/* A bulk removal of at least this many entries trims the area. */
+#define QC_TRIM_AFTER			1024
+
 /*
- * Remove every entry of one partition that satisfies match().  A shared
- * pass looks for one first; only if there is one is the lock retaken
- * exclusively, to unlink up to QC_UNLINK_BATCH of them into a local array
- * (no allocation while entries are unlinked but not yet freed, so an error
- * cannot leak them).  They are freed after the lock is released, and the
- * exclusive pass repeats while a batch came back full.  Returns the number
- * removed.
+ * Remove every entry of one partition that satisfies match(), scanning all
+ * its buckets: the way of removals the index cannot answer (a prefix
+ * without a namespace, a clear).  A shared pass looks for one first; only
+ * if there is one is the lock retaken exclusively, to unlink up to
+ * QC_UNLINK_BATCH of them into a local array (no allocation while entries
+ * are unlinked but not yet freed, so an error cannot leak them).  They are
+ * freed after the lock is released, and the exclusive pass repeats while a
+ * batch came back full.  Returns the number removed.
  */
 static int
 qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
@@ -318,10 +556,7 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 				QcEntry    *e = qc_entry(*link);
 
 				if (match(e, arg))
-				{
-					out[nout++] = *link;
-					*link = e->next;
-				}
+					out[nout++] = qc_unlink(partition, link);
 				else
 					link = &e->next;
 			}
@@ -341,15 +576,19 @@ typedef struct QcMatchArg
 	const char *str;
 	uint32		len;
 	uint32		hash;			/* tag hash, for QC_MATCH_TAG */
+	QcIdxKind	kind;			/* which index chain, for qc_remove_indexed */
+	uint32		ih;				/* its index hash */
 } QcMatchArg;
 
+/* Is the i-th tag string of an entry this one? */
 static bool
-qc_match_tag(const QcEntry *e, const void *arg)
+qc_entry_tag_is(const QcEntry *e, int i, const char *tag, uint32 len)
 {
-	const QcMatchArg *a = arg;
+	const char *p = QcEntryTags(e);
 
-	return e->dbid == a->dbid && e->ntags > 0 &&
-		qc_entry_has_tag(e, a->str, a->len, a->hash);
+	while (i-- > 0)
+		p += strlen(p) + 1;
+	return strlen(p) == len && memcmp(p, tag, len) == 0;
 }
 
 static bool
@@ -375,18 +614,102 @@ qc_match_any(const QcEntry *e, const void *arg)
 	return true;
 }
 
+/*
+ * Is link `slot` of entry e one that a removal through the index takes: a
+ * link of the tag asked for, or the namespace link of a key that starts
+ * with the prefix asked for?  (A chain also holds other keys' links whose
+ * hashes collide.)
+ */
+static bool
+qc_link_matches(const QcEntry *e, int slot, const QcMatchArg *a)
+{
+	if (e->dbid != a->dbid)
+		return false;
+	if (a->kind == QC_IDX_TAG)
+		return slot < e->ntags && QcEntryTagHashes(e)[slot] == a->hash &&
+			qc_entry_tag_is(e, slot, a->str, a->len);
+	return slot == e->ntags && (e->flags & QC_ENTRY_NAMESPACE) != 0 &&
+		qc_match_prefix(e, a);
+}
+
+/*
+ * Remove the entries of one partition that an index chain names: the chain
+ * of a->ih, filtered by qc_link_matches.  The same protocol as
+ * qc_remove_in_partition (a shared look, then exclusive batches), over the
+ * chain instead of the buckets.  An entry's links in one chain are next to
+ * each other (they are linked one after the other, always at the head, and
+ * nothing is ever inserted elsewhere), so skipping the links of an entry
+ * just unlinked is skipping the ones that follow it.  Returns the number
+ * removed.
+ */
+static int
+qc_remove_indexed(int partition, const QcMatchArg *a)
+{
+	LWLock	   *lock = qc_partition_lock(partition);
+	uint64	   *head = qc_idx_head(partition, a->ih);
+	dsa_pointer out[QC_UNLINK_BATCH];
+	QcLinkRef	r;
+	bool		any = false;
+	int			total = 0;
+	int			nout;
+
+	LWLockAcquire(lock, LW_SHARED);
+	for (r = *head; r != 0 && !any; r = qc_ref_link(r)->next)
+		any = qc_link_matches(qc_entry(qc_ref_dp(r)), qc_ref_slot(r), a);
+	LWLockRelease(lock);
+	if (!any)
+		return 0;
+
+	do
+	{
+		nout = 0;
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		r = *head;
+		while (r != 0 && nout < QC_UNLINK_BATCH)
+		{
+			dsa_pointer dp = qc_ref_dp(r);
+			QcEntry    *e = qc_entry(dp);
+			QcLinkRef	next = qc_ref_link(r)->next;
+
+			if (qc_link_matches(e, qc_ref_slot(r), a))
+			{
+				while (next != 0 && qc_ref_dp(next) == dp)
+					next = qc_ref_link(next)->next;
+				out[nout++] = qc_unlink(partition, qc_bucket_link(dp, e));
+			}
+			r = next;
+		}
+		LWLockRelease(lock);
+		qc_free_entries(out, nout);
+		total += nout;
+	} while (nout == QC_UNLINK_BATCH);
+
+	return total;
+}
 
 /*
  * Remove every entry of a database that carries a tag, starts with a
- * prefix, or all of them; or every entry of every database.  Exact: returns the number removed.  Takes each
- * partition lock in turn, never two at once.
+ * prefix, or all of them; or every entry of every database.  Exact:
+ * returns the number removed.  Takes each partition lock in turn, never
+ * two at once.
+ *
+ * Cost.  First the presence counter of the tag, of the prefix's namespace
+ * or of the database: if it is zero, nothing matches and no lock is taken
+ * (a counter may be shared by several keys through hash collisions, which
+ * only costs the walk below).  A tag, and a prefix that contains a ':'
+ * (every key it matches is in the namespace up to that ':'), are then
+ * answered by the index: one probe per partition, shared, and the walk of
+ * the chain's matching links, so the cost is the number of partitions plus
+ * the members, whatever the cache's size.  A prefix without ':' and a
+ * clear of a database that has entries scan every partition.
  */
 uint64
 qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 						 uint32 arglen)
 {
 	QcMatchArg	a;
-	QcMatchFn	fn;
+	QcMatchFn	fn = NULL;
+	uint32		guard;
 	uint64		n = 0;
 	int			p;
 
@@ -394,14 +717,31 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 	a.str = arg;
 	a.len = arglen;
 	a.hash = 0;
+	a.kind = QC_IDX_DB;
+	a.ih = 0;
+	guard = qc_idx_hash(dbid, 0, QC_IDX_DB);
 	switch (kind)
 	{
 		case QC_MATCH_TAG:
 			a.hash = qc_hash_tag(arg, arglen);
-			fn = qc_match_tag;
+			a.kind = QC_IDX_TAG;
+			a.ih = qc_idx_hash(dbid, a.hash, QC_IDX_TAG);
+			guard = a.ih;
 			break;
 		case QC_MATCH_PREFIX:
-			fn = qc_match_prefix;
+			{
+				uint32		nslen = qc_namespace_len(arg, arglen);
+
+				if (nslen > 0)
+				{
+					a.kind = QC_IDX_NS;
+					a.ih = qc_idx_hash(dbid, qc_hash_namespace(arg, nslen),
+									   QC_IDX_NS);
+					guard = a.ih;
+				}
+				else
+					fn = qc_match_prefix;
+			}
 			break;
 		case QC_MATCH_EVERYTHING:
 			fn = qc_match_any;
@@ -412,99 +752,108 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 			break;
 	}
 
+	if (kind != QC_MATCH_EVERYTHING &&
+		pg_atomic_read_u32(qc_presence_of(guard)) == 0)
+		return 0;
+
 	for (p = 0; p < QC_NUM_PARTITIONS; p++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		n += qc_remove_in_partition(p, fn, &a);
+		if (fn)
+			n += qc_remove_in_partition(p, fn, &a);
+		else
+			n += qc_remove_indexed(p, &a);
 	}
+	/* a large removal may have emptied superblocks: give them back */
+	if (n >= QC_TRIM_AFTER || (n > 0 && fn != NULL && fn != qc_match_prefix))
+		dsa_trim(qc_dsa);
 	return n;
 }
 
+/* Buckets of one partition that one sweep looks at, at most. */
+#define QC_SWEEP_BUCKETS		512
+
 /*
- * Remove the expired entries of one partition, if its next_expiry says it
- * may have some, and recompute next_expiry from the entries that stay.
- * Returns the number removed.  Takes the partition lock, shared to look at
- * next_expiry, exclusive to sweep; frees after releasing it.
+ * One step of the sweeper's pass over a partition: if the partition may
+ * hold expired entries (its next_expiry has passed), or a pass is under
+ * way, look at the next QC_SWEEP_BUCKETS buckets from its sweep cursor and
+ * unlink the expired ones (and, during a pass for dead entries, those an
+ * invalidation made stale for good).  When the pass completes, next_expiry
+ * becomes the least expiry of the entries that stayed: sweep_min, which
+ * the pass and every set made during it lower.  Returns the number
+ * removed.  Takes the partition lock, shared to look at its state,
+ * exclusive to sweep; frees after releasing it.
  */
 static int
-qc_sweep_partition(int partition, TimestampTz now, bool dead_too)
+qc_sweep_partition(int partition, TimestampTz now, bool start_dead)
 {
 	QcPartitionData *part = &qc_shared->partitions[partition].d;
 	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
 	uint32		first = (uint32) partition * nper;
 	dsa_pointer out[QC_UNLINK_BATCH];
-	TimestampTz next;
 	TimestampTz ne;
-	int			total = 0;
-	int			nout;
+	bool		active;
+	int			nout = 0;
 	uint32		b;
+	uint32		end;
 
 	LWLockAcquire(&part->lock, LW_SHARED);
 	ne = part->next_expiry;
-	if (dead_too && (ne == 0 || ne > now))
-	{
-		/* look for dead entries before taking the lock exclusively */
-		bool		any = false;
-
-		for (b = first; b < first + nper && !any; b++)
-		{
-			dsa_pointer dp;
-
-			for (dp = qc_buckets[b]; DsaPointerIsValid(dp) && !any;)
-			{
-				QcEntry    *e = qc_entry(dp);
-
-				any = qc_entry_dead(e);
-				dp = e->next;
-			}
-		}
-		if (any)
-			ne = now;
-	}
+	active = start_dead || part->sweep_dead || part->sweep_cursor != 0 ||
+		(ne != 0 && ne <= now);
 	LWLockRelease(&part->lock);
-	if (ne == 0 || ne > now)
+	if (!active)
 		return 0;
 
-	do
+	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+	if (start_dead)
+		part->sweep_dead = true;
+	if (part->sweep_cursor == 0)
+		part->sweep_min = 0;	/* a pass begins */
+	end = Min(part->sweep_cursor + QC_SWEEP_BUCKETS, nper);
+	for (b = part->sweep_cursor; b < end; b++)
 	{
-		nout = 0;
-		next = 0;
-		LWLockAcquire(&part->lock, LW_EXCLUSIVE);
-		for (b = first; b < first + nper; b++)
+		dsa_pointer *link = &qc_buckets[first + b];
+
+		while (DsaPointerIsValid(*link))
 		{
-			dsa_pointer *link = &qc_buckets[b];
+			QcEntry    *e = qc_entry(*link);
 
-			while (DsaPointerIsValid(*link))
+			if (qc_entry_expired(e, now) ||
+				(part->sweep_dead && qc_entry_dead(e)))
 			{
-				QcEntry    *e = qc_entry(*link);
-
-				if ((qc_entry_expired(e, now) || (dead_too && qc_entry_dead(e))) &&
-					nout < QC_UNLINK_BATCH)
-				{
-					out[nout++] = *link;
-					*link = e->next;
-					continue;
-				}
-				if (e->ttl != 0 && (next == 0 || QcEntryExpires(e) < next))
-					next = QcEntryExpires(e);
-				link = &e->next;
+				if (nout == QC_UNLINK_BATCH)
+					break;
+				out[nout++] = qc_unlink(partition, link);
+				continue;
 			}
+			if (e->ttl != 0 &&
+				(part->sweep_min == 0 || QcEntryExpires(e) < part->sweep_min))
+				part->sweep_min = QcEntryExpires(e);
+			link = &e->next;
 		}
-		part->next_expiry = next;
-		LWLockRelease(&part->lock);
-		qc_free_entries(out, nout);
-		total += nout;
-	} while (nout == QC_UNLINK_BATCH);
-
-	return total;
+		if (nout == QC_UNLINK_BATCH)
+			break;				/* this bucket again next time */
+	}
+	if (b >= nper)
+	{
+		part->next_expiry = part->sweep_min;
+		part->sweep_cursor = 0;
+		part->sweep_dead = false;
+	}
+	else
+		part->sweep_cursor = b;
+	LWLockRelease(&part->lock);
+	qc_free_entries(out, nout);
+	return nout;
 }
 
 /*
- * Remove every expired entry of every database, and every entry an
- * invalidation made stale for good.  Returns the number removed and counts
- * them as expired evictions.  The sweeper's work: it visits only the
- * partitions whose next_expiry has passed, unless an invalidation was
- * stamped since its last sweep, so a quiet cache costs it nothing.
+ * One tick of the sweeper: a step of each partition's pass (see
+ * qc_sweep_partition), so that its work per tick is bounded by
+ * QC_NUM_PARTITIONS * QC_SWEEP_BUCKETS buckets whatever the cache's size,
+ * and a partition none of whose entries is due costs one shared lock.
+ * Returns the number removed and counts them as expired evictions.
  */
 uint64
 qc_store_sweep(TimestampTz now)
@@ -512,21 +861,20 @@ qc_store_sweep(TimestampTz now)
 	static uint64 last_generation = 0;
 	static TimestampTz last_dead_sweep = 0;
 	uint64		generation = pg_atomic_read_u64(&qc_shared->stamp_generation);
-	bool		dead_too;
+	bool		start_dead;
 	uint64		n = 0;
 	int			p;
 
 	/*
 	 * Entries that an invalidation made stale are never served, so freeing
-	 * them is only about memory, which eviction also reclaims on demand.  A
-	 * look for them scans every entry: do it at most every
-	 * QC_DEAD_SWEEP_INTERVAL_MS, so that a steady stream of invalidations
-	 * (local writes, or other nodes' through Redis) does not make the sweeper
-	 * scan the whole cache every second.
+	 * them is only about memory, which eviction also reclaims on demand.
+	 * Start a pass for them at most every QC_DEAD_SWEEP_INTERVAL_MS, so that
+	 * a steady stream of invalidations (local writes, or other nodes' through
+	 * Redis) does not keep the sweeper walking the cache.
 	 */
-	dead_too = generation != last_generation &&
+	start_dead = generation != last_generation &&
 		now - last_dead_sweep >= (TimestampTz) QC_DEAD_SWEEP_INTERVAL_MS * 1000;
-	if (dead_too)
+	if (start_dead)
 	{
 		last_generation = generation;
 		last_dead_sweep = now;
@@ -534,10 +882,14 @@ qc_store_sweep(TimestampTz now)
 	for (p = 0; p < QC_NUM_PARTITIONS; p++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		n += qc_sweep_partition(p, now, dead_too);
+		n += qc_sweep_partition(p, now, start_dead);
 	}
 	if (n > 0)
+	{
 		qc_count(QC_STAT_EVICTIONS_EXPIRED, n);
+		/* give the superblocks that emptied back to the area */
+		dsa_trim(qc_dsa);
+	}
 	return n;
 }
 
@@ -560,7 +912,8 @@ qc_store_remove(const QcKey *key)
 {
 	uint32		bucket = qc_bucket_of(key->hash);
 	uint32		h32 = (uint32) key->hash;
-	LWLock	   *lock = qc_partition_lock(qc_partition_of_bucket(bucket));
+	int			partition = qc_partition_of_bucket(bucket);
+	LWLock	   *lock = qc_partition_lock(partition);
 	dsa_pointer *link;
 	dsa_pointer victims[QC_UNLINK_BATCH];
 	int			nvictims = 0;
@@ -573,8 +926,7 @@ qc_store_remove(const QcKey *key)
 		if (qc_entry_is_key_or_variant(e, key, h32) &&
 			nvictims < QC_UNLINK_BATCH)
 		{
-			victims[nvictims++] = *link;
-			*link = e->next;
+			victims[nvictims++] = qc_unlink(partition, link);
 			continue;
 		}
 		link = &e->next;
@@ -587,123 +939,133 @@ qc_store_remove(const QcKey *key)
 	return true;
 }
 
+/* Entries one eviction round looks at, at most (whole bucket chains). */
+#define QC_EVICT_SCAN			64
+
+/* Buckets one eviction round looks at, at most (empty ones included). */
+#define QC_EVICT_SCAN_BUCKETS	1024
+
 /*
- * One eviction round, a CLOCK over partitions: take the partition under the
- * hand exclusively and unlink its expired and dead (invalidated) entries;
- * then, first in first out
- * and until `bytes` bytes and `entries` entries are freed (expired ones
- * count), its entries whose reference bit is clear.  The round clears the
- * bit of every entry it passes and moves it to the back of the FIFO: an
- * entry read between two passes of the hand gets a second chance, so a key
- * in use is never evicted, whatever the size of its partition.  At most
- * QC_EVICT_BATCH entries go by recency per round.  With by_size, the
- * largest unreferenced entries go first instead of the oldest: a large
- * allocation needs whole free pages, and freeing a large entry returns its
- * pages at once, where freeing small ones returns pages only when a whole
- * superblock empties.  The entries are freed
- * after the lock is released.  Returns the bytes freed; *nfreed gets the
- * number of entries.
+ * One eviction round, a CLOCK over the partitions and, within each, over
+ * its buckets: take the partition under the shared hand exclusively, and
+ * look at the entries of the next buckets from its evict_cursor, at most
+ * QC_EVICT_SCAN entries (and QC_EVICT_SCAN_BUCKETS buckets), so the work
+ * done under the lock is bounded whatever the partition's size and
+ * whatever the reference bits say.  Expired and dead (invalidated) entries
+ * among them are unlinked.  An entry read since the hand last passed gets
+ * a second chance: its bit is cleared and it moves to the back of the
+ * partition's FIFO.  Then, until `bytes` bytes and `entries` entries are
+ * freed (expired ones count), the unreferenced entries seen go, oldest
+ * first (largest first with by_size: a large allocation needs whole free
+ * pages, and freeing a large entry returns its pages at once).  Only if the
+ * round would otherwise free nothing does the oldest referenced entry seen
+ * go: a cache whose every entry is hot still makes room in one round.  At
+ * most QC_EVICT_BATCH entries go by recency per round.  The entries are
+ * freed after the lock is released.  Returns the bytes freed; *nfreed gets
+ * the number of entries.
  */
 static uint64
 qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 			   int *nfreed)
 {
 	int			partition;
-	LWLock	   *lock;
+	QcPartitionData *part;
 	uint32		base;
 	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
 	uint32		first;
 	dsa_pointer victims[QC_EVICT_BATCH];
-	uint32		ages[QC_EVICT_BATCH];
+	uint64		scores[QC_EVICT_BATCH];
 	int			nvictims = 0;
 	dsa_pointer expired[QC_UNLINK_BATCH];
 	int			nexpired = 0;
 	uint64		freed = 0;
+	int			nseen = 0;
+	uint32		nb;
 	uint32		b;
 	int			i;
 
 	partition = pg_atomic_fetch_add_u32(&qc_shared->evict_hand, 1) %
 		QC_NUM_PARTITIONS;
-	lock = qc_partition_lock(partition);
+	part = &qc_shared->partitions[partition].d;
 	first = (uint32) partition * nper;
 
-	LWLockAcquire(lock, LW_EXCLUSIVE);
-	base = qc_shared->partitions[partition].d.clock;
+	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+	base = part->clock;
+	b = part->evict_cursor;
 
-	/* Pass 1: unlink expired entries; keep the oldest unused candidates. */
-	for (b = first; b < first + nper; b++)
+	/*
+	 * Pass 1: unlink expired entries; keep the best candidates, scored so
+	 * that any unreferenced entry comes before every referenced one.
+	 */
+	for (nb = 0; nb < nper && nb < QC_EVICT_SCAN_BUCKETS &&
+		 nseen < QC_EVICT_SCAN; nb++, b = (b + 1) & (nper - 1))
 	{
-		dsa_pointer *link = &qc_buckets[b];
+		dsa_pointer *link = &qc_buckets[first + b];
 
 		while (DsaPointerIsValid(*link))
 		{
 			QcEntry    *e = qc_entry(*link);
+			uint32		pos;
+			uint64		score;
 
-			if (qc_entry_expired(e, now) || qc_entry_dead(e))
+			nseen++;
+			if ((qc_entry_expired(e, now) || qc_entry_dead(e)) &&
+				nexpired < QC_UNLINK_BATCH)
 			{
-				/* the rest waits for the next round or the sweeper */
-				if (nexpired < QC_UNLINK_BATCH)
-				{
-					freed += qc_alloc_size(QcEntrySize(e));
-					expired[nexpired++] = *link;
-					*link = e->next;
-					continue;
-				}
+				freed += qc_alloc_size(QcEntrySize(e));
+				expired[nexpired++] = qc_unlink(partition, link);
+				continue;
+			}
+
+			pos = pg_atomic_read_u32(&e->clock);
+			score = by_size ? (uint64) QcEntrySize(e) :
+				(uint64) (base - (pos >> 1));
+			if (pos & QC_REFERENCED)
+			{
+				/*
+				 * Read since the hand last passed: second chance, at the back
+				 * of the FIFO.  A reader setting the bit again at once only
+				 * gives it one more chance.
+				 */
+				pg_atomic_write_u32(&e->clock, qc_next_position(partition));
 			}
 			else
+				score |= UINT64CONST(1) << 32;
+
+			/* keep the QC_EVICT_BATCH best, best first */
+			if (nvictims < QC_EVICT_BATCH || score > scores[nvictims - 1])
 			{
-				uint32		pos = pg_atomic_read_u32(&e->clock);
+				int			j = nvictims < QC_EVICT_BATCH ? nvictims++ : nvictims - 1;
 
-				if (pos & QC_REFERENCED)
+				while (j > 0 && scores[j - 1] < score)
 				{
-					/*
-					 * Read since the hand last passed: second chance, at the
-					 * back of the FIFO.  A reader setting the bit again at
-					 * once only gives it one more chance.
-					 */
-					pg_atomic_write_u32(&e->clock, qc_next_position(partition));
+					scores[j] = scores[j - 1];
+					victims[j] = victims[j - 1];
+					j--;
 				}
-				else
-				{
-					uint32		age = by_size ? (uint32) QcEntrySize(e) :
-					base - (pos >> 1);
-
-					/* keep the QC_EVICT_BATCH oldest, oldest first */
-					if (nvictims < QC_EVICT_BATCH || age > ages[nvictims - 1])
-					{
-						int			j = nvictims < QC_EVICT_BATCH ? nvictims++ : nvictims - 1;
-
-						while (j > 0 && ages[j - 1] < age)
-						{
-							ages[j] = ages[j - 1];
-							victims[j] = victims[j - 1];
-							j--;
-						}
-						ages[j] = age;
-						victims[j] = *link;
-					}
-				}
+				scores[j] = score;
+				victims[j] = *link;
 			}
 			link = &e->next;
 		}
 	}
+	part->evict_cursor = b;
 
-	/* Pass 2: unlink candidates, oldest first, until the need is met. */
+	/* Pass 2: unlink candidates, best first, until the need is met. */
 	for (i = 0; i < nvictims; i++)
 	{
 		QcEntry    *v = qc_entry(victims[i]);
-		dsa_pointer *link;
 
 		if (freed >= bytes && nexpired + i >= entries)
 			break;
-		link = &qc_buckets[v->hash & (qc_shared->nbuckets - 1)];
-		while (*link != victims[i])
-			link = &qc_entry(*link)->next;
-		*link = v->next;
+		/* a referenced entry only if nothing else goes */
+		if (!(scores[i] >> 32) && nexpired + i > 0)
+			break;
 		freed += qc_alloc_size(QcEntrySize(v));
+		(void) qc_unlink(partition, qc_bucket_link(victims[i], v));
 	}
 	nvictims = i;
-	LWLockRelease(lock);
+	LWLockRelease(&part->lock);
 
 	qc_free_entries(expired, nexpired);
 	qc_free_entries(victims, nvictims);
@@ -719,8 +1081,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 /*
  * Evict until at least `bytes` bytes and `entries` entries have been freed,
  * or the hand has gone twice around the partitions without freeing
- * anything (the first pass may only clear reference bits).  Returns bytes
- * freed.
+ * anything.  Returns bytes freed.
  */
 static uint64
 qc_evict(TimestampTz now, uint64 bytes, int entries, bool by_size)
@@ -769,6 +1130,36 @@ qc_reserve_entry(TimestampTz now)
 	}
 }
 
+/* Least interval between two dsa_trim calls of failed allocations. */
+#define QC_TRIM_INTERVAL_US		10000
+
+/*
+ * The DSA allocator keeps an emptied superblock of a size class as long as
+ * it is the class's current one, so that values of many sizes, once
+ * removed, can leave one empty 64 kB superblock per size class ever used,
+ * memory that no eviction can reclaim and that bytes_used does not count.
+ * dsa_trim gives them back to the area's free pages.  A failed allocation
+ * calls it (before evicting anything) when bytes_used says the area should
+ * have room, at most once per QC_TRIM_INTERVAL_US in the whole cluster,
+ * since it takes every size class's lock; bulk removals and the sweeper
+ * call it too.  Returns true if it trimmed.  No partition lock held.
+ */
+static bool
+qc_trim_if_due(TimestampTz now)
+{
+	uint64		last = pg_atomic_read_u64(&qc_shared->last_trim);
+
+	if (pg_atomic_read_u64(&qc_shared->bytes_used) >
+		qc_shared->bytes_limit - qc_shared->bytes_limit / 10)
+		return false;
+	if (now - (TimestampTz) last < QC_TRIM_INTERVAL_US ||
+		!pg_atomic_compare_exchange_u64(&qc_shared->last_trim, &last,
+										(uint64) now))
+		return false;
+	dsa_trim(qc_dsa);
+	return true;
+}
+
 /*
  * Allocate `size` bytes from the area, evicting as needed.  Each failed
  * attempt asks the eviction for twice as much as the one before, because
@@ -783,6 +1174,7 @@ qc_allocate(Size size, TimestampTz now)
 	uint64		target = Max(size, QC_EVICT_MIN_BYTES);
 	uint64		cap = Max(size, qc_shared->dsa_size / 4);
 	uint64		evicted = 0;
+	bool		trimmed = false;
 
 	for (;;)
 	{
@@ -792,6 +1184,11 @@ qc_allocate(Size size, TimestampTz now)
 		dp = dsa_allocate_extended(qc_dsa, size, DSA_ALLOC_NO_OOM);
 		if (DsaPointerIsValid(dp))
 			return dp;
+		if (!trimmed && qc_trim_if_due(now))
+		{
+			trimmed = true;
+			continue;			/* retry before evicting */
+		}
 		if (evicted >= cap)
 			break;
 		freed = qc_evict(now, Min(target, cap - evicted), 0,
@@ -800,6 +1197,7 @@ qc_allocate(Size size, TimestampTz now)
 			break;				/* nothing left to evict */
 		evicted += freed;
 		target *= 2;
+		trimmed = false;
 	}
 	return InvalidDsaPointer;
 }
@@ -820,8 +1218,11 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	TimestampTz expires = info->expires;
 	uint32		bucket = qc_bucket_of(key->hash);
 	uint32		h32 = (uint32) key->hash;
-	LWLock	   *lock = qc_partition_lock(qc_partition_of_bucket(bucket));
+	int			partition = qc_partition_of_bucket(bucket);
+	LWLock	   *lock = qc_partition_lock(partition);
 	Size		tagbytes = 0;
+	uint32		nslen = qc_namespace_len(key->data, key->len);
+	int			nlinks = tags->ntags + (nslen > 0 ? 1 : 0);
 	Size		size;
 	dsa_pointer dp;
 	dsa_pointer old = InvalidDsaPointer;
@@ -836,7 +1237,8 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	Assert(tags->ntags <= QC_MAX_TAGS && tagbytes <= PG_UINT16_MAX);
 
 	Assert(info->nrels <= QC_MAX_RELS && key->len <= PG_UINT16_MAX);
-	size = sizeof(QcEntry) + sizeof(uint32) * tags->ntags +
+	size = sizeof(QcEntry) + sizeof(QcLink) * nlinks +
+		sizeof(uint32) * tags->ntags +
 		sizeof(Oid) * info->nrels + key->len + vallen + tagbytes;
 	if (vallen > (uint32) qc_max_entry_size || !AllocSizeIsValid(size))
 	{
@@ -880,7 +1282,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	e->tagbytes = (uint16) tagbytes;
 	e->ntags = (uint8) tags->ntags;
 	e->nrels = (uint8) info->nrels;
-	e->flags = info->flags;
+	e->flags = info->flags | (nslen > 0 ? QC_ENTRY_NAMESPACE : 0);
 	e->pad = 0;
 	e->created = now;
 	/* expires is now + a whole number of seconds (qc_expiry) */
@@ -913,19 +1315,21 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 
 		if (qc_entry_is_key(o, key, h32))
 		{
-			old = *link;
-			*link = o->next;
+			old = qc_unlink(partition, link);
 			break;
 		}
 		link = &o->next;
 	}
 	/* last in its partition's FIFO, unreferenced until read */
-	part = &qc_shared->partitions[qc_partition_of_bucket(bucket)].d;
-	pg_atomic_write_u32(&e->clock, qc_next_position(qc_partition_of_bucket(bucket)));
+	part = &qc_shared->partitions[partition].d;
+	pg_atomic_write_u32(&e->clock, qc_next_position(partition));
 	if (expires != 0 && (part->next_expiry == 0 || expires < part->next_expiry))
 		part->next_expiry = expires;
+	if (expires != 0 && (part->sweep_min == 0 || expires < part->sweep_min))
+		part->sweep_min = expires;
 	e->next = qc_buckets[bucket];
 	qc_buckets[bucket] = dp;
+	qc_index_link(partition, dp, e);
 	LWLockRelease(lock);
 
 	if (DsaPointerIsValid(old))
