@@ -122,9 +122,13 @@ typedef union QcPartition
  *
  * - buckets[b] and the chain hanging off it are protected by the lock of
  *   the partition that owns bucket b (store.c): shared to walk a chain and
- *   read entries, exclusive to link or unlink.  So are the partition's
- *   slice of the tag and namespace index heads (idxheads) and the index
- *   links inside its entries.  No code holds two partition locks at once.
+ *   read entries, exclusive to link or unlink.  No code holds two
+ *   partition locks at once.
+ * - The tag and namespace index heads (idxheads) are split into the same
+ *   number of ranges as the buckets, each protected by one of idxlocks;
+ *   so is every entry link (QcLink) in a chain hanging off those heads.
+ *   Lock order: a partition lock, then one index lock; never a partition
+ *   lock while holding an index lock, never two index locks (store.c).
  * - The presence counters (presence_off) are atomics, changed under the
  *   partition lock of the entry linked or unlinked, read without a lock.
  * - The DSA area has its own internal locks; we never call dsa_allocate or
@@ -178,6 +182,7 @@ typedef struct QcShared
 	TimestampTz stats_reset;
 
 	QcPartition partitions[QC_NUM_PARTITIONS];
+	LWLockPadded idxlocks[QC_NUM_PARTITIONS];	/* index locks (store.c) */
 
 	/* Variable-size tail, each part MAXALIGNed, offsets from this struct. */
 	Size		slots_off;		/* QcStatSlot[nslots] */

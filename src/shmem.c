@@ -133,6 +133,7 @@ qc_shmem_startup(void)
 	{
 		QcShared   *s = qc_shared;
 		int			part_tranche = LWLockNewTrancheId();
+		int			idx_tranche = LWLockNewTrancheId();
 		dsa_area   *area;
 
 		memset(s, 0, sizeof(QcShared));
@@ -174,6 +175,8 @@ qc_shmem_startup(void)
 		SpinLockInit(&s->stats_lock);
 		s->stats_reset = s->started;
 
+		for (i = 0; i < QC_NUM_PARTITIONS; i++)
+			LWLockInitialize(&s->idxlocks[i].lock, idx_tranche);
 		for (i = 0; i < QC_NUM_PARTITIONS; i++)
 		{
 			LWLockInitialize(&s->partitions[i].d.lock, part_tranche);
@@ -229,6 +232,7 @@ qc_attach(void)
 	LWLockRegisterTranche(qc_shared->partitions[0].d.lock.tranche,
 						  "qcache_partition");
 	LWLockRegisterTranche(qc_shared->dsa_tranche, "qcache_dsa");
+	LWLockRegisterTranche(qc_shared->idxlocks[0].lock.tranche, "qcache_index");
 
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	qc_dsa = dsa_attach_in_place((char *) qc_shared + qc_shared->dsa_off,

@@ -28,36 +28,44 @@
  * invalidation of a named cache ("users:").  Each entry carries, in its
  * own chunk, one QcLink per tag and one for its key's namespace (the user
  * part of the key up to and including its first ':', if it has one), and
- * these links chain it, doubly, into per-partition index chains: the
- * heads array (idxheads) has nbuckets slots, split into the same
- * QC_NUM_PARTITIONS ranges as the buckets, and an entry's links hang off
- * the heads of its own partition, picked by a hash of (database, tag hash)
- * or (database, namespace hash).  So the index needs no lock of its own
- * and no allocation: the partition lock that protects an entry's bucket
- * chain protects its index links and the heads they hang from, and the
- * links are linked and unlinked with the entry, under that lock held
- * exclusively, in constant time.  The lock order is unchanged: one
- * partition lock at a time, never two.  A removal through the index takes
- * each partition's lock in turn (shared to look, exclusive to unlink) and
- * walks one chain there, which holds the tag's entries of that partition
- * and whatever collides with them.  Every entry is in the index, so a
- * removal by tag finds every entry that carries the tag: the count it
- * returns is exact, as before.  The index only finds entries to remove;
- * whether an entry may be served is still decided by the invalidation
- * points (invalidate.c), which the index does not touch.
+ * these links chain it, doubly, into the index: an array of nbuckets
+ * heads (idxheads), picked by a hash of (database, tag hash) or
+ * (database, namespace hash), split into QC_NUM_PARTITIONS ranges, each
+ * protected by an index lock (idxlocks).  A chain, and every link in it,
+ * is protected by its range's index lock; the entries' other fields stay
+ * under their partition locks.  No allocation: the links are part of the
+ * entry's chunk.
+ *
+ * Lock order: a partition lock, then an index lock.  Linking or unlinking
+ * an entry happens under its partition lock held exclusively (with the
+ * bucket chain), taking the index lock of each of its links in turn,
+ * exclusively, one at a time, for the few pointer swaps of a doubly linked
+ * list: constant time.  A removal by tag or namespace (qc_remove_indexed)
+ * reads the chain under its index lock in shared mode, collects the
+ * matching entries, releases it, and only then takes each entry's
+ * partition lock to check that the entry is still linked and to remove it:
+ * it never takes a partition lock while holding an index lock.  So its
+ * cost is the members' (and the colliding links'), not the cache's: one
+ * index lock and one partition lock per member.  Readers (qc_store_get)
+ * never take an index lock.  Every entry is in the index, so a removal by
+ * tag finds every entry that carries the tag: the count it returns is
+ * exact, as before.  The index only finds entries to remove; whether an
+ * entry may be served is still decided by the invalidation points
+ * (invalidate.c), which the index does not touch.
  *
  * Presence counters.  QC_PRESENCE_SLOTS atomic counters, hashed by
  * (database, tag), (database, namespace) or database, count the linked
- * entries; changed under the entry's partition lock as it is linked or
- * unlinked, read without a lock.  A bulk removal whose counter is zero
+ * entries; changed as an entry is linked or unlinked (under its partition
+ * lock), read without a lock.  A bulk removal whose counter is zero
  * returns at once, taking no lock: a tag or namespace that nothing carries
  * costs about a lookup.  Hash collisions make a counter count more, never
  * less; a set racing with the removal is the race it always had, which
  * the invalidation stamp (taken before the removal) settles.
  *
  * Memory.  Links are charged to bytes_used with their entry (16 bytes per
- * tag, and per namespace); the heads (8 bytes per bucket) and counters are
- * part of the fixed index charged at start.
+ * tag, and per namespace); the heads (8 bytes per bucket), index locks and
+ * counters are part of the fixed index charged at start.  A tag that every
+ * entry carries makes its index lock one that every set takes, briefly.
  *
  * Eviction.  nentries is reserved by compare-and-swap before an insert, so
  * the cache never holds more than max_entries.  When the count is at the
@@ -293,13 +301,28 @@ qc_idx_hash(Oid dbid, uint32 h, QcIdxKind kind)
 						murmurhash32((uint32) dbid));
 }
 
-/* The head of the chain of index hash ih in a partition. */
-static inline uint64 *
-qc_idx_head(int partition, uint32 ih)
+/* Bit shift from an index head number to its index lock number. */
+static inline int
+qc_idx_lock_shift(void)
 {
-	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
+	return pg_leftmost_one_pos32(qc_shared->nbuckets) -
+		pg_leftmost_one_pos32(QC_NUM_PARTITIONS);
+}
 
-	return &qc_idxheads[(uint32) partition * nper + (ih & (nper - 1))];
+/* The head of the chain of index hash ih. */
+static inline uint64 *
+qc_idx_head(uint32 ih)
+{
+	return &qc_idxheads[ih & (qc_shared->nbuckets - 1)];
+}
+
+/* The index lock that protects the chain of index hash ih. */
+static inline LWLock *
+qc_idx_lock(uint32 ih)
+{
+	uint32		h = ih & (qc_shared->nbuckets - 1);
+
+	return &qc_shared->idxlocks[h >> qc_idx_lock_shift()].lock;
 }
 
 static inline pg_atomic_uint32 *
@@ -354,10 +377,12 @@ qc_partition_of_entry(const QcEntry *e)
 /*
  * Put a new entry into the index chains of its tags and namespace, and
  * count it in the presence counters.  Caller holds the entry's partition
- * lock exclusively.  Each link goes first in its chain.
+ * lock exclusively; each link is put first in its chain under the chain's
+ * index lock, taken and released in turn (partition lock, then one index
+ * lock at a time).
  */
 static void
-qc_index_link(int partition, dsa_pointer dp, QcEntry *e)
+qc_index_link(dsa_pointer dp, QcEntry *e)
 {
 	QcLink	   *links = QcEntryLinks(e);
 	int			n = QcEntryNLinks(e);
@@ -366,13 +391,16 @@ qc_index_link(int partition, dsa_pointer dp, QcEntry *e)
 	for (i = 0; i < n; i++)
 	{
 		uint32		ih = qc_link_hash(e, i);
-		uint64	   *head = qc_idx_head(partition, ih);
+		uint64	   *head = qc_idx_head(ih);
+		LWLock	   *lock = qc_idx_lock(ih);
 
+		LWLockAcquire(lock, LW_EXCLUSIVE);
 		links[i].prev = 0;
 		links[i].next = *head;
 		if (*head != 0)
 			qc_ref_link(*head)->prev = qc_ref(dp, i);
 		*head = qc_ref(dp, i);
+		LWLockRelease(lock);
 		pg_atomic_fetch_add_u32(qc_presence_of(ih), 1);
 	}
 	pg_atomic_fetch_add_u32(qc_presence_of(qc_idx_hash(e->dbid, 0,
@@ -381,10 +409,11 @@ qc_index_link(int partition, dsa_pointer dp, QcEntry *e)
 
 /*
  * Take an entry out of its index chains and presence counters.  Caller
- * holds the entry's partition lock exclusively.
+ * holds the entry's partition lock exclusively; the index locks are taken
+ * one at a time, as in qc_index_link.
  */
 static void
-qc_index_unlink(int partition, dsa_pointer dp, QcEntry *e)
+qc_index_unlink(dsa_pointer dp, QcEntry *e)
 {
 	QcLink	   *links = QcEntryLinks(e);
 	int			n = QcEntryNLinks(e);
@@ -393,18 +422,21 @@ qc_index_unlink(int partition, dsa_pointer dp, QcEntry *e)
 	for (i = 0; i < n; i++)
 	{
 		uint32		ih = qc_link_hash(e, i);
+		LWLock	   *lock = qc_idx_lock(ih);
 
+		LWLockAcquire(lock, LW_EXCLUSIVE);
 		if (links[i].prev != 0)
 			qc_ref_link(links[i].prev)->next = links[i].next;
 		else
 		{
-			uint64	   *head = qc_idx_head(partition, ih);
+			uint64	   *head = qc_idx_head(ih);
 
 			Assert(*head == qc_ref(dp, i));
 			*head = links[i].next;
 		}
 		if (links[i].next != 0)
 			qc_ref_link(links[i].next)->prev = links[i].prev;
+		LWLockRelease(lock);
 		pg_atomic_fetch_sub_u32(qc_presence_of(ih), 1);
 	}
 	pg_atomic_fetch_sub_u32(qc_presence_of(qc_idx_hash(e->dbid, 0,
@@ -424,7 +456,7 @@ qc_unlink(int partition, dsa_pointer *link)
 	QcEntry    *e = qc_entry(dp);
 
 	*link = e->next;
-	qc_index_unlink(partition, dp, e);
+	qc_index_unlink(dp, e);
 	return dp;
 }
 
@@ -615,75 +647,116 @@ qc_match_any(const QcEntry *e, const void *arg)
 }
 
 /*
- * Is link `slot` of entry e one that a removal through the index takes: a
- * link of the tag asked for, or the namespace link of a key that starts
- * with the prefix asked for?  (A chain also holds other keys' links whose
- * hashes collide.)
+ * Does entry e match what a removal through the index asks for: does it
+ * carry the tag, or is its key in the namespace and does it start with the
+ * prefix?  (A chain also holds other keys' links whose hashes collide.)
  */
 static bool
-qc_link_matches(const QcEntry *e, int slot, const QcMatchArg *a)
+qc_entry_matches(const QcEntry *e, const QcMatchArg *a)
 {
+	int			i;
+
 	if (e->dbid != a->dbid)
 		return false;
-	if (a->kind == QC_IDX_TAG)
-		return slot < e->ntags && QcEntryTagHashes(e)[slot] == a->hash &&
-			qc_entry_tag_is(e, slot, a->str, a->len);
-	return slot == e->ntags && (e->flags & QC_ENTRY_NAMESPACE) != 0 &&
-		qc_match_prefix(e, a);
+	if (a->kind == QC_IDX_NS)
+		return (e->flags & QC_ENTRY_NAMESPACE) != 0 && qc_match_prefix(e, a);
+	for (i = 0; i < e->ntags; i++)
+		if (QcEntryTagHashes(e)[i] == a->hash &&
+			qc_entry_tag_is(e, i, a->str, a->len))
+			return true;
+	return false;
+}
+
+static int
+qc_dsa_pointer_cmp(const void *a, const void *b)
+{
+	dsa_pointer x = *(const dsa_pointer *) a;
+	dsa_pointer y = *(const dsa_pointer *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /*
- * Remove the entries of one partition that an index chain names: the chain
- * of a->ih, filtered by qc_link_matches.  The same protocol as
- * qc_remove_in_partition (a shared look, then exclusive batches), over the
- * chain instead of the buckets.  An entry's links in one chain are next to
- * each other (they are linked one after the other, always at the head, and
- * nothing is ever inserted elsewhere), so skipping the links of an entry
- * just unlinked is skipping the ones that follow it.  Returns the number
- * removed.
+ * Remove the entries that the index chain of a->ih names and that match
+ * (qc_entry_matches); returns the number removed.
+ *
+ * The chain is read under its index lock in shared mode, to collect up to
+ * QC_UNLINK_BATCH matching entries; then, with no lock held, each one is
+ * removed under its own partition lock, exclusive (which qc_unlink
+ * completes with the index locks, one at a time: the lock order).  Between
+ * the two, another backend may have removed and freed a collected entry,
+ * and its memory may hold something else by now: so under the partition
+ * lock the entry is first checked to be linked still (its hash names this
+ * partition, and the pointer is in its bucket chain: only live entries
+ * are), and to match.  A live entry never changes partition, and its
+ * content is immutable.  A freed chunk stays mapped (the area is in
+ * place), so reading it is harmless.  The walk repeats until the chain
+ * holds no match: the entries it removed have left it, and so have those
+ * others removed meanwhile.
  */
-static int
-qc_remove_indexed(int partition, const QcMatchArg *a)
+static uint64
+qc_remove_indexed(const QcMatchArg *a)
 {
-	LWLock	   *lock = qc_partition_lock(partition);
-	uint64	   *head = qc_idx_head(partition, a->ih);
+	LWLock	   *ilock = qc_idx_lock(a->ih);
+	uint64	   *head = qc_idx_head(a->ih);
+	dsa_pointer found[QC_UNLINK_BATCH];
 	dsa_pointer out[QC_UNLINK_BATCH];
-	QcLinkRef	r;
-	bool		any = false;
-	int			total = 0;
-	int			nout;
+	uint64		total = 0;
+	int			idle = 0;
 
-	LWLockAcquire(lock, LW_SHARED);
-	for (r = *head; r != 0 && !any; r = qc_ref_link(r)->next)
-		any = qc_link_matches(qc_entry(qc_ref_dp(r)), qc_ref_slot(r), a);
-	LWLockRelease(lock);
-	if (!any)
-		return 0;
-
-	do
+	for (;;)
 	{
-		nout = 0;
-		LWLockAcquire(lock, LW_EXCLUSIVE);
-		r = *head;
-		while (r != 0 && nout < QC_UNLINK_BATCH)
+		int			nfound = 0;
+		int			nout = 0;
+		int			i;
+		QcLinkRef	r;
+
+		LWLockAcquire(ilock, LW_SHARED);
+		for (r = *head; r != 0 && nfound < QC_UNLINK_BATCH;
+			 r = qc_ref_link(r)->next)
 		{
 			dsa_pointer dp = qc_ref_dp(r);
-			QcEntry    *e = qc_entry(dp);
-			QcLinkRef	next = qc_ref_link(r)->next;
 
-			if (qc_link_matches(e, qc_ref_slot(r), a))
-			{
-				while (next != 0 && qc_ref_dp(next) == dp)
-					next = qc_ref_link(next)->next;
-				out[nout++] = qc_unlink(partition, qc_bucket_link(dp, e));
-			}
-			r = next;
+			if (qc_entry_matches(qc_entry(dp), a))
+				found[nfound++] = dp;
 		}
-		LWLockRelease(lock);
+		LWLockRelease(ilock);
+		if (nfound == 0)
+			break;
+
+		/* an entry may carry the tag more than once */
+		qsort(found, nfound, sizeof(dsa_pointer), qc_dsa_pointer_cmp);
+		for (i = 0; i < nfound; i++)
+		{
+			dsa_pointer dp = found[i];
+			QcEntry    *e = qc_entry(dp);
+			int			partition;
+			LWLock	   *plock;
+			dsa_pointer *link;
+
+			if (i > 0 && dp == found[i - 1])
+				continue;
+			partition = qc_partition_of_entry(e);
+			plock = qc_partition_lock(partition);
+			LWLockAcquire(plock, LW_EXCLUSIVE);
+			if (qc_partition_of_entry(e) == partition)
+			{
+				link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
+				while (DsaPointerIsValid(*link) && *link != dp)
+					link = &qc_entry(*link)->next;
+				if (DsaPointerIsValid(*link) && qc_entry_matches(e, a))
+					out[nout++] = qc_unlink(partition, link);
+			}
+			LWLockRelease(plock);
+		}
 		qc_free_entries(out, nout);
 		total += nout;
-	} while (nout == QC_UNLINK_BATCH);
 
+		/* matches that were all gone by the time we came: look again, a bit */
+		if (nout == 0 && ++idle > 3)
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
 	return total;
 }
 
@@ -756,13 +829,15 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 		pg_atomic_read_u32(qc_presence_of(guard)) == 0)
 		return 0;
 
-	for (p = 0; p < QC_NUM_PARTITIONS; p++)
+	if (fn == NULL)
+		n = qc_remove_indexed(&a);
+	else
 	{
-		CHECK_FOR_INTERRUPTS();
-		if (fn)
+		for (p = 0; p < QC_NUM_PARTITIONS; p++)
+		{
+			CHECK_FOR_INTERRUPTS();
 			n += qc_remove_in_partition(p, fn, &a);
-		else
-			n += qc_remove_indexed(p, &a);
+		}
 	}
 	/* a large removal may have emptied superblocks: give them back */
 	if (n >= QC_TRIM_AFTER || (n > 0 && fn != NULL && fn != qc_match_prefix))
@@ -1329,7 +1404,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		part->sweep_min = expires;
 	e->next = qc_buckets[bucket];
 	qc_buckets[bucket] = dp;
-	qc_index_link(partition, dp, e);
+	qc_index_link(dp, e);
 	LWLockRelease(lock);
 
 	if (DsaPointerIsValid(old))
