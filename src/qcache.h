@@ -45,6 +45,9 @@
  * (store.c): a power of 2. */
 #define QC_PRESENCE_SLOTS		16384
 
+/* Per-partition counters of entries by database hash (store.c). */
+#define QC_DB_SLOTS				8
+
 /* Interval between two sweeps of the background worker, in milliseconds. */
 #define QC_SWEEP_INTERVAL_MS	1000
 
@@ -93,10 +96,12 @@ typedef struct QcStatSlot
 /*
  * An index partition: the LWLock that guards a slice of the bucket array,
  * the partition's logical clock, which orders its entries for eviction,
- * and a lower bound of its entries' expiry times, which lets the sweeper
- * skip it (0: no entry expires).  Both are written under the lock in
- * exclusive mode.  Padded to a cache line so that two partitions never
- * share one.
+ * a lower bound of its entries' expiry times, which lets the sweeper
+ * skip it (0: no entry expires), the eviction and sweep cursors, and the
+ * number of its entries per database hash, which lets a clear skip it.
+ * All are written under the lock in exclusive mode (dbcount is also read
+ * without it, store.c).  Padded to cache lines so that two partitions
+ * never share one.
  */
 typedef struct QcPartitionData
 {
@@ -109,12 +114,14 @@ typedef struct QcPartitionData
 								 * current pass, or set since it began */
 	uint32		sweep_cursor;	/* next bucket of the sweeper's pass */
 	bool		sweep_dead;		/* the pass also frees dead entries */
+	uint32		dbcount[QC_DB_SLOTS];	/* entries of the partition per
+										 * database hash (store.c) */
 } QcPartitionData;
 
 typedef union QcPartition
 {
 	QcPartitionData d;
-	char		pad[PG_CACHE_LINE_SIZE];
+	char		pad[2 * PG_CACHE_LINE_SIZE];
 } QcPartition;
 
 /*

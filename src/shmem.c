@@ -185,6 +185,9 @@ qc_shmem_startup(void)
 			s->partitions[i].d.next_expiry = 0;
 			s->partitions[i].d.sweep_min = 0;
 			s->partitions[i].d.sweep_cursor = 0;
+			s->partitions[i].d.sweep_dead = false;
+			memset(s->partitions[i].d.dbcount, 0,
+				   sizeof(s->partitions[i].d.dbcount));
 		}
 
 		qc_buckets = (dsa_pointer *) (base + s->buckets_off);

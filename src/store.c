@@ -54,8 +54,7 @@
  * (invalidate.c), which the index does not touch.
  *
  * Presence counters.  QC_PRESENCE_SLOTS atomic counters, hashed by
- * (database, tag), (database, namespace) or database, count the linked
- * entries; changed as an entry is linked or unlinked (under its partition
+ * (database, tag) or (database, namespace), count the linked entries; changed as an entry is linked or unlinked (under its partition
  * lock), read without a lock.  A bulk removal whose counter is zero
  * returns at once, taking no lock: a tag or namespace that nothing carries
  * costs about a lookup.  Hash collisions make a counter count more, never
@@ -290,7 +289,7 @@ typedef enum QcIdxKind
 {
 	QC_IDX_TAG = 1,				/* (database, tag) */
 	QC_IDX_NS,					/* (database, key namespace) */
-	QC_IDX_DB					/* (database): presence counter only */
+	QC_IDX_DB					/* a scan (no chain) */
 } QcIdxKind;
 
 /* Hash of an index key; picks its head in each partition and its counter */
@@ -367,6 +366,13 @@ qc_link_hash(const QcEntry *e, int i)
 					   QC_IDX_NS);
 }
 
+/* A database's slot in the partitions' dbcount arrays. */
+static inline int
+qc_db_slot(Oid dbid)
+{
+	return murmurhash32((uint32) dbid) & (QC_DB_SLOTS - 1);
+}
+
 /* The partition that holds an entry. */
 static inline int
 qc_partition_of_entry(const QcEntry *e)
@@ -403,8 +409,7 @@ qc_index_link(dsa_pointer dp, QcEntry *e)
 		LWLockRelease(lock);
 		pg_atomic_fetch_add_u32(qc_presence_of(ih), 1);
 	}
-	pg_atomic_fetch_add_u32(qc_presence_of(qc_idx_hash(e->dbid, 0,
-													   QC_IDX_DB)), 1);
+	qc_shared->partitions[qc_partition_of_entry(e)].d.dbcount[qc_db_slot(e->dbid)]++;
 }
 
 /*
@@ -439,8 +444,7 @@ qc_index_unlink(dsa_pointer dp, QcEntry *e)
 		LWLockRelease(lock);
 		pg_atomic_fetch_sub_u32(qc_presence_of(ih), 1);
 	}
-	pg_atomic_fetch_sub_u32(qc_presence_of(qc_idx_hash(e->dbid, 0,
-													   QC_IDX_DB)), 1);
+	qc_shared->partitions[qc_partition_of_entry(e)].d.dbcount[qc_db_slot(e->dbid)]--;
 }
 
 /*
@@ -766,15 +770,15 @@ qc_remove_indexed(const QcMatchArg *a)
  * returns the number removed.  Takes each partition lock in turn, never
  * two at once.
  *
- * Cost.  First the presence counter of the tag, of the prefix's namespace
- * or of the database: if it is zero, nothing matches and no lock is taken
- * (a counter may be shared by several keys through hash collisions, which
- * only costs the walk below).  A tag, and a prefix that contains a ':'
- * (every key it matches is in the namespace up to that ':'), are then
- * answered by the index: one probe per partition, shared, and the walk of
- * the chain's matching links, so the cost is the number of partitions plus
- * the members, whatever the cache's size.  A prefix without ':' and a
- * clear of a database that has entries scan every partition.
+ * Cost.  A tag, and a prefix that contains a ':' (every key it matches is
+ * in the namespace up to that ':'), are answered by the index: first the
+ * presence counter (zero: nothing matches, no lock taken; a counter may be
+ * shared by several keys through hash collisions, which only costs the
+ * walk), then the chain (qc_remove_indexed), so the cost is the members',
+ * whatever the cache's size.  A prefix without ':' and a clear scan the
+ * partitions that hold entries of the database (dbcount, read without a
+ * lock: a set racing with the removal is the race the header comment
+ * explains), so a database with no entries costs 128 reads and no lock.
  */
 uint64
 qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
@@ -792,7 +796,7 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 	a.hash = 0;
 	a.kind = QC_IDX_DB;
 	a.ih = 0;
-	guard = qc_idx_hash(dbid, 0, QC_IDX_DB);
+	guard = 0;
 	switch (kind)
 	{
 		case QC_MATCH_TAG:
@@ -825,17 +829,23 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 			break;
 	}
 
-	if (kind != QC_MATCH_EVERYTHING &&
-		pg_atomic_read_u32(qc_presence_of(guard)) == 0)
+	if (fn == NULL && pg_atomic_read_u32(qc_presence_of(guard)) == 0)
 		return 0;
+	pg_read_barrier();
 
 	if (fn == NULL)
 		n = qc_remove_indexed(&a);
 	else
 	{
+		int			slot = qc_db_slot(dbid);
+
 		for (p = 0; p < QC_NUM_PARTITIONS; p++)
 		{
 			CHECK_FOR_INTERRUPTS();
+			/* a partition with no entry of the database: nothing to scan */
+			if (kind != QC_MATCH_EVERYTHING &&
+				*(volatile uint32 *) &qc_shared->partitions[p].d.dbcount[slot] == 0)
+				continue;
 			n += qc_remove_in_partition(p, fn, &a);
 		}
 	}
