@@ -20,7 +20,10 @@
 #              IX_INVALS namespaces, keys disjoint from tag10's)
 #   (refill what the invalidations removed, read every key again)
 #   set_full   IX_OPS sets of new keys into the full, hot cache: each evicts one entry
-# and the removal counts, which must be exactly 10 per invalidation.  Then get, tag_none, tag10
+# and the counts the invalidations returned, which must be exactly 10 each.  (Tag invalidations
+# also stamp their tags' slots of the invalidation points; entries whose tags share a slot
+# become stale, and the sweeper frees them over the following seconds: the entry count is not
+# the measure of what an invalidation removed.)  Then get, tag_none, tag10
 # and prefix10 again end to end (pgbench -c 1 -M prepared -t IX_E2E, fresh tags from sequences):
 # what an application pays, round trip included. Also bytes_used per entry
 # at the fill (two tags, a namespace, a 1-6 byte value): the overhead beyond key, value and tags.
@@ -131,12 +134,15 @@ for N in $IX_SIZES; do
   psql_ix >>"$XLOG" 2>&1 <<SQL || die "setup failed at N=$N (see $XLOG)"
 CREATE EXTENSION IF NOT EXISTS qcache;
 CREATE TABLE IF NOT EXISTS ix_empty AS SELECT bytes_used FROM qcache_stats;
+-- the time of one statement in microseconds; its one value is kept in ix.last
 CREATE OR REPLACE FUNCTION ix_us(q text) RETURNS float8 LANGUAGE plpgsql AS \$\$
-DECLARE t0 timestamptz;
+DECLARE t0 timestamptz; t1 timestamptz; r text;
 BEGIN
   t0 := clock_timestamp();
-  EXECUTE q;
-  RETURN extract(epoch FROM clock_timestamp() - t0) * 1e6;
+  EXECUTE q INTO r;
+  t1 := clock_timestamp();
+  PERFORM set_config('ix.last', coalesce(r, ''), false);
+  RETURN extract(epoch FROM t1 - t0) * 1e6;
 END \$\$;
 -- the fill, all but the last $IX_OPS keys
 SELECT count(*) FILTER (WHERE qcache_set('p' || (i % $NS) || ':' || i, to_jsonb(i), 0,
@@ -149,6 +155,16 @@ SQL
     psql_ix -c "SELECT round(((ix_us('SELECT count($call) FROM generate_series($lo, $lo + $ops - 1) i')
                               - ix_us('SELECT count($bare) FROM generate_series($lo, $lo + $ops - 1) i'))
                               / $ops)::numeric, 2)"
+  }
+  # the same for a call that returns what it removed: prints "us/op removed"
+  step_removed() {
+    local call=$1 bare=$2 ops=$3 lo=$4
+    psql_ix -c "SELECT set_config('ix.base',
+                          ix_us('SELECT count($bare) FROM generate_series($lo, $lo + $ops - 1) i')::text, false)" \
+            -c "SELECT set_config('ix.call',
+                          ix_us('SELECT sum($call) FROM generate_series($lo, $lo + $ops - 1) i')::text, false)" \
+            -c "SELECT round(((current_setting('ix.call')::float8 - current_setting('ix.base')::float8)
+                              / $ops)::numeric, 2), current_setting('ix.last')" | tail -n 1 | tr '|' ' '
   }
   median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -184,18 +200,14 @@ SQL
   printf '%s\ttag_none\t%s\t%s\t0\n' "$N" "$(printf '%s\n' "${g[@]}" | median)" "$IX_OPS" >>"$TSV"
   # tag on 10 entries: tags t0..t(IX_INVALS*IX_REPS-1), fresh ones each repetition
   g=(); removed=0; for r in $(seq 0 $((IX_REPS - 1))); do
-    c0=$(psql_ix -c "SELECT entries FROM qcache_stats")
-    g+=("$(step tag10 "qcache_invalidate_tag(''t'' || i)" "(''t'' || i)" "$IX_INVALS" $((r * IX_INVALS)))")
-    c1=$(psql_ix -c "SELECT entries FROM qcache_stats")
-    removed=$((removed + c0 - c1))
+    read -r us n < <(step_removed "qcache_invalidate_tag(''t'' || i)" "(''t'' || i)" "$IX_INVALS" $((r * IX_INVALS)))
+    g+=("$us"); removed=$((removed + n))
   done
   printf '%s\ttag10\t%s\t%s\t%s\n' "$N" "$(printf '%s\n' "${g[@]}" | median)" $((IX_INVALS * IX_REPS)) "$removed" >>"$TSV"
   # a 10-key namespace: the last namespaces, fresh ones each repetition
   g=(); removed=0; for r in $(seq 0 $((IX_REPS - 1))); do
-    c0=$(psql_ix -c "SELECT entries FROM qcache_stats")
-    g+=("$(step prefix10 "qcache_invalidate_prefix(''p'' || i || '':'')" "(''p'' || i || '':'')" "$IX_INVALS" $((NS - (r + 1) * IX_INVALS)))")
-    c1=$(psql_ix -c "SELECT entries FROM qcache_stats")
-    removed=$((removed + c0 - c1))
+    read -r us n < <(step_removed "qcache_invalidate_prefix(''p'' || i || '':'')" "(''p'' || i || '':'')" "$IX_INVALS" $((NS - (r + 1) * IX_INVALS)))
+    g+=("$us"); removed=$((removed + n))
   done
   printf '%s\tprefix10\t%s\t%s\t%s\n' "$N" "$(printf '%s\n' "${g[@]}" | median)" $((IX_INVALS * IX_REPS)) "$removed" >>"$TSV"
   # End to end, as an application sees it: pgbench -c 1 -M prepared, one call per
@@ -244,7 +256,7 @@ steps = ['get', 'set_room', 'set_full', 'tag_none', 'tag10', 'prefix10',
 v = {(int(r['size']), r['step']): r for r in rows}
 out = ['## Cost against the cache\'s size (bench/index_curve.sh)', '',
        'Microseconds per operation, server side (in-SQL loops, the loop\'s own cost subtracted); '
-       'the median of the repetitions. `removed`: entries the invalidations removed in all (10 each). '
+       'the median of the repetitions. `removed`: the sum of the counts the invalidations returned (10 each). '
        'The `_e2e` rows: end to end, pgbench -c 1 -M prepared, average latency in microseconds.', '',
        '| step | ' + ' | '.join(f'{n:,} entries' for n in sizes) + f' | {sizes[-1]:,} / {sizes[0]:,} |',
        '|---|' + '---:|' * (len(sizes) + 1)]
