@@ -41,7 +41,13 @@
 #define QC_MAX_TAGS				64
 #define QC_MAX_TAG_LEN			512 /* bytes */
 
-/* Counters of the entries per (database, tag), namespace or database
+/*
+ * Largest qcache.memory: the index names entries by their offset in the
+ * area / 8 in 32 bits (store.c).
+ */
+#define QC_MAX_MEMORY			(UINT64CONST(32) * 1024 * 1024 * 1024)
+
+/* Counters of the entries per (database, tag) or (database, namespace)
  * (store.c): a power of 2. */
 #define QC_PRESENCE_SLOTS		16384
 
@@ -113,7 +119,8 @@ typedef struct QcPartitionData
 	TimestampTz sweep_min;		/* least expiry seen by the sweeper's
 								 * current pass, or set since it began */
 	uint32		sweep_cursor;	/* next bucket of the sweeper's pass */
-	bool		sweep_dead;		/* the pass also frees dead entries */
+	bool		sweep_dead;		/* the pass also frees dead entries... */
+	TimestampTz sweep_dead_cutoff;	/* ...made so by stamps up to this time */
 	uint32		dbcount[QC_DB_SLOTS];	/* entries of the partition per
 										 * database hash (store.c) */
 } QcPartitionData;
@@ -194,7 +201,7 @@ typedef struct QcShared
 	/* Variable-size tail, each part MAXALIGNed, offsets from this struct. */
 	Size		slots_off;		/* QcStatSlot[nslots] */
 	Size		buckets_off;	/* dsa_pointer[nbuckets] */
-	Size		idxheads_off;	/* uint64[nbuckets]: tag and namespace index
+	Size		idxheads_off;	/* uint32[nbuckets]: tag and namespace index
 								 * heads (store.c) */
 	Size		presence_off;	/* pg_atomic_uint32[QC_PRESENCE_SLOTS] */
 	Size		tagslots_off;	/* invalidation points, invalidate.c */
@@ -205,7 +212,7 @@ typedef struct QcShared
 extern QcShared *qc_shared;
 extern dsa_area *qc_dsa;
 extern dsa_pointer *qc_buckets;
-extern uint64 *qc_idxheads;
+extern uint32 *qc_idxheads;
 extern pg_atomic_uint32 *qc_presence;
 
 extern Size qc_shmem_size(void);
@@ -235,13 +242,14 @@ extern void qc_require_loaded(void);
 /*
  * An entry's place in one chain of the tag and namespace index (store.c):
  * doubly linked, so that an entry leaves it in constant time.  next and
- * prev are QcLinkRefs (an entry and which of its links), 0 for none; the
- * first link of a chain has prev 0 and is found from its index head.
+ * prev name entries (QcRef: the entry's offset in the area / 8), 0 for
+ * none; the first link of a chain has prev 0 and is found from its index
+ * head.
  */
 typedef struct QcLink
 {
-	uint64		next;
-	uint64		prev;
+	uint32		next;
+	uint32		prev;
 } QcLink;
 
 typedef struct QcEntry
@@ -400,6 +408,7 @@ extern void qc_inval_tag_remote(Oid dbid, uint32 taghash, TimestampTz stamp);
 extern bool qc_entry_fresh(const QcEntry *e);
 extern bool qc_l2_value_fresh(Oid dbid, const QcTags *tags, TimestampTz build);
 extern bool qc_entry_dead(const QcEntry *e);
+extern bool qc_entry_dead_before(const QcEntry *e, TimestampTz cutoff);
 extern bool qc_set_allowed(Oid dbid, const QcTags *tags, TimestampTz build);
 extern char *qc_table_tag(Oid relid);
 

@@ -36,7 +36,7 @@
 QcShared   *qc_shared = NULL;
 dsa_area   *qc_dsa = NULL;
 dsa_pointer *qc_buckets = NULL;
-uint64	   *qc_idxheads = NULL;
+uint32	   *qc_idxheads = NULL;
 pg_atomic_uint32 *qc_presence = NULL;
 
 /* Smallest DSA area we accept: room for a few superblocks. */
@@ -71,7 +71,7 @@ qc_fixed_size(void)
 	size = add_size(size, MAXALIGN(mul_size(qc_num_buckets(),
 											sizeof(dsa_pointer))));
 	size = add_size(size, MAXALIGN(mul_size(qc_num_buckets(),
-											sizeof(uint64))));
+											sizeof(uint32))));
 	size = add_size(size, MAXALIGN(mul_size(QC_PRESENCE_SLOTS,
 											sizeof(pg_atomic_uint32))));
 	size = add_size(size, MAXALIGN(qc_inval_size()));
@@ -150,7 +150,7 @@ qc_shmem_startup(void)
 		s->buckets_off = off;
 		off += MAXALIGN(mul_size(s->nbuckets, sizeof(dsa_pointer)));
 		s->idxheads_off = off;
-		off += MAXALIGN(mul_size(s->nbuckets, sizeof(uint64)));
+		off += MAXALIGN(mul_size(s->nbuckets, sizeof(uint32)));
 		s->presence_off = off;
 		off += MAXALIGN(mul_size(QC_PRESENCE_SLOTS, sizeof(pg_atomic_uint32)));
 		s->tagslots_off = off;
@@ -186,6 +186,7 @@ qc_shmem_startup(void)
 			s->partitions[i].d.sweep_min = 0;
 			s->partitions[i].d.sweep_cursor = 0;
 			s->partitions[i].d.sweep_dead = false;
+			s->partitions[i].d.sweep_dead_cutoff = 0;
 			memset(s->partitions[i].d.dbcount, 0,
 				   sizeof(s->partitions[i].d.dbcount));
 		}
@@ -193,7 +194,7 @@ qc_shmem_startup(void)
 		qc_buckets = (dsa_pointer *) (base + s->buckets_off);
 		for (i = 0; i < (int) s->nbuckets; i++)
 			qc_buckets[i] = InvalidDsaPointer;
-		qc_idxheads = (uint64 *) (base + s->idxheads_off);
+		qc_idxheads = (uint32 *) (base + s->idxheads_off);
 		for (i = 0; i < (int) s->nbuckets; i++)
 			qc_idxheads[i] = 0;
 		qc_presence = (pg_atomic_uint32 *) (base + s->presence_off);
@@ -216,7 +217,7 @@ qc_shmem_startup(void)
 		dsa_detach(area);
 	}
 	qc_buckets = (dsa_pointer *) (base + qc_shared->buckets_off);
-	qc_idxheads = (uint64 *) (base + qc_shared->idxheads_off);
+	qc_idxheads = (uint32 *) (base + qc_shared->idxheads_off);
 	qc_presence = (pg_atomic_uint32 *) (base + qc_shared->presence_off);
 	LWLockRelease(AddinShmemInitLock);
 }

@@ -61,8 +61,9 @@
  * less; a set racing with the removal is the race it always had, which
  * the invalidation stamp (taken before the removal) settles.
  *
- * Memory.  Links are charged to bytes_used with their entry (16 bytes per
- * tag, and per namespace); the heads (8 bytes per bucket), index locks and
+ * Memory.  Links are charged to bytes_used with their entry (8 bytes per
+ * tag, and per namespace: two 32-bit entry references, QcRef); the heads
+ * (4 bytes per bucket), index locks and
  * counters are part of the fixed index charged at start.  A tag that every
  * entry carries makes its index lock one that every set takes, briefly.
  *
@@ -117,7 +118,7 @@
 
 /* 56 bytes: a 100-byte entry fits the allocator's 160-byte class. */
 StaticAssertDecl(sizeof(QcEntry) == 56, "QcEntry must stay 56 bytes");
-StaticAssertDecl(sizeof(QcLink) == 16, "QcLink is two 64-bit references");
+StaticAssertDecl(sizeof(QcLink) == 8, "QcLink is two 32-bit references");
 
 /* Bit shift from a bucket number to its partition number. */
 static inline int
@@ -249,39 +250,26 @@ qc_free_entries(dsa_pointer *dps, int n)
 /* ---------- the tag and namespace index ---------- */
 
 /*
- * A QcLinkRef names link `slot` of the entry at a dsa_pointer: the pointer
- * in the low 56 bits, the slot above.  DSA pointers stay far below 2^56
- * (segment number, at most 1024, above a 40-bit offset; and the in-place
- * area has one segment).  0 is no link: no chunk starts at offset 0, where
- * the area's control block lives.
+ * A QcRef names an entry by its offset in the DSA area divided by 8, in 32
+ * bits: the area is created in place with a size limit equal to its own
+ * size, so it has one segment (segment 0, whose dsa_pointers are plain
+ * offsets), chunks are 8-byte aligned, and qcache.memory is at most
+ * QC_MAX_MEMORY (32 GB), so offsets fit 35 bits.  0 is no entry: no chunk
+ * starts at offset 0, where the area's control block lives.
  */
-typedef uint64 QcLinkRef;
+typedef uint32 QcRef;
 
-#define QC_REF_SHIFT			56
-
-static inline QcLinkRef
-qc_ref(dsa_pointer dp, int slot)
+static inline QcRef
+qc_ref(dsa_pointer dp)
 {
-	Assert(((uint64) dp >> QC_REF_SHIFT) == 0);
-	return (uint64) dp | ((uint64) slot << QC_REF_SHIFT);
+	Assert((uint64) dp % 8 == 0 && (uint64) dp < QC_MAX_MEMORY);
+	return (QcRef) ((uint64) dp >> 3);
 }
 
 static inline dsa_pointer
-qc_ref_dp(QcLinkRef r)
+qc_ref_dp(QcRef r)
 {
-	return (dsa_pointer) (r & ((UINT64CONST(1) << QC_REF_SHIFT) - 1));
-}
-
-static inline int
-qc_ref_slot(QcLinkRef r)
-{
-	return (int) (r >> QC_REF_SHIFT);
-}
-
-static inline QcLink *
-qc_ref_link(QcLinkRef r)
-{
-	return &QcEntryLinks(qc_entry(qc_ref_dp(r)))[qc_ref_slot(r)];
+	return (dsa_pointer) ((uint64) r << 3);
 }
 
 /* What an index chain or presence counter is about. */
@@ -308,19 +296,17 @@ qc_idx_lock_shift(void)
 		pg_leftmost_one_pos32(QC_NUM_PARTITIONS);
 }
 
-/* The head of the chain of index hash ih. */
-static inline uint64 *
-qc_idx_head(uint32 ih)
+/* The head number of index hash ih. */
+static inline uint32
+qc_idx_headno(uint32 ih)
 {
-	return &qc_idxheads[ih & (qc_shared->nbuckets - 1)];
+	return ih & (qc_shared->nbuckets - 1);
 }
 
-/* The index lock that protects the chain of index hash ih. */
+/* The index lock that protects the chain of head number h. */
 static inline LWLock *
-qc_idx_lock(uint32 ih)
+qc_idx_lock(uint32 h)
 {
-	uint32		h = ih & (qc_shared->nbuckets - 1);
-
 	return &qc_shared->idxlocks[h >> qc_idx_lock_shift()].lock;
 }
 
@@ -381,68 +367,125 @@ qc_partition_of_entry(const QcEntry *e)
 }
 
 /*
+ * The index hashes and head numbers of an entry's links, into ih[] and
+ * hn[] (QC_MAX_TAGS + 1 each); returns the number of links.  An entry has
+ * at most one link in a chain: of its links with the same head number (a
+ * tag given twice, or hashes that pick the same head), only the first is
+ * linked, and the others are marked unused (hn[i] = PG_UINT32_MAX).  A
+ * removal matches entries by their content, so the one link finds the
+ * entry for every tag that hashes there.
+ */
+static int
+qc_entry_heads(const QcEntry *e, uint32 *ih, uint32 *hn)
+{
+	int			n = QcEntryNLinks(e);
+	int			i;
+	int			j;
+
+	for (i = 0; i < n; i++)
+	{
+		ih[i] = qc_link_hash(e, i);
+		hn[i] = qc_idx_headno(ih[i]);
+		for (j = 0; j < i; j++)
+		{
+			if (hn[j] == hn[i])
+			{
+				hn[i] = PG_UINT32_MAX;
+				break;
+			}
+		}
+	}
+	return n;
+}
+
+/*
+ * The link of an entry in the chain of head number h.  Caller holds that
+ * chain's index lock, and the entry is in the chain.
+ */
+static QcLink *
+qc_link_in(QcRef r, uint32 h)
+{
+	QcEntry    *e = qc_entry(qc_ref_dp(r));
+	int			n = QcEntryNLinks(e);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (qc_idx_headno(qc_link_hash(e, i)) == h)
+			return &QcEntryLinks(e)[i];
+	elog(PANIC, "qcache: an entry in an index chain has no link to it");
+	return NULL;				/* keep the compiler quiet */
+}
+
+/*
  * Put a new entry into the index chains of its tags and namespace, and
- * count it in the presence counters.  Caller holds the entry's partition
- * lock exclusively; each link is put first in its chain under the chain's
- * index lock, taken and released in turn (partition lock, then one index
- * lock at a time).
+ * count it in the presence counters and its partition's dbcount.  Caller
+ * holds the entry's partition lock exclusively; each link is put first in
+ * its chain under the chain's index lock, taken and released in turn
+ * (partition lock, then one index lock at a time).
  */
 static void
 qc_index_link(dsa_pointer dp, QcEntry *e)
 {
 	QcLink	   *links = QcEntryLinks(e);
-	int			n = QcEntryNLinks(e);
+	uint32		ih[QC_MAX_TAGS + 1];
+	uint32		hn[QC_MAX_TAGS + 1];
+	int			n = qc_entry_heads(e, ih, hn);
 	int			i;
 
 	for (i = 0; i < n; i++)
 	{
-		uint32		ih = qc_link_hash(e, i);
-		uint64	   *head = qc_idx_head(ih);
-		LWLock	   *lock = qc_idx_lock(ih);
+		uint32	   *head;
+		LWLock	   *lock;
 
+		pg_atomic_fetch_add_u32(qc_presence_of(ih[i]), 1);
+		links[i].next = links[i].prev = 0;
+		if (hn[i] == PG_UINT32_MAX)
+			continue;
+		head = &qc_idxheads[hn[i]];
+		lock = qc_idx_lock(hn[i]);
 		LWLockAcquire(lock, LW_EXCLUSIVE);
-		links[i].prev = 0;
 		links[i].next = *head;
 		if (*head != 0)
-			qc_ref_link(*head)->prev = qc_ref(dp, i);
-		*head = qc_ref(dp, i);
+			qc_link_in(*head, hn[i])->prev = qc_ref(dp);
+		*head = qc_ref(dp);
 		LWLockRelease(lock);
-		pg_atomic_fetch_add_u32(qc_presence_of(ih), 1);
 	}
 	qc_shared->partitions[qc_partition_of_entry(e)].d.dbcount[qc_db_slot(e->dbid)]++;
 }
 
 /*
- * Take an entry out of its index chains and presence counters.  Caller
- * holds the entry's partition lock exclusively; the index locks are taken
- * one at a time, as in qc_index_link.
+ * Take an entry out of its index chains, presence counters and dbcount.
+ * Caller holds the entry's partition lock exclusively; the index locks are
+ * taken one at a time, as in qc_index_link.
  */
 static void
 qc_index_unlink(dsa_pointer dp, QcEntry *e)
 {
 	QcLink	   *links = QcEntryLinks(e);
-	int			n = QcEntryNLinks(e);
+	uint32		ih[QC_MAX_TAGS + 1];
+	uint32		hn[QC_MAX_TAGS + 1];
+	int			n = qc_entry_heads(e, ih, hn);
 	int			i;
 
 	for (i = 0; i < n; i++)
 	{
-		uint32		ih = qc_link_hash(e, i);
-		LWLock	   *lock = qc_idx_lock(ih);
+		LWLock	   *lock;
 
+		pg_atomic_fetch_sub_u32(qc_presence_of(ih[i]), 1);
+		if (hn[i] == PG_UINT32_MAX)
+			continue;
+		lock = qc_idx_lock(hn[i]);
 		LWLockAcquire(lock, LW_EXCLUSIVE);
 		if (links[i].prev != 0)
-			qc_ref_link(links[i].prev)->next = links[i].next;
+			qc_link_in(links[i].prev, hn[i])->next = links[i].next;
 		else
 		{
-			uint64	   *head = qc_idx_head(ih);
-
-			Assert(*head == qc_ref(dp, i));
-			*head = links[i].next;
+			Assert(qc_idxheads[hn[i]] == qc_ref(dp));
+			qc_idxheads[hn[i]] = links[i].next;
 		}
 		if (links[i].next != 0)
-			qc_ref_link(links[i].next)->prev = links[i].prev;
+			qc_link_in(links[i].next, hn[i])->prev = links[i].prev;
 		LWLockRelease(lock);
-		pg_atomic_fetch_sub_u32(qc_presence_of(ih), 1);
 	}
 	qc_shared->partitions[qc_partition_of_entry(e)].d.dbcount[qc_db_slot(e->dbid)]--;
 }
@@ -671,15 +714,6 @@ qc_entry_matches(const QcEntry *e, const QcMatchArg *a)
 	return false;
 }
 
-static int
-qc_dsa_pointer_cmp(const void *a, const void *b)
-{
-	dsa_pointer x = *(const dsa_pointer *) a;
-	dsa_pointer y = *(const dsa_pointer *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
 /*
  * Remove the entries that the index chain of a->ih names and that match
  * (qc_entry_matches); returns the number removed.
@@ -701,8 +735,8 @@ qc_dsa_pointer_cmp(const void *a, const void *b)
 static uint64
 qc_remove_indexed(const QcMatchArg *a)
 {
-	LWLock	   *ilock = qc_idx_lock(a->ih);
-	uint64	   *head = qc_idx_head(a->ih);
+	uint32		h = qc_idx_headno(a->ih);
+	LWLock	   *ilock = qc_idx_lock(h);
 	dsa_pointer found[QC_UNLINK_BATCH];
 	dsa_pointer out[QC_UNLINK_BATCH];
 	uint64		total = 0;
@@ -713,11 +747,11 @@ qc_remove_indexed(const QcMatchArg *a)
 		int			nfound = 0;
 		int			nout = 0;
 		int			i;
-		QcLinkRef	r;
+		QcRef		r;
 
 		LWLockAcquire(ilock, LW_SHARED);
-		for (r = *head; r != 0 && nfound < QC_UNLINK_BATCH;
-			 r = qc_ref_link(r)->next)
+		for (r = qc_idxheads[h]; r != 0 && nfound < QC_UNLINK_BATCH;
+			 r = qc_link_in(r, h)->next)
 		{
 			dsa_pointer dp = qc_ref_dp(r);
 
@@ -728,8 +762,6 @@ qc_remove_indexed(const QcMatchArg *a)
 		if (nfound == 0)
 			break;
 
-		/* an entry may carry the tag more than once */
-		qsort(found, nfound, sizeof(dsa_pointer), qc_dsa_pointer_cmp);
 		for (i = 0; i < nfound; i++)
 		{
 			dsa_pointer dp = found[i];
@@ -738,8 +770,6 @@ qc_remove_indexed(const QcMatchArg *a)
 			LWLock	   *plock;
 			dsa_pointer *link;
 
-			if (i > 0 && dp == found[i - 1])
-				continue;
 			partition = qc_partition_of_entry(e);
 			plock = qc_partition_lock(partition);
 			LWLockAcquire(plock, LW_EXCLUSIVE);
@@ -862,15 +892,16 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
  * One step of the sweeper's pass over a partition: if the partition may
  * hold expired entries (its next_expiry has passed), or a pass is under
  * way, look at the next QC_SWEEP_BUCKETS buckets from its sweep cursor and
- * unlink the expired ones (and, during a pass for dead entries, those an
- * invalidation made stale for good).  When the pass completes, next_expiry
+ * unlink the expired ones (and, during a pass for dead entries, those that
+ * invalidations stamped up to the pass's cutoff made stale for good).
+ * When the pass completes, next_expiry
  * becomes the least expiry of the entries that stayed: sweep_min, which
  * the pass and every set made during it lower.  Returns the number
  * removed.  Takes the partition lock, shared to look at its state,
  * exclusive to sweep; frees after releasing it.
  */
 static int
-qc_sweep_partition(int partition, TimestampTz now, bool start_dead)
+qc_sweep_partition(int partition, TimestampTz now, TimestampTz start_dead)
 {
 	QcPartitionData *part = &qc_shared->partitions[partition].d;
 	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
@@ -892,7 +923,10 @@ qc_sweep_partition(int partition, TimestampTz now, bool start_dead)
 
 	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
 	if (start_dead)
+	{
 		part->sweep_dead = true;
+		part->sweep_dead_cutoff = start_dead;
+	}
 	if (part->sweep_cursor == 0)
 		part->sweep_min = 0;	/* a pass begins */
 	end = Min(part->sweep_cursor + QC_SWEEP_BUCKETS, nper);
@@ -905,7 +939,8 @@ qc_sweep_partition(int partition, TimestampTz now, bool start_dead)
 			QcEntry    *e = qc_entry(*link);
 
 			if (qc_entry_expired(e, now) ||
-				(part->sweep_dead && qc_entry_dead(e)))
+				(part->sweep_dead &&
+				 qc_entry_dead_before(e, part->sweep_dead_cutoff)))
 			{
 				if (nout == QC_UNLINK_BATCH)
 					break;
@@ -943,26 +978,36 @@ qc_sweep_partition(int partition, TimestampTz now, bool start_dead)
 uint64
 qc_store_sweep(TimestampTz now)
 {
-	static uint64 last_generation = 0;
-	static TimestampTz last_dead_sweep = 0;
+	static uint64 swept_generation = 0;
+	static uint64 seen_generation = 0;
+	static TimestampTz seen_at = 0;
 	uint64		generation = pg_atomic_read_u64(&qc_shared->stamp_generation);
-	bool		start_dead;
+	TimestampTz start_dead = 0;
 	uint64		n = 0;
 	int			p;
 
 	/*
 	 * Entries that an invalidation made stale are never served, so freeing
 	 * them is only about memory, which eviction also reclaims on demand.
-	 * Start a pass for them at most every QC_DEAD_SWEEP_INTERVAL_MS, so that
-	 * a steady stream of invalidations (local writes, or other nodes' through
-	 * Redis) does not keep the sweeper walking the cache.
+	 * When the stamps have changed, a pass for them starts
+	 * QC_DEAD_SWEEP_INTERVAL_MS after the change was first seen, and frees
+	 * the entries that stamps up to that moment made stale: so a steady
+	 * stream of invalidations (local writes, or other nodes' through Redis)
+	 * does not keep the sweeper walking the cache, and the sweeper does not
+	 * take the entries that an explicit invalidation, still running, is
+	 * removing and counting.
 	 */
-	start_dead = generation != last_generation &&
-		now - last_dead_sweep >= (TimestampTz) QC_DEAD_SWEEP_INTERVAL_MS * 1000;
-	if (start_dead)
+	if (generation != swept_generation && seen_at == 0)
 	{
-		last_generation = generation;
-		last_dead_sweep = now;
+		seen_generation = generation;
+		seen_at = now;
+	}
+	if (seen_at != 0 &&
+		now - seen_at >= (TimestampTz) QC_DEAD_SWEEP_INTERVAL_MS * 1000)
+	{
+		start_dead = seen_at;
+		swept_generation = seen_generation;
+		seen_at = 0;
 	}
 	for (p = 0; p < QC_NUM_PARTITIONS; p++)
 	{
