@@ -7,8 +7,9 @@
 # For each size N, a throw-away cluster of its own (initdb as user postgres under $IX_BASE,
 # 127.0.0.1 only, port $IX_PORT; stopped with pg_ctl by its data directory on every exit
 # path) with qcache.max_entries = N, so that N entries fill it, and qcache.memory large enough
-# for them. Entry i (0 <= i < N) is key 'p<i % (N/10)>:<i>' (namespaces of exactly 10 keys),
-# value to_jsonb(i), ttl 0, tags {t<i / 10>, all} (tags of exactly 10 entries). Steps, each an
+# for them. Entry i (0 <= i < N) is key 'p<i / 10>:<i>' (namespaces of exactly 10 keys),
+# value to_jsonb(i), ttl 0, tags {t<i / 10>, all} (tags of exactly 10 entries: the same 10 keys
+# as the namespace; the tag steps take the first groups, the prefix steps the last ones). Steps, each an
 # in-SQL loop timed with clock_timestamp() around one EXECUTE, minus the same loop with the call
 # replaced by its argument expression (the loop's own cost):
 #   set_room   IX_OPS sets of the last IX_OPS keys into the not yet full cache
@@ -17,7 +18,7 @@
 #   tag_none   IX_OPS tag invalidations of tags that no entry carries
 #   tag10      IX_INVALS tag invalidations, each of a tag on 10 entries (keys 0..10*IX_INVALS-1)
 #   prefix10   IX_INVALS prefix invalidations, each of a 10-key namespace 'p<j>:' (the last
-#              IX_INVALS namespaces, keys disjoint from tag10's)
+#              namespaces, keys disjoint from tag10's)
 #   (refill what the invalidations removed, read every key again)
 #   set_full   IX_OPS sets of new keys into the full, hot cache: each evicts one entry
 # and the counts the invalidations returned, which must be exactly 10 each.  (Tag invalidations
@@ -145,7 +146,7 @@ BEGIN
   RETURN extract(epoch FROM t1 - t0) * 1e6;
 END \$\$;
 -- the fill, all but the last $IX_OPS keys
-SELECT count(*) FILTER (WHERE qcache_set('p' || (i % $NS) || ':' || i, to_jsonb(i), 0,
+SELECT count(*) FILTER (WHERE qcache_set('p' || (i / 10) || ':' || i, to_jsonb(i), 0,
                                          ARRAY['t' || (i / 10), 'all']))
 FROM generate_series(0, $N - $IX_OPS - 1) i;
 SQL
@@ -169,14 +170,14 @@ SQL
   median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
   # set into a cache with room: the last IX_OPS keys
-  us=$(step set_room "qcache_set(''p'' || (i % $NS) || '':'' || i, to_jsonb(i), 0, ARRAY[''t'' || (i / 10), ''all''])" \
-         "(''p'' || (i % $NS) || '':'' || i, to_jsonb(i), ARRAY[''t'' || (i / 10), ''all''])" "$IX_OPS" $((N - IX_OPS)))
+  us=$(step set_room "qcache_set(''p'' || (i / 10) || '':'' || i, to_jsonb(i), 0, ARRAY[''t'' || (i / 10), ''all''])" \
+         "(''p'' || (i / 10) || '':'' || i, to_jsonb(i), ARRAY[''t'' || (i / 10), ''all''])" "$IX_OPS" $((N - IX_OPS)))
   printf '%s\tset_room\t%s\t%s\t0\n' "$N" "$us" "$IX_OPS" >>"$TSV"
   read -r entries bytes limit < <(psql_ix -F ' ' -c "SELECT entries, bytes_used, bytes_limit FROM qcache_stats")
   [ "$entries" = "$N" ] || die "N=$N: the fill left $entries entries"
   empty=$(psql_ix -c "SELECT bytes_used FROM ix_empty")
   # key + value (VARSIZE of the jsonb) + tag strings, summed over the entries
-  payload=$(psql_ix -c "SELECT sum(octet_length('p' || (i % $NS) || ':' || i) + pg_column_size(to_jsonb(i))
+  payload=$(psql_ix -c "SELECT sum(octet_length('p' || (i / 10) || ':' || i) + pg_column_size(to_jsonb(i))
                                   + octet_length('t' || (i / 10)) + 1 + 4)
                         FROM generate_series(0, $N - 1) i")
   printf '%s\tbytes_per_entry\t%s\t%s\t%s\n' "$N" \
@@ -185,12 +186,12 @@ SQL
   printf '%s\tfixed_per_entry\t%s\t%s\t0\n' "$N" \
     "$(awk -v e="$empty" -v n="$N" 'BEGIN {printf "%.1f", e / n}')" "$N" >>"$TSV"
 
-  hot() { psql_ix -c "SELECT count(qcache_get('p' || (i % $NS) || ':' || i)) FROM generate_series(0, $N - 1) i" >/dev/null; }
+  hot() { psql_ix -c "SELECT count(qcache_get('p' || (i / 10) || ':' || i)) FROM generate_series(0, $N - 1) i" >/dev/null; }
   hot
   # get: spread over the cache (a stride coprime with N)
   g=(); for r in $(seq "$IX_REPS"); do
-    g+=("$(step get "qcache_get(''p'' || ((i * 7919) % $N % $NS) || '':'' || ((i * 7919) % $N))" \
-            "(''p'' || ((i * 7919) % $N % $NS) || '':'' || ((i * 7919) % $N))" "$IX_OPS" 0)")
+    g+=("$(step get "qcache_get(''p'' || ((i * 7919) % $N / 10) || '':'' || ((i * 7919) % $N))" \
+            "(''p'' || ((i * 7919) % $N / 10) || '':'' || ((i * 7919) % $N))" "$IX_OPS" 0)")
   done
   printf '%s\tget\t%s\t%s\t0\n' "$N" "$(printf '%s\n' "${g[@]}" | median)" "$IX_OPS" >>"$TSV"
   # tag on no entry
@@ -225,14 +226,14 @@ SQL
       "$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' | awk '{printf "%.1f", $1 * 1000}')" \
       "$IX_E2E" >>"$TSV"
   }
-  e2e get "SELECT qcache_get('p' || (s % $NS) || ':' || s) FROM (SELECT (nextval('ix_g') * 7919) % $N AS s) x;"
+  e2e get "SELECT qcache_get('p' || (s / 10) || ':' || s) FROM (SELECT (nextval('ix_g') * 7919) % $N AS s) x;"
   e2e tag_none "SELECT qcache_invalidate_tag('none' || nextval('ix_g'));"
   e2e tag10 "SELECT qcache_invalidate_tag('t' || nextval('ix_t'));"
   e2e prefix10 "SELECT qcache_invalidate_prefix('p' || ($NS - nextval('ix_p')) || ':');"
 
   # refill what the invalidations removed, read everything again: full and hot
-  psql_ix -c "SELECT count(qcache_set('p' || (i % $NS) || ':' || i, to_jsonb(i), 0, ARRAY['t' || (i / 10), 'all']))
-              FROM generate_series(0, $N - 1) i WHERE qcache_get('p' || (i % $NS) || ':' || i) IS NULL" >/dev/null
+  psql_ix -c "SELECT count(qcache_set('p' || (i / 10) || ':' || i, to_jsonb(i), 0, ARRAY['t' || (i / 10), 'all']))
+              FROM generate_series(0, $N - 1) i WHERE qcache_get('p' || (i / 10) || ':' || i) IS NULL" >/dev/null
   [ "$(psql_ix -c "SELECT entries FROM qcache_stats")" = "$N" ] || die "N=$N: the refill did not fill the cache"
   hot
   ev0=$(psql_ix -c "SELECT evictions_memory FROM qcache_stats")
