@@ -21,6 +21,10 @@
 #   4b. the Redis step (bench/redis.sh): its own redis-server and two clusters: L2-hit latency
 #      against a raw Redis GET + SELECT 1, qcache_get with Redis down, cross-node invalidation
 #      latency (RB_* knobs);
+#   4c. the index step (bench/index_curve.sh): one cluster per size of IX_SIZES; the cost of a
+#      tag invalidation (a tag on 10 entries, on none), a prefix invalidation, a set into a full
+#      hot cache, a set with room and a get, at each size (SPEC 10); its table is appended to
+#      the report;
 #   5. bench/report.py writes bench/results/<UTC date>.md (--quick: <UTC date>-quick.md) with
 #      the targets, met or missed and why, the cases side by side as ratios to their baselines,
 #      and the charts (gnuplot PNGs, with their data TSVs) in bench/results/charts/.
@@ -30,7 +34,8 @@
 #
 # Options: --quick  --all (every case the peers harness has, too)
 #          --no-apt (do not install packages)  --no-build (use the installed qcache)
-#          --no-memory (skip step 4)  --no-redis (skip step 4b)  -h|--help
+#          --no-memory (skip step 4)  --no-redis (skip step 4b)  --no-index (skip step 4c)
+#          -h|--help
 # Knobs (env, defaults in brackets, then the --quick value):
 #   T [1] seconds per pgbench run at CLIENTS     SHORT_T [1] seconds per run of the other curve points
 #   R [3; 1] harness runs (samples)              CLIENTS ["1 8"; "1"]
@@ -47,6 +52,8 @@
 #   MEM_* knobs of bench/memory.sh (MEM_MEMORY [32MB; 16MB], MEM_MAX_ENTRIES [auto],
 #   MEM_ENTRY_BYTES [as SIZES; "100 1000000"], MEM_PORT [25443], MEM_REDIS_PORT [26393])
 #   RB_R [3; 1] RB_T [1] RB_INVALS [500; 100] of bench/redis.sh
+#   IX_SIZES ["10000 100000 1000000"] IX_OPS [2000; 1000] IX_INVALS [50] IX_REPS [3; 1] of
+#   bench/index_curve.sh
 #
 # Adding a case: a pgbench script in bench/qcache/scripts/ named qcache_*.sql
 # (first line "-- bench-modes: prepared simple": also run as <name>_simple with -M simple),
@@ -67,7 +74,7 @@ log() { printf '[%(%H:%M:%S)T] bench: %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 usage() { sed -n '2,/^set -Eeuo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
-QUICK=0 ALL=0 APT=1 BUILD=1 MEMORY=1 REDIS=1
+QUICK=0 ALL=0 APT=1 BUILD=1 MEMORY=1 REDIS=1 INDEX=1
 for a in "$@"; do
   case $a in
     --quick) QUICK=1 ;;
@@ -76,6 +83,7 @@ for a in "$@"; do
     --no-build) BUILD=0 ;;
     --no-memory) MEMORY=0 ;;
     --no-redis) REDIS=0 ;;
+    --no-index) INDEX=0 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option $a" ;;
   esac
@@ -96,7 +104,7 @@ T_SUITE=$(date +%s)   # the wall time counts from here, not from the wait
 # Knobs the caller set explicitly, for the record of the command.
 SET_KNOBS=""
 for k in T R CLIENTS SHORT_T CURVE_CLIENTS SIZES REDIS_N JOBS LOOP_N LOOP_REPS QUIET_BUDGET_S FOREIGN_MAX CASES \
-         MEM_MEMORY MEM_MAX_ENTRIES MEM_ENTRY_BYTES RB_T RB_R RB_INVALS; do
+         MEM_MEMORY MEM_MAX_ENTRIES MEM_ENTRY_BYTES RB_T RB_R RB_INVALS IX_SIZES IX_OPS IX_INVALS IX_REPS; do
   [ -n "${!k+x}" ] && SET_KNOBS+="$k=$(printf '%q' "${!k}") "
 done
 
@@ -278,6 +286,16 @@ if [ "$REDIS" = 1 ]; then
     bash "$HERE/redis.sh" "$RAW" 2>&1 | tee -a "$CONSOLE" || { REDIS_RC=1; log "redis step failed"; }
 fi
 
+# ---------------------------------------------------------------- 4c. cost against the cache's size
+INDEX_RC=0
+if [ "$INDEX" = 1 ]; then
+  log "index step"
+  if [ "$QUICK" = 1 ]; then : "${IX_OPS:=1000}" "${IX_REPS:=1}"; fi
+  IX_SIZES="${IX_SIZES:-10000 100000 1000000}" IX_OPS="${IX_OPS:-2000}" IX_INVALS="${IX_INVALS:-50}" \
+    IX_REPS="${IX_REPS:-3}" PGBIN="$PGBIN" \
+    bash "$HERE/index_curve.sh" "$RAW" 2>&1 | tee -a "$CONSOLE" || { INDEX_RC=1; log "index step failed"; }
+fi
+
 # ---------------------------------------------------------------- 5. report and charts
 so="$("$PGBIN/pg_config" --pkglibdir)/qcache.so"
 grep -q "sha1 $(sha1sum "$so" | cut -c1-12)" "$RAW/suite.info" \
@@ -285,6 +303,7 @@ grep -q "sha1 $(sha1sum "$so" | cut -c1-12)" "$RAW/suite.info" \
 echo "wall_s=$(( $(date +%s) - T_SUITE ))" >>"$RAW/suite.info"
 /usr/bin/python3 "$HERE/report.py" --raw-dir "$RAW" --out "$REPORT" --foreign-max "$FOREIGN_MAX" \
   || die "report failed"
+[ -f "$RAW/index_curve.md" ] && { echo; cat "$RAW/index_curve.md"; } >>"$REPORT"
 WALL=$(( $(date +%s) - T_SUITE ))
 echo
 sed -n '/^## Targets/,/^## The cases/p' "$REPORT" | sed '$d'
@@ -293,6 +312,7 @@ log "wall time: $WALL s ($((WALL / 60)) min $((WALL % 60)) s)"
 [ "$OK" -gt 0 ] || die "no harness run completed"
 [ "$MEM_RC" = 0 ] || die "the memory step failed"
 [ "$REDIS_RC" = 0 ] || die "the redis step failed"
+[ "$INDEX_RC" = 0 ] || die "the index step failed"
 
 exit
 }

@@ -499,6 +499,33 @@ qc_entry_dead(const QcEntry *e)
 }
 
 /*
+ * Was this entry made stale for good by an invalidation stamped no later
+ * than `cutoff`?  The sweeper's test (store.c): it frees only entries whose
+ * invalidation is older than the calls that made them stale, so that it
+ * does not race with an explicit invalidation removing (and counting) the
+ * same entries.  A slot stamped again after the cutoff answers no: a later
+ * pass will see it.
+ */
+bool
+qc_entry_dead_before(const QcEntry *e, TimestampTz cutoff)
+{
+	const uint32 *hashes = QcEntryTagHashes(e);
+	uint64		stamp;
+	int			i;
+
+	stamp = pg_atomic_read_u64(&qc_slot_of(e->dbid, 0)->stamp);
+	if (stamp >= (uint64) QcEntryBuild(e) && stamp <= (uint64) cutoff)
+		return true;
+	for (i = 0; i < e->ntags; i++)
+	{
+		stamp = pg_atomic_read_u64(&qc_slot_of(e->dbid, hashes[i])->stamp);
+		if (stamp >= (uint64) QcEntryBuild(e) && stamp <= (uint64) cutoff)
+			return true;
+	}
+	return false;
+}
+
+/*
  * May a value built at `build` with these tags be stored now?  Not by a
  * transaction with pending invalidations or an imported snapshot, and not
  * if one of its tags (or the wildcard) is in flight or stamped at or after

@@ -127,7 +127,7 @@ _PG_init(void)
 							&qc_memory_kb,
 							64 * 1024,
 							2 * 1024,
-							INT_MAX / 2,
+							(int) (QC_MAX_MEMORY / 1024),
 							PGC_POSTMASTER,
 							GUC_UNIT_KB,
 							NULL,

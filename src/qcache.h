@@ -39,6 +39,19 @@
 #define QC_MAX_TAGS				64
 #define QC_MAX_TAG_LEN			512 /* bytes */
 
+/*
+ * Largest qcache.memory: the index names entries by their offset in the
+ * area / 8 in 32 bits (store.c).
+ */
+#define QC_MAX_MEMORY			(UINT64CONST(32) * 1024 * 1024 * 1024)
+
+/* Counters of the entries per (database, tag) or (database, namespace)
+ * (store.c): a power of 2. */
+#define QC_PRESENCE_SLOTS		16384
+
+/* Per-partition counters of entries by database hash (store.c). */
+#define QC_DB_SLOTS				8
+
 /* Interval between two sweeps of the background worker, in milliseconds. */
 #define QC_SWEEP_INTERVAL_MS	1000
 
@@ -98,34 +111,53 @@ typedef struct QcStatSlot
 /*
  * An index partition: the LWLock that guards a slice of the bucket array,
  * the partition's logical clock, which orders its entries for eviction,
- * and a lower bound of its entries' expiry times, which lets the sweeper
- * skip it (0: no entry expires).  Both are written under the lock in
- * exclusive mode.  Padded to a cache line so that two partitions never
- * share one.
+ * a lower bound of its entries' expiry times, which lets the sweeper
+ * skip it (0: no entry expires), the eviction and sweep cursors, and the
+ * number of its entries per database hash, which lets a clear skip it.
+ * All are written under the lock in exclusive mode (dbcount is also read
+ * without it, store.c).  Padded to cache lines so that two partitions
+ * never share one.
  */
 typedef struct QcPartitionData
 {
 	LWLock		lock;
 	uint32		clock;
+	uint32		evict_cursor;	/* next bucket (within the partition) the
+								 * eviction hand looks at */
 	TimestampTz next_expiry;
+	TimestampTz sweep_min;		/* least expiry seen by the sweeper's
+								 * current pass, or set since it began */
+	uint32		sweep_cursor;	/* next bucket of the sweeper's pass */
+	bool		sweep_dead;		/* the pass also frees dead entries... */
+	TimestampTz sweep_dead_cutoff;	/* ...made so by stamps up to this time */
+	uint32		dbcount[QC_DB_SLOTS];	/* entries of the partition per
+										 * database hash (store.c) */
 } QcPartitionData;
 
 typedef union QcPartition
 {
 	QcPartitionData d;
-	char		pad[PG_CACHE_LINE_SIZE];
+	char		pad[2 * PG_CACHE_LINE_SIZE];
 } QcPartition;
 
 /*
  * The one fixed shared structure.  Locking:
  *
- * - buckets[b] and the chain hanging off it are protected by
- *   partitions[b % QC_NUM_PARTITIONS].lock: shared to walk a chain and read
- *   entries, exclusive to link or unlink.  No code holds two partition locks
- *   at once.
+ * - buckets[b] and the chain hanging off it are protected by the lock of
+ *   the partition that owns bucket b (store.c): shared to walk a chain and
+ *   read entries, exclusive to link or unlink.  No code holds two
+ *   partition locks at once.
+ * - The tag and namespace index heads (idxheads) are split into the same
+ *   number of ranges as the buckets, each protected by one of idxlocks;
+ *   so is every entry link (QcLink) in a chain hanging off those heads.
+ *   Lock order: a partition lock, then one index lock; never a partition
+ *   lock while holding an index lock, never two index locks (store.c).
+ * - The presence counters (presence_off) are atomics, changed under the
+ *   partition lock of the entry linked or unlinked, read without a lock.
  * - The DSA area has its own internal locks; we never call dsa_allocate or
  *   dsa_free while holding a partition lock, so they order after nothing.
- * - nentries, bytes_used, evict_hand and the stats slots are atomics and
+ * - nentries, bytes_used, evict_hand, last_trim and the stats slots are
+ *   atomics and
  *   need no lock.  reset_base is guarded by stats_lock (a spinlock held for
  *   a copy of a few counters only).
  * - Everything else is set once by the postmaster and then only read.
@@ -143,6 +175,8 @@ typedef struct QcShared
 	pg_atomic_uint32 nentries;	/* live entries */
 	pg_atomic_uint64 bytes_used;	/* index + allocated bytes of live entries */
 	pg_atomic_uint32 evict_hand;	/* next partition to evict from */
+	pg_atomic_uint64 last_trim; /* when an allocation last called dsa_trim
+								 * (store.c) */
 	pg_atomic_uint64 stamp_generation;	/* bumped by every invalidation stamp
 										 * (invalidate.c) */
 
@@ -170,10 +204,14 @@ typedef struct QcShared
 	TimestampTz stats_reset;
 
 	QcPartition partitions[QC_NUM_PARTITIONS];
+	LWLockPadded idxlocks[QC_NUM_PARTITIONS];	/* index locks (store.c) */
 
 	/* Variable-size tail, each part MAXALIGNed, offsets from this struct. */
 	Size		slots_off;		/* QcStatSlot[nslots] */
 	Size		buckets_off;	/* dsa_pointer[nbuckets] */
+	Size		idxheads_off;	/* uint32[nbuckets]: tag and namespace index
+								 * heads (store.c) */
+	Size		presence_off;	/* pg_atomic_uint32[QC_PRESENCE_SLOTS] */
 	Size		tagslots_off;	/* invalidation points, invalidate.c */
 	Size		flights_off;	/* single-flight slots, flight.c */
 	Size		ns_off;			/* per-namespace counters, nsstats.c */
@@ -183,6 +221,8 @@ typedef struct QcShared
 extern QcShared *qc_shared;
 extern dsa_area *qc_dsa;
 extern dsa_pointer *qc_buckets;
+extern uint32 *qc_idxheads;
+extern pg_atomic_uint32 *qc_presence;
 
 extern Size qc_shmem_size(void);
 extern void qc_shmem_request(void);
@@ -195,14 +235,34 @@ extern void qc_require_loaded(void);
 /*
  * One cache entry: a single DSA chunk laid out as
  *
- *		QcEntry | uint32 taghash[ntags] | deps[depbytes] | key | value |
- *		tag strings
+ *		QcEntry | QcLink links[QcEntryNLinks] | uint32 taghash[ntags] |
+ *		deps[depbytes] | key | value | tag strings
+ *
+ * links[i] (i < ntags) chains the entry into the index of its tag i, and
+ * links[ntags], present when the flag QC_ENTRY_NAMESPACE is set, into the
+ * index of its key's namespace (store.c); they are protected by the
+ * entry's partition lock, exclusive to change, like the bucket chain.
+ * deps is a fetch result's dependency data (fetch.c's envelope around
+ * deps.c's list), which a hit re-checks.
  *
  * where the value is the whole jsonb varlena and each tag string is NUL
  * terminated.  Nothing is aligned past the header: values are copied out
  * before use.  An entry is immutable once linked, except for clock and
  * hits, which readers update atomically under a shared partition lock.
  */
+/*
+ * An entry's place in one chain of the tag and namespace index (store.c):
+ * doubly linked, so that an entry leaves it in constant time.  next and
+ * prev name entries (QcRef: the entry's offset in the area / 8), 0 for
+ * none; the first link of a chain has prev 0 and is found from its index
+ * head.
+ */
+typedef struct QcLink
+{
+	uint32		next;
+	uint32		prev;
+} QcLink;
+
 typedef struct QcEntry
 {
 	dsa_pointer next;			/* next entry of the bucket chain */
@@ -230,13 +290,17 @@ typedef struct QcEntry
 	((e)->ttl == 0 ? (TimestampTz) 0 : \
 	 (e)->created + (TimestampTz) (e)->ttl * USECS_PER_SEC)
 #define QcEntryBuild(e)		((e)->created - (TimestampTz) (e)->build_age)
-#define QcEntryTagHashes(e)	((uint32 *) ((char *) (e) + sizeof(QcEntry)))
+#define QcEntryNLinks(e) \
+	((e)->ntags + (((e)->flags & QC_ENTRY_NAMESPACE) ? 1 : 0))
+#define QcEntryLinks(e)		((QcLink *) ((char *) (e) + sizeof(QcEntry)))
+#define QcEntryTagHashes(e)	((uint32 *) (QcEntryLinks(e) + QcEntryNLinks(e)))
 #define QcEntryDeps(e)		((char *) (QcEntryTagHashes(e) + (e)->ntags))
 #define QcEntryKey(e)		(QcEntryDeps(e) + (e)->depbytes)
 #define QcEntryValue(e)		(QcEntryKey(e) + (e)->keylen)
 #define QcEntryTags(e)		(QcEntryValue(e) + (e)->vallen)
 #define QcEntrySize(e) \
-	(sizeof(QcEntry) + sizeof(uint32) * (e)->ntags + \
+	(sizeof(QcEntry) + sizeof(QcLink) * QcEntryNLinks(e) + \
+	 sizeof(uint32) * (e)->ntags + \
 	 (e)->depbytes + (e)->keylen + (e)->vallen + (e)->tagbytes)
 
 /* Entry flags */
@@ -248,6 +312,9 @@ typedef struct QcEntry
 										 * qcache_fetch_json */
 #define QC_ENTRY_FETCH			0x04	/* a qcache_fetch result, under a
 										 * variant key (security.c) */
+#define QC_ENTRY_NAMESPACE		0x08	/* the key has a namespace (a ':'):
+										 * links[ntags] is its index link
+										 * (set by store.c) */
 
 /* Bytes the DSA allocator really takes for a request (dsa_classes.h). */
 extern Size qc_alloc_size(Size size);
@@ -375,6 +442,7 @@ extern void qc_inval_tag_remote(Oid dbid, uint32 taghash, TimestampTz stamp);
 extern bool qc_entry_fresh(const QcEntry *e);
 extern bool qc_l2_value_fresh(Oid dbid, const QcTags *tags, TimestampTz build);
 extern bool qc_entry_dead(const QcEntry *e);
+extern bool qc_entry_dead_before(const QcEntry *e, TimestampTz cutoff);
 extern bool qc_set_allowed(Oid dbid, const QcTags *tags, TimestampTz build);
 extern bool qc_inval_is_writer(void);
 extern char *qc_table_tag(Oid relid);

@@ -6,8 +6,9 @@
  * Everything qcache keeps lives in one block of the main shared memory
  * segment, of exactly qcache.memory bytes, requested by the postmaster:
  *
- *		QcShared | stat slots | bucket array | invalidation points |
- *		single-flight slots | DSA area (the rest)
+ *		QcShared | stat slots | bucket array | index heads | presence
+ *		counters | invalidation points | single-flight slots | DSA area
+ *		(the rest)
  *
  * The DSA area is created in place (the postmaster cannot create DSM
  * segments) with a size limit equal to its own size, so it never grows
@@ -35,6 +36,8 @@
 QcShared   *qc_shared = NULL;
 dsa_area   *qc_dsa = NULL;
 dsa_pointer *qc_buckets = NULL;
+uint32	   *qc_idxheads = NULL;
+pg_atomic_uint32 *qc_presence = NULL;
 
 /* Smallest DSA area we accept: room for a few superblocks. */
 #define QC_MIN_DSA_SIZE		(1024 * 1024)
@@ -67,6 +70,10 @@ qc_fixed_size(void)
 	size = add_size(size, MAXALIGN(qc_stats_size(qc_num_slots())));
 	size = add_size(size, MAXALIGN(mul_size(qc_num_buckets(),
 											sizeof(dsa_pointer))));
+	size = add_size(size, MAXALIGN(mul_size(qc_num_buckets(),
+											sizeof(uint32))));
+	size = add_size(size, MAXALIGN(mul_size(QC_PRESENCE_SLOTS,
+											sizeof(pg_atomic_uint32))));
 	size = add_size(size, MAXALIGN(qc_inval_size()));
 	size = add_size(size, MAXALIGN(qc_flight_size()));
 	size = add_size(size, MAXALIGN(qc_ns_size()));
@@ -116,6 +123,8 @@ qc_shmem_startup(void)
 	qc_shared = NULL;
 	qc_dsa = NULL;
 	qc_buckets = NULL;
+	qc_idxheads = NULL;
+	qc_presence = NULL;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	base = ShmemInitStruct("qcache", qc_shmem_size(), &found);
@@ -125,6 +134,7 @@ qc_shmem_startup(void)
 	{
 		QcShared   *s = qc_shared;
 		int			part_tranche = LWLockNewTrancheId();
+		int			idx_tranche = LWLockNewTrancheId();
 		dsa_area   *area;
 
 		memset(s, 0, sizeof(QcShared));
@@ -140,6 +150,10 @@ qc_shmem_startup(void)
 		off += MAXALIGN(qc_stats_size(s->nslots));
 		s->buckets_off = off;
 		off += MAXALIGN(mul_size(s->nbuckets, sizeof(dsa_pointer)));
+		s->idxheads_off = off;
+		off += MAXALIGN(mul_size(s->nbuckets, sizeof(uint32)));
+		s->presence_off = off;
+		off += MAXALIGN(mul_size(QC_PRESENCE_SLOTS, sizeof(pg_atomic_uint32)));
 		s->tagslots_off = off;
 		off += MAXALIGN(qc_inval_size());
 		s->flights_off = off;
@@ -152,6 +166,7 @@ qc_shmem_startup(void)
 		pg_atomic_init_u32(&s->nentries, 0);
 		pg_atomic_init_u64(&s->bytes_used, s->index_bytes);
 		pg_atomic_init_u32(&s->evict_hand, 0);
+		pg_atomic_init_u64(&s->last_trim, 0);
 		if (!pg_strong_random(&s->node_id, sizeof(s->node_id)))
 			s->node_id = (uint64) s->started ^ ((uint64) MyProcPid << 32);
 		if (!pg_strong_random(s->digest_key, sizeof(s->digest_key)))
@@ -166,15 +181,30 @@ qc_shmem_startup(void)
 		s->stats_reset = s->started;
 
 		for (i = 0; i < QC_NUM_PARTITIONS; i++)
+			LWLockInitialize(&s->idxlocks[i].lock, idx_tranche);
+		for (i = 0; i < QC_NUM_PARTITIONS; i++)
 		{
 			LWLockInitialize(&s->partitions[i].d.lock, part_tranche);
 			s->partitions[i].d.clock = 0;
+			s->partitions[i].d.evict_cursor = 0;
 			s->partitions[i].d.next_expiry = 0;
+			s->partitions[i].d.sweep_min = 0;
+			s->partitions[i].d.sweep_cursor = 0;
+			s->partitions[i].d.sweep_dead = false;
+			s->partitions[i].d.sweep_dead_cutoff = 0;
+			memset(s->partitions[i].d.dbcount, 0,
+				   sizeof(s->partitions[i].d.dbcount));
 		}
 
 		qc_buckets = (dsa_pointer *) (base + s->buckets_off);
 		for (i = 0; i < (int) s->nbuckets; i++)
 			qc_buckets[i] = InvalidDsaPointer;
+		qc_idxheads = (uint32 *) (base + s->idxheads_off);
+		for (i = 0; i < (int) s->nbuckets; i++)
+			qc_idxheads[i] = 0;
+		qc_presence = (pg_atomic_uint32 *) (base + s->presence_off);
+		for (i = 0; i < QC_PRESENCE_SLOTS; i++)
+			pg_atomic_init_u32(&qc_presence[i], 0);
 
 		qc_stats_init();
 		qc_inval_init();
@@ -193,6 +223,8 @@ qc_shmem_startup(void)
 		dsa_detach(area);
 	}
 	qc_buckets = (dsa_pointer *) (base + qc_shared->buckets_off);
+	qc_idxheads = (uint32 *) (base + qc_shared->idxheads_off);
+	qc_presence = (pg_atomic_uint32 *) (base + qc_shared->presence_off);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -210,6 +242,7 @@ qc_attach(void)
 	LWLockRegisterTranche(qc_shared->partitions[0].d.lock.tranche,
 						  "qcache_partition");
 	LWLockRegisterTranche(qc_shared->dsa_tranche, "qcache_dsa");
+	LWLockRegisterTranche(qc_shared->idxlocks[0].lock.tranche, "qcache_index");
 
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 	qc_dsa = dsa_attach_in_place((char *) qc_shared + qc_shared->dsa_off,

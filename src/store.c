@@ -19,23 +19,80 @@
  * exclusive mode, and holds it only to swap chain pointers; the allocator
  * (which has its own locks) is never called under a partition lock, and
  * memory is freed only after the entry is unlinked and the lock released.
- * No function here holds two partition locks at once.  Bulk removals scan
- * a partition in shared mode first and retake it exclusively only when it
- * holds something to remove.
+ * No function here holds two partition locks at once.  Bulk removals look
+ * at a partition in shared mode first and retake it exclusively only when
+ * it holds something to remove.
+ *
+ * The tag and namespace index.  qcache_invalidate_tag must cost what the
+ * tag's entries cost, not what the cache holds; so must a prefix
+ * invalidation of a named cache ("users:").  Each entry carries, in its
+ * own chunk, one QcLink per tag and one for its key's namespace (the user
+ * part of the key up to and including its first ':', if it has one), and
+ * these links chain it, doubly, into the index: an array of nbuckets
+ * heads (idxheads), picked by a hash of (database, tag hash) or
+ * (database, namespace hash), split into QC_NUM_PARTITIONS ranges, each
+ * protected by an index lock (idxlocks).  A chain, and every link in it,
+ * is protected by its range's index lock; the entries' other fields stay
+ * under their partition locks.  No allocation: the links are part of the
+ * entry's chunk.
+ *
+ * Lock order: a partition lock, then an index lock.  Linking or unlinking
+ * an entry happens under its partition lock held exclusively (with the
+ * bucket chain), taking the index lock of each of its links in turn,
+ * exclusively, one at a time, for the few pointer swaps of a doubly linked
+ * list: constant time.  A removal by tag or namespace (qc_remove_indexed)
+ * reads the chain under its index lock in shared mode, collects the
+ * matching entries, releases it, and only then takes each entry's
+ * partition lock to check that the entry is still linked and to remove it:
+ * it never takes a partition lock while holding an index lock.  So its
+ * cost is the members' (and the colliding links'), not the cache's: one
+ * index lock and one partition lock per member.  Readers (qc_store_get)
+ * never take an index lock.  Every entry is in the index, so a removal by
+ * tag finds every entry that carries the tag: the count it returns is
+ * exact, as before.  The index only finds entries to remove; whether an
+ * entry may be served is still decided by the invalidation points
+ * (invalidate.c), which the index does not touch.
+ *
+ * Presence counters.  QC_PRESENCE_SLOTS atomic counters, hashed by
+ * (database, tag) or (database, namespace), count the linked entries; changed as an entry is linked or unlinked (under its partition
+ * lock), read without a lock.  A bulk removal whose counter is zero
+ * returns at once, taking no lock: a tag or namespace that nothing carries
+ * costs about a lookup.  Hash collisions make a counter count more, never
+ * less; a set racing with the removal is the race it always had, which
+ * the invalidation stamp (taken before the removal) settles.
+ *
+ * Memory.  Links are charged to bytes_used with their entry (8 bytes per
+ * tag, and per namespace: two 32-bit entry references, QcRef); the heads
+ * (4 bytes per bucket), index locks and
+ * counters are part of the fixed index charged at start.  A tag that every
+ * entry carries makes its index lock one that every set takes, briefly.
  *
  * Eviction.  nentries is reserved by compare-and-swap before an insert, so
  * the cache never holds more than max_entries.  When the count is at the
  * limit, or the DSA area cannot satisfy an allocation, the setter evicts,
- * CLOCK-style: a shared hand moves over the partitions; in the partition
- * under it, expired entries go first, then, oldest first and only as many
- * as needed, entries nobody read since the hand last passed there.  A read
+ * CLOCK-style: a shared hand moves over the partitions, and within each a
+ * cursor moves over its buckets; one round looks at a bounded number of
+ * entries (QC_EVICT_SCAN) under the partition's lock, whatever the
+ * partition's size and whatever the reference bits say.  Expired and
+ * invalidated entries go first, then, oldest first and only as many as
+ * needed, entries nobody read since the hand last passed them.  A read
  * entry gets a second chance, so keys in use survive and the cold ones go
  * (an approximate LRU); an entry starts unreferenced, so a burst of sets
- * that are never read cannot push out the keys that are.  Allocation retries escalate the amount to free,
- * because freed small chunks only return pages to the area when whole
- * superblocks empty, up to a cap, past which the value is not cached.  Expired entries are
- * never returned by a lookup, and the sweeper (worker.c) reclaims them
- * without waiting for a read.
+ * that are never read cannot push out the keys that are.  When every entry
+ * a round looks at was read, the oldest of them goes: a full, hot cache
+ * still makes room in one bounded round.  Allocation retries escalate the
+ * amount to free, because freed small chunks only return pages to the
+ * area when whole superblocks empty, up to a cap, past which the value is
+ * not cached.  Before evicting for memory, a failed allocation gives the
+ * area's empty superblocks back (qc_trim_if_due), so that the capacity for
+ * one value size does not depend on the sizes stored before.
+ *
+ * Sweeping.  Expired entries are never returned by a lookup, and the
+ * sweeper (worker.c) reclaims them without waiting for a read: each second
+ * it advances a cursor over a bounded number of buckets
+ * (QC_SWEEP_BUCKETS) in each partition whose next_expiry has passed or
+ * whose pass is under way, so its work per second is bounded whatever the
+ * cache's size, and a partition with nothing due costs it one shared lock.
  *
  *-------------------------------------------------------------------------
  */
@@ -61,6 +118,7 @@
 
 /* 56 bytes: a 100-byte entry fits the allocator's 160-byte class. */
 StaticAssertDecl(sizeof(QcEntry) == 56, "QcEntry must stay 56 bytes");
+StaticAssertDecl(sizeof(QcLink) == 8, "QcLink is two 32-bit references");
 
 /* Bit shift from a bucket number to its partition number. */
 static inline int
@@ -170,25 +228,6 @@ qc_entry_is_key(const QcEntry *e, const QcKey *key, uint32 h32)
 		memcmp(QcEntryKey(e), key->data, key->len) == 0;
 }
 
-/* Does the entry carry this tag?  (hash first, then the bytes) */
-static bool
-qc_entry_has_tag(const QcEntry *e, const char *tag, uint32 len, uint32 h)
-{
-	const uint32 *hashes = QcEntryTagHashes(e);
-	const char *p = QcEntryTags(e);
-	int			i;
-
-	for (i = 0; i < e->ntags; i++)
-	{
-		size_t		l = strlen(p);
-
-		if (hashes[i] == h && l == len && memcmp(p, tag, len) == 0)
-			return true;
-		p += l + 1;
-	}
-	return false;
-}
-
 /* Account for entries leaving the cache, and free them.  No lock held. */
 static void
 qc_free_entries(dsa_pointer *dps, int n)
@@ -206,6 +245,280 @@ qc_free_entries(dsa_pointer *dps, int n)
 		pg_atomic_sub_fetch_u64(&qc_shared->bytes_used, bytes);
 		pg_atomic_sub_fetch_u32(&qc_shared->nentries, n);
 	}
+}
+
+/* ---------- the tag and namespace index ---------- */
+
+/*
+ * A QcRef names an entry by its offset in the DSA area divided by 8, in 32
+ * bits: the area is created in place with a size limit equal to its own
+ * size, so it has one segment (segment 0, whose dsa_pointers are plain
+ * offsets), chunks are 8-byte aligned, and qcache.memory is at most
+ * QC_MAX_MEMORY (32 GB), so offsets fit 35 bits.  0 is no entry: no chunk
+ * starts at offset 0, where the area's control block lives.
+ */
+typedef uint32 QcRef;
+
+static inline QcRef
+qc_ref(dsa_pointer dp)
+{
+	Assert((uint64) dp % 8 == 0 && (uint64) dp < QC_MAX_MEMORY);
+	return (QcRef) ((uint64) dp >> 3);
+}
+
+static inline dsa_pointer
+qc_ref_dp(QcRef r)
+{
+	return (dsa_pointer) ((uint64) r << 3);
+}
+
+/* What an index chain or presence counter is about. */
+typedef enum QcIdxKind
+{
+	QC_IDX_TAG = 1,				/* (database, tag) */
+	QC_IDX_NS,					/* (database, key namespace) */
+	QC_IDX_DB					/* a scan (no chain) */
+} QcIdxKind;
+
+/* Hash of an index key; picks its head in each partition and its counter */
+static inline uint32
+qc_idx_hash(Oid dbid, uint32 h, QcIdxKind kind)
+{
+	return hash_combine(murmurhash32(h + (uint32) kind * 0x9e3779b9U),
+						murmurhash32((uint32) dbid));
+}
+
+/* Bit shift from an index head number to its index lock number. */
+static inline int
+qc_idx_lock_shift(void)
+{
+	return pg_leftmost_one_pos32(qc_shared->nbuckets) -
+		pg_leftmost_one_pos32(QC_NUM_PARTITIONS);
+}
+
+/* The head number of index hash ih. */
+static inline uint32
+qc_idx_headno(uint32 ih)
+{
+	return ih & (qc_shared->nbuckets - 1);
+}
+
+/* The index lock that protects the chain of head number h. */
+static inline LWLock *
+qc_idx_lock(uint32 h)
+{
+	return &qc_shared->idxlocks[h >> qc_idx_lock_shift()].lock;
+}
+
+static inline pg_atomic_uint32 *
+qc_presence_of(uint32 ih)
+{
+	return &qc_presence[ih & (QC_PRESENCE_SLOTS - 1)];
+}
+
+/*
+ * Length of a key's namespace: its bytes up to and including the first
+ * ':' of the user part (before any zero byte of a variant), or 0 if it has
+ * none.
+ */
+static uint32
+qc_namespace_len(const char *key, uint32 len)
+{
+	const char *nul = memchr(key, '\0', len);
+	const char *colon;
+
+	if (nul)
+		len = nul - key;
+	colon = memchr(key, ':', len);
+	return colon ? (uint32) (colon - key) + 1 : 0;
+}
+
+static inline uint32
+qc_hash_namespace(const char *ns, uint32 len)
+{
+	return hash_bytes((const unsigned char *) ns, (int) len);
+}
+
+/* Index hash of an entry's link i (a tag, or the namespace). */
+static uint32
+qc_link_hash(const QcEntry *e, int i)
+{
+	if (i < e->ntags)
+		return qc_idx_hash(e->dbid, QcEntryTagHashes(e)[i], QC_IDX_TAG);
+	return qc_idx_hash(e->dbid,
+					   qc_hash_namespace(QcEntryKey(e),
+										 qc_namespace_len(QcEntryKey(e),
+														  e->keylen)),
+					   QC_IDX_NS);
+}
+
+/* A database's slot in the partitions' dbcount arrays. */
+static inline int
+qc_db_slot(Oid dbid)
+{
+	return murmurhash32((uint32) dbid) & (QC_DB_SLOTS - 1);
+}
+
+/* The partition that holds an entry. */
+static inline int
+qc_partition_of_entry(const QcEntry *e)
+{
+	return qc_partition_of_bucket(e->hash & (qc_shared->nbuckets - 1));
+}
+
+/*
+ * The index hashes and head numbers of an entry's links, into ih[] and
+ * hn[] (QC_MAX_TAGS + 1 each); returns the number of links.  An entry has
+ * at most one link in a chain: of its links with the same head number (a
+ * tag given twice, or hashes that pick the same head), only the first is
+ * linked, and the others are marked unused (hn[i] = PG_UINT32_MAX).  A
+ * removal matches entries by their content, so the one link finds the
+ * entry for every tag that hashes there.
+ */
+static int
+qc_entry_heads(const QcEntry *e, uint32 *ih, uint32 *hn)
+{
+	int			n = QcEntryNLinks(e);
+	int			i;
+	int			j;
+
+	for (i = 0; i < n; i++)
+	{
+		ih[i] = qc_link_hash(e, i);
+		hn[i] = qc_idx_headno(ih[i]);
+		for (j = 0; j < i; j++)
+		{
+			if (hn[j] == hn[i])
+			{
+				hn[i] = PG_UINT32_MAX;
+				break;
+			}
+		}
+	}
+	return n;
+}
+
+/*
+ * The link of an entry in the chain of head number h.  Caller holds that
+ * chain's index lock, and the entry is in the chain.
+ */
+static QcLink *
+qc_link_in(QcRef r, uint32 h)
+{
+	QcEntry    *e = qc_entry(qc_ref_dp(r));
+	int			n = QcEntryNLinks(e);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (qc_idx_headno(qc_link_hash(e, i)) == h)
+			return &QcEntryLinks(e)[i];
+	elog(PANIC, "qcache: an entry in an index chain has no link to it");
+	return NULL;				/* keep the compiler quiet */
+}
+
+/*
+ * Put a new entry into the index chains of its tags and namespace, and
+ * count it in the presence counters and its partition's dbcount.  Caller
+ * holds the entry's partition lock exclusively; each link is put first in
+ * its chain under the chain's index lock, taken and released in turn
+ * (partition lock, then one index lock at a time).
+ */
+static void
+qc_index_link(dsa_pointer dp, QcEntry *e)
+{
+	QcLink	   *links = QcEntryLinks(e);
+	uint32		ih[QC_MAX_TAGS + 1];
+	uint32		hn[QC_MAX_TAGS + 1];
+	int			n = qc_entry_heads(e, ih, hn);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		uint32	   *head;
+		LWLock	   *lock;
+
+		pg_atomic_fetch_add_u32(qc_presence_of(ih[i]), 1);
+		links[i].next = links[i].prev = 0;
+		if (hn[i] == PG_UINT32_MAX)
+			continue;
+		head = &qc_idxheads[hn[i]];
+		lock = qc_idx_lock(hn[i]);
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		links[i].next = *head;
+		if (*head != 0)
+			qc_link_in(*head, hn[i])->prev = qc_ref(dp);
+		*head = qc_ref(dp);
+		LWLockRelease(lock);
+	}
+	qc_shared->partitions[qc_partition_of_entry(e)].d.dbcount[qc_db_slot(e->dbid)]++;
+}
+
+/*
+ * Take an entry out of its index chains, presence counters and dbcount.
+ * Caller holds the entry's partition lock exclusively; the index locks are
+ * taken one at a time, as in qc_index_link.
+ */
+static void
+qc_index_unlink(dsa_pointer dp, QcEntry *e)
+{
+	QcLink	   *links = QcEntryLinks(e);
+	uint32		ih[QC_MAX_TAGS + 1];
+	uint32		hn[QC_MAX_TAGS + 1];
+	int			n = qc_entry_heads(e, ih, hn);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		LWLock	   *lock;
+
+		pg_atomic_fetch_sub_u32(qc_presence_of(ih[i]), 1);
+		if (hn[i] == PG_UINT32_MAX)
+			continue;
+		lock = qc_idx_lock(hn[i]);
+		LWLockAcquire(lock, LW_EXCLUSIVE);
+		if (links[i].prev != 0)
+			qc_link_in(links[i].prev, hn[i])->next = links[i].next;
+		else
+		{
+			Assert(qc_idxheads[hn[i]] == qc_ref(dp));
+			qc_idxheads[hn[i]] = links[i].next;
+		}
+		if (links[i].next != 0)
+			qc_link_in(links[i].next, hn[i])->prev = links[i].prev;
+		LWLockRelease(lock);
+	}
+	qc_shared->partitions[qc_partition_of_entry(e)].d.dbcount[qc_db_slot(e->dbid)]--;
+}
+
+/*
+ * Unlink the entry that *link points to (a bucket chain link) from its
+ * bucket chain and from the index.  Caller holds the partition lock
+ * exclusively; the entry stays allocated (the caller frees it after
+ * releasing the lock).  Returns the entry's dsa_pointer.
+ */
+static dsa_pointer
+qc_unlink(int partition, dsa_pointer *link)
+{
+	dsa_pointer dp = *link;
+	QcEntry    *e = qc_entry(dp);
+
+	*link = e->next;
+	qc_index_unlink(dp, e);
+	return dp;
+}
+
+/* The bucket chain link that points to an entry; caller holds its lock. */
+static dsa_pointer *
+qc_bucket_link(dsa_pointer dp, const QcEntry *e)
+{
+	dsa_pointer *link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
+
+	while (*link != dp)
+	{
+		Assert(DsaPointerIsValid(*link));
+		link = &qc_entry(*link)->next;
+	}
+	return link;
 }
 
 /*
@@ -263,14 +576,18 @@ typedef bool (*QcMatchFn) (const QcEntry *e, const void *arg);
 /* Victims unlinked per exclusive hold of a partition lock, at most. */
 #define QC_UNLINK_BATCH			256
 
+/* A bulk removal of at least this many entries trims the area. */
+#define QC_TRIM_AFTER			1024
+
 /*
- * Remove every entry of one partition that satisfies match().  A shared
- * pass looks for one first; only if there is one is the lock retaken
- * exclusively, to unlink up to QC_UNLINK_BATCH of them into a local array
- * (no allocation while entries are unlinked but not yet freed, so an error
- * cannot leak them).  They are freed after the lock is released, and the
- * exclusive pass repeats while a batch came back full.  Returns the number
- * removed.
+ * Remove every entry of one partition that satisfies match(), scanning all
+ * its buckets: the way of removals the index cannot answer (a prefix
+ * without a namespace, a clear).  A shared pass looks for one first; only
+ * if there is one is the lock retaken exclusively, to unlink up to
+ * QC_UNLINK_BATCH of them into a local array (no allocation while entries
+ * are unlinked but not yet freed, so an error cannot leak them).  They are
+ * freed after the lock is released, and the exclusive pass repeats while a
+ * batch came back full.  Returns the number removed.
  */
 static int
 qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
@@ -318,10 +635,7 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 				QcEntry    *e = qc_entry(*link);
 
 				if (match(e, arg))
-				{
-					out[nout++] = *link;
-					*link = e->next;
-				}
+					out[nout++] = qc_unlink(partition, link);
 				else
 					link = &e->next;
 			}
@@ -341,15 +655,19 @@ typedef struct QcMatchArg
 	const char *str;
 	uint32		len;
 	uint32		hash;			/* tag hash, for QC_MATCH_TAG */
+	QcIdxKind	kind;			/* which index chain, for qc_remove_indexed */
+	uint32		ih;				/* its index hash */
 } QcMatchArg;
 
+/* Is the i-th tag string of an entry this one? */
 static bool
-qc_match_tag(const QcEntry *e, const void *arg)
+qc_entry_tag_is(const QcEntry *e, int i, const char *tag, uint32 len)
 {
-	const QcMatchArg *a = arg;
+	const char *p = QcEntryTags(e);
 
-	return e->dbid == a->dbid && e->ntags > 0 &&
-		qc_entry_has_tag(e, a->str, a->len, a->hash);
+	while (i-- > 0)
+		p += strlen(p) + 1;
+	return strlen(p) == len && memcmp(p, tag, len) == 0;
 }
 
 static bool
@@ -375,18 +693,130 @@ qc_match_any(const QcEntry *e, const void *arg)
 	return true;
 }
 
+/*
+ * Does entry e match what a removal through the index asks for: does it
+ * carry the tag, or is its key in the namespace and does it start with the
+ * prefix?  (A chain also holds other keys' links whose hashes collide.)
+ */
+static bool
+qc_entry_matches(const QcEntry *e, const QcMatchArg *a)
+{
+	int			i;
+
+	if (e->dbid != a->dbid)
+		return false;
+	if (a->kind == QC_IDX_NS)
+		return (e->flags & QC_ENTRY_NAMESPACE) != 0 && qc_match_prefix(e, a);
+	for (i = 0; i < e->ntags; i++)
+		if (QcEntryTagHashes(e)[i] == a->hash &&
+			qc_entry_tag_is(e, i, a->str, a->len))
+			return true;
+	return false;
+}
+
+/*
+ * Remove the entries that the index chain of a->ih names and that match
+ * (qc_entry_matches); returns the number removed.
+ *
+ * The chain is read under its index lock in shared mode, to collect up to
+ * QC_UNLINK_BATCH matching entries; then, with no lock held, each one is
+ * removed under its own partition lock, exclusive (which qc_unlink
+ * completes with the index locks, one at a time: the lock order).  Between
+ * the two, another backend may have removed and freed a collected entry,
+ * and its memory may hold something else by now: so under the partition
+ * lock the entry is first checked to be linked still (its hash names this
+ * partition, and the pointer is in its bucket chain: only live entries
+ * are), and to match.  A live entry never changes partition, and its
+ * content is immutable.  A freed chunk stays mapped (the area is in
+ * place), so reading it is harmless.  The walk repeats until the chain
+ * holds no match: the entries it removed have left it, and so have those
+ * others removed meanwhile.
+ */
+static uint64
+qc_remove_indexed(const QcMatchArg *a)
+{
+	uint32		h = qc_idx_headno(a->ih);
+	LWLock	   *ilock = qc_idx_lock(h);
+	dsa_pointer found[QC_UNLINK_BATCH];
+	dsa_pointer out[QC_UNLINK_BATCH];
+	uint64		total = 0;
+	int			idle = 0;
+
+	for (;;)
+	{
+		int			nfound = 0;
+		int			nout = 0;
+		int			i;
+		QcRef		r;
+
+		LWLockAcquire(ilock, LW_SHARED);
+		for (r = qc_idxheads[h]; r != 0 && nfound < QC_UNLINK_BATCH;
+			 r = qc_link_in(r, h)->next)
+		{
+			dsa_pointer dp = qc_ref_dp(r);
+
+			if (qc_entry_matches(qc_entry(dp), a))
+				found[nfound++] = dp;
+		}
+		LWLockRelease(ilock);
+		if (nfound == 0)
+			break;
+
+		for (i = 0; i < nfound; i++)
+		{
+			dsa_pointer dp = found[i];
+			QcEntry    *e = qc_entry(dp);
+			int			partition;
+			LWLock	   *plock;
+			dsa_pointer *link;
+
+			partition = qc_partition_of_entry(e);
+			plock = qc_partition_lock(partition);
+			LWLockAcquire(plock, LW_EXCLUSIVE);
+			if (qc_partition_of_entry(e) == partition)
+			{
+				link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
+				while (DsaPointerIsValid(*link) && *link != dp)
+					link = &qc_entry(*link)->next;
+				if (DsaPointerIsValid(*link) && qc_entry_matches(e, a))
+					out[nout++] = qc_unlink(partition, link);
+			}
+			LWLockRelease(plock);
+		}
+		qc_free_entries(out, nout);
+		total += nout;
+
+		/* matches that were all gone by the time we came: look again, a bit */
+		if (nout == 0 && ++idle > 3)
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+	return total;
+}
 
 /*
  * Remove every entry of a database that carries a tag, starts with a
- * prefix, or all of them; or every entry of every database.  Exact: returns the number removed.  Takes each
- * partition lock in turn, never two at once.
+ * prefix, or all of them; or every entry of every database.  Exact:
+ * returns the number removed.  Takes each partition lock in turn, never
+ * two at once.
+ *
+ * Cost.  A tag, and a prefix that contains a ':' (every key it matches is
+ * in the namespace up to that ':'), are answered by the index: first the
+ * presence counter (zero: nothing matches, no lock taken; a counter may be
+ * shared by several keys through hash collisions, which only costs the
+ * walk), then the chain (qc_remove_indexed), so the cost is the members',
+ * whatever the cache's size.  A prefix without ':' and a clear scan the
+ * partitions that hold entries of the database (dbcount, read without a
+ * lock: a set racing with the removal is the race the header comment
+ * explains), so a database with no entries costs 128 reads and no lock.
  */
 uint64
 qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 						 uint32 arglen)
 {
 	QcMatchArg	a;
-	QcMatchFn	fn;
+	QcMatchFn	fn = NULL;
+	uint32		guard;
 	uint64		n = 0;
 	int			p;
 
@@ -394,14 +824,31 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 	a.str = arg;
 	a.len = arglen;
 	a.hash = 0;
+	a.kind = QC_IDX_DB;
+	a.ih = 0;
+	guard = 0;
 	switch (kind)
 	{
 		case QC_MATCH_TAG:
 			a.hash = qc_hash_tag(arg, arglen);
-			fn = qc_match_tag;
+			a.kind = QC_IDX_TAG;
+			a.ih = qc_idx_hash(dbid, a.hash, QC_IDX_TAG);
+			guard = a.ih;
 			break;
 		case QC_MATCH_PREFIX:
-			fn = qc_match_prefix;
+			{
+				uint32		nslen = qc_namespace_len(arg, arglen);
+
+				if (nslen > 0)
+				{
+					a.kind = QC_IDX_NS;
+					a.ih = qc_idx_hash(dbid, qc_hash_namespace(arg, nslen),
+									   QC_IDX_NS);
+					guard = a.ih;
+				}
+				else
+					fn = qc_match_prefix;
+			}
 			break;
 		case QC_MATCH_EVERYTHING:
 			fn = qc_match_any;
@@ -412,132 +859,167 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 			break;
 	}
 
-	for (p = 0; p < QC_NUM_PARTITIONS; p++)
+	if (fn == NULL && pg_atomic_read_u32(qc_presence_of(guard)) == 0)
+		return 0;
+	pg_read_barrier();
+
+	if (fn == NULL)
+		n = qc_remove_indexed(&a);
+	else
 	{
-		CHECK_FOR_INTERRUPTS();
-		n += qc_remove_in_partition(p, fn, &a);
+		int			slot = qc_db_slot(dbid);
+
+		for (p = 0; p < QC_NUM_PARTITIONS; p++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			/* a partition with no entry of the database: nothing to scan */
+			if (kind != QC_MATCH_EVERYTHING &&
+				*(volatile uint32 *) &qc_shared->partitions[p].d.dbcount[slot] == 0)
+				continue;
+			n += qc_remove_in_partition(p, fn, &a);
+		}
 	}
+	/* a large removal may have emptied superblocks: give them back */
+	if (n >= QC_TRIM_AFTER || (n > 0 && fn != NULL && fn != qc_match_prefix))
+		dsa_trim(qc_dsa);
 	return n;
 }
 
+/* Buckets of one partition that one sweep looks at, at most. */
+#define QC_SWEEP_BUCKETS		512
+
 /*
- * Remove the expired entries of one partition, if its next_expiry says it
- * may have some, and recompute next_expiry from the entries that stay.
- * Returns the number removed.  Takes the partition lock, shared to look at
- * next_expiry, exclusive to sweep; frees after releasing it.
+ * One step of the sweeper's pass over a partition: if the partition may
+ * hold expired entries (its next_expiry has passed), or a pass is under
+ * way, look at the next QC_SWEEP_BUCKETS buckets from its sweep cursor and
+ * unlink the expired ones (and, during a pass for dead entries, those that
+ * invalidations stamped up to the pass's cutoff made stale for good).
+ * When the pass completes, next_expiry
+ * becomes the least expiry of the entries that stayed: sweep_min, which
+ * the pass and every set made during it lower.  Returns the number
+ * removed.  Takes the partition lock, shared to look at its state,
+ * exclusive to sweep; frees after releasing it.
  */
 static int
-qc_sweep_partition(int partition, TimestampTz now, bool dead_too)
+qc_sweep_partition(int partition, TimestampTz now, TimestampTz start_dead)
 {
 	QcPartitionData *part = &qc_shared->partitions[partition].d;
 	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
 	uint32		first = (uint32) partition * nper;
 	dsa_pointer out[QC_UNLINK_BATCH];
-	TimestampTz next;
 	TimestampTz ne;
-	int			total = 0;
-	int			nout;
+	bool		active;
+	int			nout = 0;
 	uint32		b;
+	uint32		end;
 
 	LWLockAcquire(&part->lock, LW_SHARED);
 	ne = part->next_expiry;
-	if (dead_too && (ne == 0 || ne > now))
-	{
-		/* look for dead entries before taking the lock exclusively */
-		bool		any = false;
-
-		for (b = first; b < first + nper && !any; b++)
-		{
-			dsa_pointer dp;
-
-			for (dp = qc_buckets[b]; DsaPointerIsValid(dp) && !any;)
-			{
-				QcEntry    *e = qc_entry(dp);
-
-				any = qc_entry_dead(e);
-				dp = e->next;
-			}
-		}
-		if (any)
-			ne = now;
-	}
+	active = start_dead || part->sweep_dead || part->sweep_cursor != 0 ||
+		(ne != 0 && ne <= now);
 	LWLockRelease(&part->lock);
-	if (ne == 0 || ne > now)
+	if (!active)
 		return 0;
 
-	do
+	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+	if (start_dead)
 	{
-		nout = 0;
-		next = 0;
-		LWLockAcquire(&part->lock, LW_EXCLUSIVE);
-		for (b = first; b < first + nper; b++)
+		part->sweep_dead = true;
+		part->sweep_dead_cutoff = start_dead;
+	}
+	if (part->sweep_cursor == 0)
+		part->sweep_min = 0;	/* a pass begins */
+	end = Min(part->sweep_cursor + QC_SWEEP_BUCKETS, nper);
+	for (b = part->sweep_cursor; b < end; b++)
+	{
+		dsa_pointer *link = &qc_buckets[first + b];
+
+		while (DsaPointerIsValid(*link))
 		{
-			dsa_pointer *link = &qc_buckets[b];
+			QcEntry    *e = qc_entry(*link);
 
-			while (DsaPointerIsValid(*link))
+			if (qc_entry_expired(e, now) ||
+				(part->sweep_dead &&
+				 qc_entry_dead_before(e, part->sweep_dead_cutoff)))
 			{
-				QcEntry    *e = qc_entry(*link);
-
-				if ((qc_entry_expired(e, now) || (dead_too && qc_entry_dead(e))) &&
-					nout < QC_UNLINK_BATCH)
-				{
-					out[nout++] = *link;
-					*link = e->next;
-					continue;
-				}
-				if (e->ttl != 0 && (next == 0 || QcEntryExpires(e) < next))
-					next = QcEntryExpires(e);
-				link = &e->next;
+				if (nout == QC_UNLINK_BATCH)
+					break;
+				out[nout++] = qc_unlink(partition, link);
+				continue;
 			}
+			if (e->ttl != 0 &&
+				(part->sweep_min == 0 || QcEntryExpires(e) < part->sweep_min))
+				part->sweep_min = QcEntryExpires(e);
+			link = &e->next;
 		}
-		part->next_expiry = next;
-		LWLockRelease(&part->lock);
-		qc_free_entries(out, nout);
-		total += nout;
-	} while (nout == QC_UNLINK_BATCH);
-
-	return total;
+		if (nout == QC_UNLINK_BATCH)
+			break;				/* this bucket again next time */
+	}
+	if (b >= nper)
+	{
+		part->next_expiry = part->sweep_min;
+		part->sweep_cursor = 0;
+		part->sweep_dead = false;
+	}
+	else
+		part->sweep_cursor = b;
+	LWLockRelease(&part->lock);
+	qc_free_entries(out, nout);
+	return nout;
 }
 
 /*
- * Remove every expired entry of every database, and every entry an
- * invalidation made stale for good.  Returns the number removed and counts
- * them as expired evictions.  The sweeper's work: it visits only the
- * partitions whose next_expiry has passed, unless an invalidation was
- * stamped since its last sweep, so a quiet cache costs it nothing.
+ * One tick of the sweeper: a step of each partition's pass (see
+ * qc_sweep_partition), so that its work per tick is bounded by
+ * QC_NUM_PARTITIONS * QC_SWEEP_BUCKETS buckets whatever the cache's size,
+ * and a partition none of whose entries is due costs one shared lock.
+ * Returns the number removed and counts them as expired evictions.
  */
 uint64
 qc_store_sweep(TimestampTz now)
 {
-	static uint64 last_generation = 0;
-	static TimestampTz last_dead_sweep = 0;
+	static uint64 swept_generation = 0;
+	static uint64 seen_generation = 0;
+	static TimestampTz seen_at = 0;
 	uint64		generation = pg_atomic_read_u64(&qc_shared->stamp_generation);
-	bool		dead_too;
+	TimestampTz start_dead = 0;
 	uint64		n = 0;
 	int			p;
 
 	/*
 	 * Entries that an invalidation made stale are never served, so freeing
-	 * them is only about memory, which eviction also reclaims on demand.  A
-	 * look for them scans every entry: do it at most every
-	 * QC_DEAD_SWEEP_INTERVAL_MS, so that a steady stream of invalidations
-	 * (local writes, or other nodes' through Redis) does not make the sweeper
-	 * scan the whole cache every second.
+	 * them is only about memory, which eviction also reclaims on demand.
+	 * When the stamps have changed, a pass for them starts
+	 * QC_DEAD_SWEEP_INTERVAL_MS after the change was first seen, and frees
+	 * the entries that stamps up to that moment made stale: so a steady
+	 * stream of invalidations (local writes, or other nodes' through Redis)
+	 * does not keep the sweeper walking the cache, and the sweeper does not
+	 * take the entries that an explicit invalidation, still running, is
+	 * removing and counting.
 	 */
-	dead_too = generation != last_generation &&
-		now - last_dead_sweep >= (TimestampTz) QC_DEAD_SWEEP_INTERVAL_MS * 1000;
-	if (dead_too)
+	if (generation != swept_generation && seen_at == 0)
 	{
-		last_generation = generation;
-		last_dead_sweep = now;
+		seen_generation = generation;
+		seen_at = now;
+	}
+	if (seen_at != 0 &&
+		now - seen_at >= (TimestampTz) QC_DEAD_SWEEP_INTERVAL_MS * 1000)
+	{
+		start_dead = seen_at;
+		swept_generation = seen_generation;
+		seen_at = 0;
 	}
 	for (p = 0; p < QC_NUM_PARTITIONS; p++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		n += qc_sweep_partition(p, now, dead_too);
+		n += qc_sweep_partition(p, now, start_dead);
 	}
 	if (n > 0)
+	{
 		qc_count(QC_STAT_EVICTIONS_EXPIRED, n);
+		/* give the superblocks that emptied back to the area */
+		dsa_trim(qc_dsa);
+	}
 	return n;
 }
 
@@ -560,7 +1042,8 @@ qc_store_remove(const QcKey *key)
 {
 	uint32		bucket = qc_bucket_of(key->hash);
 	uint32		h32 = (uint32) key->hash;
-	LWLock	   *lock = qc_partition_lock(qc_partition_of_bucket(bucket));
+	int			partition = qc_partition_of_bucket(bucket);
+	LWLock	   *lock = qc_partition_lock(partition);
 	dsa_pointer *link;
 	dsa_pointer victims[QC_UNLINK_BATCH];
 	int			nvictims = 0;
@@ -573,8 +1056,7 @@ qc_store_remove(const QcKey *key)
 		if (qc_entry_is_key_or_variant(e, key, h32) &&
 			nvictims < QC_UNLINK_BATCH)
 		{
-			victims[nvictims++] = *link;
-			*link = e->next;
+			victims[nvictims++] = qc_unlink(partition, link);
 			continue;
 		}
 		link = &e->next;
@@ -587,123 +1069,133 @@ qc_store_remove(const QcKey *key)
 	return true;
 }
 
+/* Entries one eviction round looks at, at most (whole bucket chains). */
+#define QC_EVICT_SCAN			64
+
+/* Buckets one eviction round looks at, at most (empty ones included). */
+#define QC_EVICT_SCAN_BUCKETS	1024
+
 /*
- * One eviction round, a CLOCK over partitions: take the partition under the
- * hand exclusively and unlink its expired and dead (invalidated) entries;
- * then, first in first out
- * and until `bytes` bytes and `entries` entries are freed (expired ones
- * count), its entries whose reference bit is clear.  The round clears the
- * bit of every entry it passes and moves it to the back of the FIFO: an
- * entry read between two passes of the hand gets a second chance, so a key
- * in use is never evicted, whatever the size of its partition.  At most
- * QC_EVICT_BATCH entries go by recency per round.  With by_size, the
- * largest unreferenced entries go first instead of the oldest: a large
- * allocation needs whole free pages, and freeing a large entry returns its
- * pages at once, where freeing small ones returns pages only when a whole
- * superblock empties.  The entries are freed
- * after the lock is released.  Returns the bytes freed; *nfreed gets the
- * number of entries.
+ * One eviction round, a CLOCK over the partitions and, within each, over
+ * its buckets: take the partition under the shared hand exclusively, and
+ * look at the entries of the next buckets from its evict_cursor, at most
+ * QC_EVICT_SCAN entries (and QC_EVICT_SCAN_BUCKETS buckets), so the work
+ * done under the lock is bounded whatever the partition's size and
+ * whatever the reference bits say.  Expired and dead (invalidated) entries
+ * among them are unlinked.  An entry read since the hand last passed gets
+ * a second chance: its bit is cleared and it moves to the back of the
+ * partition's FIFO.  Then, until `bytes` bytes and `entries` entries are
+ * freed (expired ones count), the unreferenced entries seen go, oldest
+ * first (largest first with by_size: a large allocation needs whole free
+ * pages, and freeing a large entry returns its pages at once).  Only if the
+ * round would otherwise free nothing does the oldest referenced entry seen
+ * go: a cache whose every entry is hot still makes room in one round.  At
+ * most QC_EVICT_BATCH entries go by recency per round.  The entries are
+ * freed after the lock is released.  Returns the bytes freed; *nfreed gets
+ * the number of entries.
  */
 static uint64
 qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 			   int *nfreed)
 {
 	int			partition;
-	LWLock	   *lock;
+	QcPartitionData *part;
 	uint32		base;
 	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
 	uint32		first;
 	dsa_pointer victims[QC_EVICT_BATCH];
-	uint32		ages[QC_EVICT_BATCH];
+	uint64		scores[QC_EVICT_BATCH];
 	int			nvictims = 0;
 	dsa_pointer expired[QC_UNLINK_BATCH];
 	int			nexpired = 0;
 	uint64		freed = 0;
+	int			nseen = 0;
+	uint32		nb;
 	uint32		b;
 	int			i;
 
 	partition = pg_atomic_fetch_add_u32(&qc_shared->evict_hand, 1) %
 		QC_NUM_PARTITIONS;
-	lock = qc_partition_lock(partition);
+	part = &qc_shared->partitions[partition].d;
 	first = (uint32) partition * nper;
 
-	LWLockAcquire(lock, LW_EXCLUSIVE);
-	base = qc_shared->partitions[partition].d.clock;
+	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+	base = part->clock;
+	b = part->evict_cursor;
 
-	/* Pass 1: unlink expired entries; keep the oldest unused candidates. */
-	for (b = first; b < first + nper; b++)
+	/*
+	 * Pass 1: unlink expired entries; keep the best candidates, scored so
+	 * that any unreferenced entry comes before every referenced one.
+	 */
+	for (nb = 0; nb < nper && nb < QC_EVICT_SCAN_BUCKETS &&
+		 nseen < QC_EVICT_SCAN; nb++, b = (b + 1) & (nper - 1))
 	{
-		dsa_pointer *link = &qc_buckets[b];
+		dsa_pointer *link = &qc_buckets[first + b];
 
 		while (DsaPointerIsValid(*link))
 		{
 			QcEntry    *e = qc_entry(*link);
+			uint32		pos;
+			uint64		score;
 
-			if (qc_entry_expired(e, now) || qc_entry_dead(e))
+			nseen++;
+			if ((qc_entry_expired(e, now) || qc_entry_dead(e)) &&
+				nexpired < QC_UNLINK_BATCH)
 			{
-				/* the rest waits for the next round or the sweeper */
-				if (nexpired < QC_UNLINK_BATCH)
-				{
-					freed += qc_alloc_size(QcEntrySize(e));
-					expired[nexpired++] = *link;
-					*link = e->next;
-					continue;
-				}
+				freed += qc_alloc_size(QcEntrySize(e));
+				expired[nexpired++] = qc_unlink(partition, link);
+				continue;
+			}
+
+			pos = pg_atomic_read_u32(&e->clock);
+			score = by_size ? (uint64) QcEntrySize(e) :
+				(uint64) (base - (pos >> 1));
+			if (pos & QC_REFERENCED)
+			{
+				/*
+				 * Read since the hand last passed: second chance, at the back
+				 * of the FIFO.  A reader setting the bit again at once only
+				 * gives it one more chance.
+				 */
+				pg_atomic_write_u32(&e->clock, qc_next_position(partition));
 			}
 			else
+				score |= UINT64CONST(1) << 32;
+
+			/* keep the QC_EVICT_BATCH best, best first */
+			if (nvictims < QC_EVICT_BATCH || score > scores[nvictims - 1])
 			{
-				uint32		pos = pg_atomic_read_u32(&e->clock);
+				int			j = nvictims < QC_EVICT_BATCH ? nvictims++ : nvictims - 1;
 
-				if (pos & QC_REFERENCED)
+				while (j > 0 && scores[j - 1] < score)
 				{
-					/*
-					 * Read since the hand last passed: second chance, at the
-					 * back of the FIFO.  A reader setting the bit again at
-					 * once only gives it one more chance.
-					 */
-					pg_atomic_write_u32(&e->clock, qc_next_position(partition));
+					scores[j] = scores[j - 1];
+					victims[j] = victims[j - 1];
+					j--;
 				}
-				else
-				{
-					uint32		age = by_size ? (uint32) QcEntrySize(e) :
-					base - (pos >> 1);
-
-					/* keep the QC_EVICT_BATCH oldest, oldest first */
-					if (nvictims < QC_EVICT_BATCH || age > ages[nvictims - 1])
-					{
-						int			j = nvictims < QC_EVICT_BATCH ? nvictims++ : nvictims - 1;
-
-						while (j > 0 && ages[j - 1] < age)
-						{
-							ages[j] = ages[j - 1];
-							victims[j] = victims[j - 1];
-							j--;
-						}
-						ages[j] = age;
-						victims[j] = *link;
-					}
-				}
+				scores[j] = score;
+				victims[j] = *link;
 			}
 			link = &e->next;
 		}
 	}
+	part->evict_cursor = b;
 
-	/* Pass 2: unlink candidates, oldest first, until the need is met. */
+	/* Pass 2: unlink candidates, best first, until the need is met. */
 	for (i = 0; i < nvictims; i++)
 	{
 		QcEntry    *v = qc_entry(victims[i]);
-		dsa_pointer *link;
 
 		if (freed >= bytes && nexpired + i >= entries)
 			break;
-		link = &qc_buckets[v->hash & (qc_shared->nbuckets - 1)];
-		while (*link != victims[i])
-			link = &qc_entry(*link)->next;
-		*link = v->next;
+		/* a referenced entry only if nothing else goes */
+		if (!(scores[i] >> 32) && nexpired + i > 0)
+			break;
 		freed += qc_alloc_size(QcEntrySize(v));
+		(void) qc_unlink(partition, qc_bucket_link(victims[i], v));
 	}
 	nvictims = i;
-	LWLockRelease(lock);
+	LWLockRelease(&part->lock);
 
 	qc_free_entries(expired, nexpired);
 	qc_free_entries(victims, nvictims);
@@ -719,8 +1211,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 /*
  * Evict until at least `bytes` bytes and `entries` entries have been freed,
  * or the hand has gone twice around the partitions without freeing
- * anything (the first pass may only clear reference bits).  Returns bytes
- * freed.
+ * anything.  Returns bytes freed.
  */
 static uint64
 qc_evict(TimestampTz now, uint64 bytes, int entries, bool by_size)
@@ -769,6 +1260,36 @@ qc_reserve_entry(TimestampTz now)
 	}
 }
 
+/* Least interval between two dsa_trim calls of failed allocations. */
+#define QC_TRIM_INTERVAL_US		10000
+
+/*
+ * The DSA allocator keeps an emptied superblock of a size class as long as
+ * it is the class's current one, so that values of many sizes, once
+ * removed, can leave one empty 64 kB superblock per size class ever used,
+ * memory that no eviction can reclaim and that bytes_used does not count.
+ * dsa_trim gives them back to the area's free pages.  A failed allocation
+ * calls it (before evicting anything) when bytes_used says the area should
+ * have room, at most once per QC_TRIM_INTERVAL_US in the whole cluster,
+ * since it takes every size class's lock; bulk removals and the sweeper
+ * call it too.  Returns true if it trimmed.  No partition lock held.
+ */
+static bool
+qc_trim_if_due(TimestampTz now)
+{
+	uint64		last = pg_atomic_read_u64(&qc_shared->last_trim);
+
+	if (pg_atomic_read_u64(&qc_shared->bytes_used) >
+		qc_shared->bytes_limit - qc_shared->bytes_limit / 10)
+		return false;
+	if (now - (TimestampTz) last < QC_TRIM_INTERVAL_US ||
+		!pg_atomic_compare_exchange_u64(&qc_shared->last_trim, &last,
+										(uint64) now))
+		return false;
+	dsa_trim(qc_dsa);
+	return true;
+}
+
 /*
  * Allocate `size` bytes from the area, evicting as needed.  Each failed
  * attempt asks the eviction for twice as much as the one before, because
@@ -783,6 +1304,7 @@ qc_allocate(Size size, TimestampTz now)
 	uint64		target = Max(size, QC_EVICT_MIN_BYTES);
 	uint64		cap = Max(size, qc_shared->dsa_size / 4);
 	uint64		evicted = 0;
+	bool		trimmed = false;
 
 	for (;;)
 	{
@@ -792,6 +1314,11 @@ qc_allocate(Size size, TimestampTz now)
 		dp = dsa_allocate_extended(qc_dsa, size, DSA_ALLOC_NO_OOM);
 		if (DsaPointerIsValid(dp))
 			return dp;
+		if (!trimmed && qc_trim_if_due(now))
+		{
+			trimmed = true;
+			continue;			/* retry before evicting */
+		}
 		if (evicted >= cap)
 			break;
 		freed = qc_evict(now, Min(target, cap - evicted), 0,
@@ -800,6 +1327,7 @@ qc_allocate(Size size, TimestampTz now)
 			break;				/* nothing left to evict */
 		evicted += freed;
 		target *= 2;
+		trimmed = false;
 	}
 	return InvalidDsaPointer;
 }
@@ -820,8 +1348,11 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	TimestampTz expires = info->expires;
 	uint32		bucket = qc_bucket_of(key->hash);
 	uint32		h32 = (uint32) key->hash;
-	LWLock	   *lock = qc_partition_lock(qc_partition_of_bucket(bucket));
+	int			partition = qc_partition_of_bucket(bucket);
+	LWLock	   *lock = qc_partition_lock(partition);
 	Size		tagbytes = 0;
+	uint32		nslen = qc_namespace_len(key->data, key->len);
+	int			nlinks = tags->ntags + (nslen > 0 ? 1 : 0);
 	Size		size;
 	dsa_pointer dp;
 	dsa_pointer old = InvalidDsaPointer;
@@ -836,7 +1367,8 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	Assert(tags->ntags <= QC_MAX_TAGS && tagbytes <= PG_UINT16_MAX);
 
 	Assert(info->depbytes <= PG_UINT16_MAX && key->len <= PG_UINT16_MAX);
-	size = sizeof(QcEntry) + sizeof(uint32) * tags->ntags +
+	size = sizeof(QcEntry) + sizeof(QcLink) * nlinks +
+		sizeof(uint32) * tags->ntags +
 		info->depbytes + key->len + vallen + tagbytes;
 	if (vallen > (uint32) qc_max_entry_size || !AllocSizeIsValid(size))
 	{
@@ -879,7 +1411,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	e->vallen = vallen;
 	e->tagbytes = (uint16) tagbytes;
 	e->ntags = (uint8) tags->ntags;
-	e->flags = info->flags;
+	e->flags = info->flags | (nslen > 0 ? QC_ENTRY_NAMESPACE : 0);
 	e->depbytes = (uint16) info->depbytes;
 	e->created = now;
 	/* expires is now + a whole number of seconds (qc_expiry) */
@@ -912,19 +1444,21 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 
 		if (qc_entry_is_key(o, key, h32))
 		{
-			old = *link;
-			*link = o->next;
+			old = qc_unlink(partition, link);
 			break;
 		}
 		link = &o->next;
 	}
 	/* last in its partition's FIFO, unreferenced until read */
-	part = &qc_shared->partitions[qc_partition_of_bucket(bucket)].d;
-	pg_atomic_write_u32(&e->clock, qc_next_position(qc_partition_of_bucket(bucket)));
+	part = &qc_shared->partitions[partition].d;
+	pg_atomic_write_u32(&e->clock, qc_next_position(partition));
 	if (expires != 0 && (part->next_expiry == 0 || expires < part->next_expiry))
 		part->next_expiry = expires;
+	if (expires != 0 && (part->sweep_min == 0 || expires < part->sweep_min))
+		part->sweep_min = expires;
 	e->next = qc_buckets[bucket];
 	qc_buckets[bucket] = dp;
+	qc_index_link(dp, e);
 	LWLockRelease(lock);
 
 	if (DsaPointerIsValid(old))
