@@ -151,11 +151,23 @@ qc_inval_init(void)
 	pg_atomic_init_u64(&qc_shared->stamp_generation, 0);
 }
 
-/* The pending-set key of a (database, tag hash) pair; never 0. */
+/*
+ * The pending-set key of a (database, tag hash) pair: the database's oid in
+ * the high 32 bits, all of them (oids run up to 2^32 - 1), the tag hash in
+ * the low ones.  Never 0, since a database's oid is never InvalidOid.
+ */
 static inline uint64
 qc_pending_key(Oid dbid, uint32 taghash)
 {
-	return ((uint64) dbid << 32 | taghash) | ((uint64) 1 << 63);
+	Assert(OidIsValid(dbid));
+	return (uint64) dbid << 32 | taghash;
+}
+
+/* The database of a pending-set key. */
+static inline Oid
+qc_pending_db(uint64 key)
+{
+	return (Oid) (key >> 32);
 }
 
 /* The slot of a (database, tag hash) pair. */
@@ -255,8 +267,7 @@ qc_pending_mark(int delta)
 
 		if (pending[i] == 0)
 			continue;
-		slot = qc_slot_of((Oid) ((pending[i] >> 32) & 0x7FFFFFFF),
-						  (uint32) pending[i]);
+		slot = qc_slot_of(qc_pending_db(pending[i]), (uint32) pending[i]);
 		if (delta > 0)
 			pg_atomic_fetch_add_u32(&slot->inflight, 1);
 		else
@@ -283,7 +294,7 @@ qc_pending_stamp(TimestampTz stamp)
 
 	for (i = 0; i < pending_size; i++)
 		if (pending[i] != 0)
-			qc_slot_stamp(qc_slot_of((Oid) ((pending[i] >> 32) & 0x7FFFFFFF),
+			qc_slot_stamp(qc_slot_of(qc_pending_db(pending[i]),
 									 (uint32) pending[i]), stamp);
 	pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
 }
