@@ -10,18 +10,19 @@ OBJS = \
 	src/fetch.o \
 	src/flight.o \
 	src/invalidate.o \
+	src/ddl.o \
 	src/worker.o \
 	src/redis.o \
 	src/redis_worker.o
 SHLIB_LINK = -lhiredis
 
 EXTENSION = qcache
-DATA = qcache--1.0.sql qcache--1.0--1.1.sql qcache--1.1--1.2.sql
+DATA = qcache--1.0.sql qcache--1.0--1.1.sql qcache--1.1--1.2.sql qcache--1.2--1.3.sql
 PGFILEDESC = "qcache - query result cache in shared memory"
 
 # pg_regress suites (sql/ and expected/), on a temporary instance with
 # qcache preloaded; then isolation specs; then TAP tests.
-REGRESS = api errors ttl tags config stats eviction isolation_db privileges fetch triggers watch transactional fetch_tags fetch_acl upgrade fetch_json fetch_checked
+REGRESS = api errors ttl tags config stats eviction isolation_db privileges fetch triggers watch transactional fetch_tags fetch_acl upgrade fetch_json fetch_checked write_paths
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/qcache.conf
 ISOLATION = set_get concurrent_set invalidate clear stale_set read_your_writes truncate_cascade explicit_stamp
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \

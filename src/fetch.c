@@ -309,11 +309,11 @@ qc_run_query(const QcKey *key, const char *wrapped, bool as_text,
 				continue;
 			if (!qc_add_rel(res->tagrels, &res->ntagrels, relid))
 				res->too_many_rels = true;
-			if (get_rel_relispartition(relid))
 			{
 				ListCell   *lc3;
 
-				foreach(lc3, get_partition_ancestors(relid))
+				/* ancestors by inheritance or partitioning (invalidate.c) */
+				foreach(lc3, qc_rel_ancestors(relid))
 					if (!qc_add_rel(res->tagrels, &res->ntagrels, lfirst_oid(lc3)))
 					res->too_many_rels = true;
 			}
@@ -506,15 +506,16 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 		value = (struct varlena *)
 			cstring_to_text(JsonbToCString(NULL, &res.value->root,
 										   VARSIZE(res.value)));
-	if (res.too_many_rels || given->ntags + res.ntagrels > QC_MAX_TAGS)
+	if (res.too_many_rels ||
+		given->ntags + 2 * res.ntagrels + 1 > QC_MAX_ENTRY_TAGS)
 	{
 		qc_count(QC_STAT_SETS_REJECTED, 1);
 		return value;
 	}
 
 	tags.ntags = 0;
-	tags.tag = palloc(sizeof(char *) * (given->ntags + res.ntagrels));
-	tags.len = palloc(sizeof(uint32) * (given->ntags + res.ntagrels));
+	tags.tag = palloc(sizeof(char *) * (given->ntags + 2 * res.ntagrels + 1));
+	tags.len = palloc(sizeof(uint32) * (given->ntags + 2 * res.ntagrels + 1));
 	for (i = 0; i < given->ntags; i++)
 	{
 		tags.tag[tags.ntags] = given->tag[i];
@@ -529,6 +530,16 @@ qc_fetch_compute(const QcKey *key, const char *wrapped, const QcTags *given,
 		tags.tag[tags.ntags] = t;
 		tags.len[tags.ntags++] = strlen(t);
 	}
+	/* relations by OID, and the names tag (invalidate.c, issue 10) */
+	for (i = 0; i < res.ntagrels; i++)
+	{
+		char	   *t = qc_rel_oid_tag(res.tagrels[i]);
+
+		tags.tag[tags.ntags] = t;
+		tags.len[tags.ntags++] = strlen(t);
+	}
+	tags.tag[tags.ntags] = qc_names_tag();
+	tags.len[tags.ntags++] = strlen(qc_names_tag());
 
 	info.now = GetCurrentTimestamp();
 	info.expires = ttl_usec == 0 ? 0 : info.now + ttl_usec;

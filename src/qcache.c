@@ -47,6 +47,7 @@ qcache_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	qc_shmem_request();
+	qc_twophase_shmem_request();
 }
 
 /* Chains qc_shmem_startup behind any previous shmem_startup hook. */
@@ -56,6 +57,7 @@ qcache_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	qc_shmem_startup();
+	qc_twophase_shmem_startup();
 }
 
 /*
@@ -82,12 +84,17 @@ qcache_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		 access == OAT_POST_ALTER) &&
 		classId == DatabaseRelationId && qc_shared)
 		pg_atomic_fetch_add_u32(&qc_shared->db_names_generation, 1);
+
+	/* catalog changes that change query results: ddl.c */
+	qc_ddl_object_access(access, classId, objectId, subId);
 }
 
 /*
  * ProcessUtility_hook: notice SET TRANSACTION SNAPSHOT.  A transaction that
  * imports a snapshot may read data older than its own start, which is the
- * build point of what it stores (invalidate.c), so it stores nothing.
+ * build point of what it stores (invalidate.c), so it stores nothing.  And
+ * DDL: ddl.c stamps what a statement may change, and watches new children
+ * of watched tables.
  */
 static void
 qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
@@ -101,6 +108,7 @@ qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		((VariableSetStmt *) stmt)->kind == VAR_SET_MULTI &&
 		strcmp(((VariableSetStmt *) stmt)->name, "TRANSACTION SNAPSHOT") == 0)
 		qc_inval_snapshot_imported();
+	qc_ddl_before(stmt);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
@@ -108,6 +116,8 @@ qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+
+	qc_ddl_after(stmt);
 }
 
 /* Module load callback. */

@@ -130,6 +130,11 @@ qc_tags_from_array(ArrayType *arr, QcTags *tags)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
 					 errmsg("cache tag must not contain a zero byte")));
+		if (qc_tag_is_internal(VARDATA_ANY(t), len))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cache tag must not start with byte 0x01"),
+					 errdetail("Tags that start with byte 0x01 are qcache's own.")));
 		tags->tag[i] = text_to_cstring(t);
 		tags->len[i] = len;
 	}
@@ -312,6 +317,9 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	QcSetInfo	l1;
 	QcSetResult res;
 	bool		l2_stored = false;
+	QcTags		all_tags;
+	QcTags		l2_buf;
+	const QcTags *l2_tags;
 
 	if (!qc_enabled)
 	{
@@ -320,6 +328,20 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	}
 	if (info->build == 0)
 		info->build = GetCurrentTransactionStartTimestamp();
+
+	/*
+	 * The entry also carries the families of its tags, which a TRUNCATE
+	 * invalidates (invalidate.c); Redis gets the tags that are not
+	 * node-internal.
+	 */
+	if (!qc_tags_with_families(tags, &all_tags))
+	{
+		qc_store_remove(key);
+		qc_count(QC_STAT_SETS_REJECTED, 1);
+		return false;
+	}
+	l2_tags = qc_tags_public(tags, &l2_buf);
+	tags = &all_tags;
 
 	/*
 	 * On a hot standby the snapshot lags the primary by an unknown delay, so
@@ -368,7 +390,7 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 		else
 			json = JsonbToCString(NULL, &((Jsonb *) value)->root,
 								  VARSIZE(value));
-		l2 = qc_l2_set_guarded(key, json, tags, ttl_ms, info->build);
+		l2 = qc_l2_set_guarded(key, json, l2_tags, ttl_ms, info->build);
 		if (l2 == QC_L2_STALE)
 		{
 			qc_store_remove(key);
@@ -613,12 +635,16 @@ qcache_entries(PG_FUNCTION_ARGS)
 		{
 			Datum	   *tags = palloc(sizeof(Datum) * Max(info->ntags, 1));
 			int			i;
+			int			n = 0;
 
 			values[0] = PointerGetDatum(cstring_to_text_with_len(info->key,
 																 info->keylen));
+
+			/* node-internal tags (invalidate.c) are not shown */
 			for (i = 0; i < info->ntags; i++)
-				tags[i] = CStringGetTextDatum(info->tags[i]);
-			values[1] = PointerGetDatum(construct_array(tags, info->ntags,
+				if (!qc_tag_is_internal(info->tags[i], strlen(info->tags[i])))
+					tags[n++] = CStringGetTextDatum(info->tags[i]);
+			values[1] = PointerGetDatum(construct_array(tags, n,
 														TEXTOID, -1, false,
 														TYPALIGN_INT));
 		}
