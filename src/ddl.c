@@ -35,7 +35,10 @@
  *   statement that can change what a name resolves to: CREATE of a
  *   non-temporary relation, view, sequence, function, type, domain,
  *   operator, cast, conversion, operator class or family, schema or
- *   extension, RENAME and SET SCHEMA of anything.  A relation that was
+ *   extension, if it created something (counted from OAT_POST_CREATE: IF
+ *   NOT EXISTS of an existing object stamps nothing), and RENAME and SET
+ *   SCHEMA of anything.  ALTER TABLE that only enables or disables
+ *   triggers (as qcache_watch does) stamps nothing.  A relation that was
  *   dropped is reached by its OID tag, so DROP needs no names tag: an
  *   entry that read it carries it.  After CREATE TABLE ... INHERITS or
  *   PARTITION OF, and ALTER TABLE ... ATTACH PARTITION or INHERIT,
@@ -45,6 +48,10 @@
  *   triggers of qcache_watch are dropped (qcache_watch_attaching), since
  *   the parent's clones take their names: the partition then has its
  *   parent's watch.
+ *
+ * Like a DML write, a stamp makes the transaction a writer: it stores
+ * nothing until it ends, since what it computes may reflect its
+ * uncommitted catalog changes (invalidate.c).
  *
  * Stamping more than needed costs misses, never wrong values, so both
  * hooks may stamp the same tag, and stamp relations a command merely
@@ -88,6 +95,15 @@
 #include "qcache.h"
 
 static void qc_ddl_attaching(Oid relid, Oid parent);
+static bool qc_ddl_only_triggers(AlterTableStmt *ats);
+
+/*
+ * Objects created so far in this backend (OAT_POST_CREATE of a whole
+ * object).  qc_ddl_before returns it and qc_ddl_after compares: a CREATE
+ * that created nothing (IF NOT EXISTS of an existing object) changes no
+ * name's meaning and stamps no names tag.
+ */
+static uint64 qc_ddl_created = 0;
 
 /* May DDL stamp tags now?  In a transaction of a database, qcache loaded. */
 static inline bool
@@ -172,6 +188,8 @@ qc_ddl_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	if (access != OAT_POST_CREATE && access != OAT_POST_ALTER &&
 		access != OAT_DROP)
 		return;
+	if (access == OAT_POST_CREATE && subId == 0)
+		qc_ddl_created++;
 	if (!qc_ddl_active())
 		return;
 	switch (classId)
@@ -201,33 +219,26 @@ qc_ddl_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	}
 }
 
-/* Is a RangeVar's relation to be created temporary? */
-static inline bool
-qc_ddl_temp(RangeVar *rv)
-{
-	return rv != NULL && rv->relpersistence == RELPERSISTENCE_TEMP;
-}
-
 /*
  * The ProcessUtility hook's part, before the command runs: stamp what it
  * may change (header comment).  If the command fails, the transaction (or
  * subtransaction) aborts; the stamps of an aborted subtransaction stay
  * pending, which costs misses only.
  */
-void
+uint64
 qc_ddl_before(Node *stmt)
 {
 	ListCell   *lc;
 
 	if (!qc_ddl_active())
-		return;
+		return qc_ddl_created;
 	switch (nodeTag(stmt))
 	{
 		case T_AlterTableStmt:
 			{
 				AlterTableStmt *ats = (AlterTableStmt *) stmt;
 
-				if (ats->objtype == OBJECT_INDEX)
+				if (ats->objtype == OBJECT_INDEX || qc_ddl_only_triggers(ats))
 					break;
 				qc_ddl_rel_tree(qc_ddl_rangevar(ats->relation));
 				foreach(lc, ats->cmds)
@@ -268,34 +279,17 @@ qc_ddl_before(Node *stmt)
 			break;
 		case T_ViewStmt:
 			{
-				ViewStmt   *vs = (ViewStmt *) stmt;
-				Oid			relid = qc_ddl_rangevar(vs->view);
+				Oid			relid = qc_ddl_rangevar(((ViewStmt *) stmt)->view);
 
 				if (OidIsValid(relid))
-					qc_ddl_rel(relid);
-				else if (!qc_ddl_temp(vs->view))
-					qc_inval_names_at_commit();
+					qc_ddl_rel(relid);	/* CREATE OR REPLACE */
 				break;
 			}
 		case T_CreateStmt:
 		case T_CreateForeignTableStmt:
-			{
-				CreateStmt *cs = (CreateStmt *) stmt;
-
-				if (!qc_ddl_temp(cs->relation))
-					qc_inval_names_at_commit();
-				/* a new child or partition: its parents' scans change */
-				foreach(lc, cs->inhRelations)
-					qc_ddl_rel_tree(qc_ddl_rangevar(lfirst_node(RangeVar, lc)));
-				break;
-			}
-		case T_CreateTableAsStmt:
-			if (!qc_ddl_temp(((CreateTableAsStmt *) stmt)->into->rel))
-				qc_inval_names_at_commit();
-			break;
-		case T_CreateSeqStmt:
-			if (!qc_ddl_temp(((CreateSeqStmt *) stmt)->sequence))
-				qc_inval_names_at_commit();
+			/* a new child or partition: its parents' scans change */
+			foreach(lc, ((CreateStmt *) stmt)->inhRelations)
+				qc_ddl_rel_tree(qc_ddl_rangevar(lfirst_node(RangeVar, lc)));
 			break;
 		case T_RenameStmt:
 			{
@@ -315,26 +309,10 @@ qc_ddl_before(Node *stmt)
 					qc_ddl_rel_tree(qc_ddl_rangevar(as->relation));
 				break;
 			}
-		case T_CreateFunctionStmt:
-		case T_DefineStmt:
-		case T_CompositeTypeStmt:
-		case T_CreateEnumStmt:
-		case T_CreateRangeStmt:
-		case T_CreateDomainStmt:
-		case T_CreateSchemaStmt:
-		case T_CreateCastStmt:
-		case T_CreateConversionStmt:
-		case T_CreateOpClassStmt:
-		case T_CreateOpFamilyStmt:
-		case T_CreateTransformStmt:
-		case T_CreateExtensionStmt:
-		case T_AlterExtensionStmt:
-		case T_AlterExtensionContentsStmt:
-			qc_inval_names_at_commit();
-			break;
 		default:
 			break;
 	}
+	return qc_ddl_created;
 }
 
 /* The schema of an extension (PostgreSQL 15 keeps its own static). */
@@ -418,16 +396,95 @@ qc_ddl_attaching(Oid relid, Oid parent)
 }
 
 /*
- * The ProcessUtility hook's part, after the command ran: watch a new
- * child or partition of a watched table (header comment).
+ * Does this ALTER TABLE only enable or disable triggers?  That changes no
+ * result (qcache_watch does it), so it stamps nothing.
+ */
+static bool
+qc_ddl_only_triggers(AlterTableStmt *ats)
+{
+	ListCell   *lc;
+
+	foreach(lc, ats->cmds)
+	{
+		switch (lfirst_node(AlterTableCmd, lc)->subtype)
+		{
+			case AT_EnableTrig:
+			case AT_EnableAlwaysTrig:
+			case AT_EnableReplicaTrig:
+			case AT_DisableTrig:
+			case AT_EnableTrigAll:
+			case AT_DisableTrigAll:
+			case AT_EnableTrigUser:
+			case AT_DisableTrigUser:
+				break;
+			default:
+				return false;
+		}
+	}
+	return true;
+}
+
+/* Is a RangeVar's relation to be created temporary? */
+static inline bool
+qc_ddl_temp(RangeVar *rv)
+{
+	return rv != NULL && rv->relpersistence == RELPERSISTENCE_TEMP;
+}
+
+/*
+ * Can this statement, if it created something, change what a name
+ * resolves to?  CREATE of anything a query names, but temporary
+ * relations (visible in their own session only).
+ */
+static bool
+qc_ddl_creates_names(Node *stmt)
+{
+	switch (nodeTag(stmt))
+	{
+		case T_CreateStmt:
+		case T_CreateForeignTableStmt:
+			return !qc_ddl_temp(((CreateStmt *) stmt)->relation);
+		case T_ViewStmt:
+			return !qc_ddl_temp(((ViewStmt *) stmt)->view);
+		case T_CreateTableAsStmt:
+			return !qc_ddl_temp(((CreateTableAsStmt *) stmt)->into->rel);
+		case T_CreateSeqStmt:
+			return !qc_ddl_temp(((CreateSeqStmt *) stmt)->sequence);
+		case T_CreateFunctionStmt:
+		case T_DefineStmt:
+		case T_CompositeTypeStmt:
+		case T_CreateEnumStmt:
+		case T_CreateRangeStmt:
+		case T_CreateDomainStmt:
+		case T_CreateSchemaStmt:
+		case T_CreateCastStmt:
+		case T_CreateConversionStmt:
+		case T_CreateOpClassStmt:
+		case T_CreateOpFamilyStmt:
+		case T_CreateTransformStmt:
+		case T_CreateExtensionStmt:
+		case T_AlterExtensionStmt:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * The ProcessUtility hook's part, after the command ran: the names tag for
+ * a CREATE that created something (created_before: what qc_ddl_before
+ * returned), and watch a new child or partition of a watched table
+ * (header comment).
  */
 void
-qc_ddl_after(Node *stmt)
+qc_ddl_after(Node *stmt, uint64 created_before)
 {
 	ListCell   *lc;
 
 	if (!qc_ddl_active())
 		return;
+	if (qc_ddl_created != created_before && qc_ddl_creates_names(stmt))
+		qc_inval_names_at_commit();
 	switch (nodeTag(stmt))
 	{
 		case T_CreateStmt:

@@ -103,12 +103,13 @@ qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
+	uint64		created;
 
 	if (IsA(stmt, VariableSetStmt) &&
 		((VariableSetStmt *) stmt)->kind == VAR_SET_MULTI &&
 		strcmp(((VariableSetStmt *) stmt)->name, "TRANSACTION SNAPSHOT") == 0)
 		qc_inval_snapshot_imported();
-	qc_ddl_before(stmt);
+	created = qc_ddl_before(stmt);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
@@ -117,7 +118,7 @@ qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 
-	qc_ddl_after(stmt);
+	qc_ddl_after(stmt, created);
 }
 
 /* Module load callback. */

@@ -378,8 +378,8 @@ extern const QcTags *qc_tags_public(const QcTags *in, QcTags *buf);
 /* ---------- DDL (ddl.c) ---------- */
 extern void qc_ddl_object_access(ObjectAccessType access, Oid classId,
 								 Oid objectId, int subId);
-extern void qc_ddl_before(Node *stmt);
-extern void qc_ddl_after(Node *stmt);
+extern uint64 qc_ddl_before(Node *stmt);
+extern void qc_ddl_after(Node *stmt, uint64 created_before);
 
 /* ---------- single flight (flight.c) ---------- */
 typedef enum QcFlight
