@@ -204,15 +204,15 @@ qc_ddl_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 			break;
 		case PolicyRelationId:
 			qc_ddl_rel(qc_ddl_owner_rel(PolicyRelationId,
-													PolicyOidIndexId,
-													Anum_pg_policy_oid,
-													objectId));
+										PolicyOidIndexId,
+										Anum_pg_policy_oid,
+										objectId));
 			break;
 		case RewriteRelationId:
 			qc_ddl_rel(qc_ddl_owner_rel(RewriteRelationId,
-													RewriteOidIndexId,
-													Anum_pg_rewrite_oid,
-													objectId));
+										RewriteOidIndexId,
+										Anum_pg_rewrite_oid,
+										objectId));
 			break;
 		default:
 			break;
