@@ -126,7 +126,6 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_inherits.h"
-#include "utils/fmgroids.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/hashfn.h"
@@ -134,13 +133,14 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "parser/scansup.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
-#include "parser/scansup.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -400,6 +400,17 @@ qc_pending_stamp(TimestampTz stamp)
  * A crash after COMMIT PREPARED but before the reaper: the cache is empty
  * after the restart, and the file is reaped then.
  *
+ * - A prepared transaction without pending tags gets a record too, with no
+ *   keys and no file (nothing to keep across a restart).  So COMMIT
+ *   PREPARED of a transaction that has no record was prepared where qcache
+ *   could not see it: before a restart (then it had no tags), on the
+ *   primary of a standby since promoted, before qcache was loaded.  The
+ *   ProcessUtility hook then puts the database's wildcard in flight
+ *   before the commit and stamps it after (qc_twophase_unknown_begin and
+ *   _end): conservative, and rare.  The apply worker's COMMIT PREPARED
+ *   does not pass the hook; its prepared transactions are its own, known
+ *   unless a restart came in between, when they had no tags.
+ *
  * With a Redis level, a reaped record marks L2 dirty (qc_l2_lost_write):
  * the record holds hashes, not the tag strings Redis needs, so all of L2
  * is invalidated; coarse, but exact.
@@ -656,6 +667,121 @@ qc_twophase_prepare(void)
 }
 
 /*
+ * XACT_EVENT_PRE_PREPARE without pending tags: a record with no keys and
+ * no file, so that qc_twophase_known knows this transaction invalidates
+ * nothing.  Without a free record it is not kept, which is safe: COMMIT
+ * PREPARED of a transaction qcache does not know stamps the database's
+ * wildcard (qc_twophase_unknown_begin).
+ */
+static void
+qc_twophase_prepare_untagged(void)
+{
+	int			i;
+
+	for (i = 0; i < qc_2pc->nrecs; i++)
+	{
+		QcPreparedRec *rec = &qc_2pc->recs[i];
+		uint32		expected = QC_2PC_FREE;
+
+		if (pg_atomic_compare_exchange_u32(&rec->state, &expected,
+										   QC_2PC_FILLING))
+		{
+			pg_atomic_fetch_add_u32(&qc_2pc->nactive, 1);
+			rec->xid = GetTopTransactionId();
+			rec->nkeys = 0;
+			pg_write_barrier();
+			pg_atomic_write_u32(&rec->state, QC_2PC_ACTIVE);
+			return;
+		}
+	}
+}
+
+/* Does a record (with or without tags) exist for this prepared xid? */
+static bool
+qc_twophase_known(TransactionId xid)
+{
+	int			i;
+
+	for (i = 0; i < qc_2pc->nrecs; i++)
+	{
+		QcPreparedRec *rec = &qc_2pc->recs[i];
+
+		if (pg_atomic_read_u32(&rec->state) != QC_2PC_FREE)
+		{
+			pg_read_barrier();
+			if (rec->xid == xid)
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Before COMMIT PREPARED 'gid' in this session: if qcache holds no record
+ * of that prepared transaction, it was prepared where qcache could not
+ * see it: before a restart that lost its memory-only record (it had no
+ * tags), on a primary this server was a standby of, or before qcache was
+ * loaded.  It may have written watched tables, so the database's
+ * wildcard is put in flight now and stamped once the commit is visible
+ * (qc_twophase_unknown_end), as a writer's tags would be.  Returns the
+ * database whose wildcard is in flight, or InvalidOid (known, or no such
+ * prepared transaction: PostgreSQL then raises its own error).
+ */
+Oid
+qc_twophase_unknown_begin(const char *gid)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	Oid			dbid = InvalidOid;
+	TransactionId xid;
+
+	if (qc_2pc == NULL || !OidIsValid(MyDatabaseId) || gid == NULL)
+		return InvalidOid;
+	args[0] = CStringGetTextDatum(gid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT transaction::text, dbid "
+							  "FROM pg_catalog.pg_prepared_xact() WHERE gid = $1",
+							  1, argtypes, args, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		bool		isnull;
+		char	   *x = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+									  &isnull);
+
+		xid = (TransactionId) strtoul(x, NULL, 10);
+		if (!isnull && DatumGetObjectId(d) == MyDatabaseId &&
+			!qc_twophase_known(xid))
+			dbid = MyDatabaseId;
+	}
+	SPI_finish();
+	if (OidIsValid(dbid))
+		pg_atomic_fetch_add_u32(&qc_slot_of(dbid, 0)->inflight, 1);
+	return dbid;
+}
+
+/*
+ * After COMMIT PREPARED (committed) or its failure: stamp the wildcard
+ * that qc_twophase_unknown_begin put in flight, if the commit happened,
+ * then unmark it.
+ */
+void
+qc_twophase_unknown_end(Oid dbid, bool committed)
+{
+	QcTagSlot  *slot = qc_slot_of(dbid, 0);
+
+	if (committed)
+	{
+		qc_slot_stamp(slot, GetCurrentTimestamp());
+		pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
+		if (qc_l2_active())
+			qc_l2_lost_write();
+	}
+	pg_atomic_fetch_sub_u32(&slot->inflight, 1);
+}
+
+/*
  * Stamp, unmark and free the records of prepared transactions that are
  * finished (see above).  Cheap when there are none.  Never raises: a file
  * that cannot be removed is read back at the next start and reaped again.
@@ -690,7 +816,7 @@ qc_twophase_reap(void)
 									 (uint32) rec->keys[k]), stamp);
 		pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
 		qc_keys_mark(rec->keys, rec->nkeys, -1);
-		if (qc_l2_active())
+		if (rec->nkeys > 0 && qc_l2_active())
 			qc_l2_lost_write();
 		qc_twophase_path(path, sizeof(path), rec->xid, false);
 		if (unlink(path) != 0 && errno != ENOENT)
@@ -715,6 +841,8 @@ qc_xact_callback(XactEvent event, void *arg)
 		snapshot_imported = false;
 	if (event == XACT_EVENT_COMMIT)
 		qc_twophase_reap();
+	if (event == XACT_EVENT_PRE_PREPARE && pending_count == 0 && qc_2pc != NULL)
+		qc_twophase_prepare_untagged();
 	if (pending_count == 0)
 		return;
 	switch (event)

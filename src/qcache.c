@@ -89,6 +89,21 @@ qcache_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	qc_ddl_object_access(access, classId, objectId, subId);
 }
 
+/* The next ProcessUtility: a previous hook's, or PostgreSQL's. */
+static void
+qcache_standard_utility(PlannedStmt *pstmt, const char *queryString,
+						bool readOnlyTree, ProcessUtilityContext context,
+						ParamListInfo params, QueryEnvironment *queryEnv,
+						DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+}
+
 /*
  * ProcessUtility_hook: notice SET TRANSACTION SNAPSHOT.  A transaction that
  * imports a snapshot may read data older than its own start, which is the
@@ -104,6 +119,7 @@ qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	Node	   *stmt = pstmt->utilityStmt;
 	uint64		created;
+	Oid			unknown_db = InvalidOid;
 
 	if (IsA(stmt, VariableSetStmt) &&
 		((VariableSetStmt *) stmt)->kind == VAR_SET_MULTI &&
@@ -111,11 +127,30 @@ qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		qc_inval_snapshot_imported();
 	created = qc_ddl_before(stmt);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							params, queryEnv, dest, qc);
+	/* COMMIT PREPARED of a transaction qcache has no record of */
+	if (IsA(stmt, TransactionStmt) &&
+		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED &&
+		qc_shared != NULL)
+		unknown_db = qc_twophase_unknown_begin(((TransactionStmt *) stmt)->gid);
+
+	if (OidIsValid(unknown_db))
+	{
+		PG_TRY();
+		{
+			qcache_standard_utility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+		}
+		PG_CATCH();
+		{
+			/* the commit may have happened before the error: stamp too */
+			qc_twophase_unknown_end(unknown_db, true);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		qc_twophase_unknown_end(unknown_db, true);
+	}
 	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+		qcache_standard_utility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 
 	qc_ddl_after(stmt, created);

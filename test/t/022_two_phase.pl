@@ -4,7 +4,9 @@
 # from the cache a value computed without the prepared transaction's
 # writes.  invalidate.c keeps a prepared transaction's tags in flight from
 # PREPARE until the transaction is finished, in shared memory and in a
-# file under pg_qcache that a restart reads back.
+# file under pg_qcache that a restart reads back; a prepared transaction
+# it has no record of (prepared on the primary of a promoted standby)
+# commits with the database's wildcard.
 use strict;
 use warnings;
 
@@ -13,7 +15,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('twophase');
-$node->init;
+$node->init(allows_streaming => 1);
 $node->append_conf('postgresql.conf',
 	"shared_preload_libraries = 'qcache'\nmax_prepared_transactions = 4\n");
 $node->start;
@@ -99,5 +101,25 @@ $node->poll_query_until('postgres', 'SELECT true') or die;
 sleep 2;    # the sweeper reaps every second
 is(files(), 0, 'the orphan file is reaped');
 
+# 6. A standby promoted while a prepared transaction that wrote a watched
+# table is pending: the standby has no record of it (records are not in the
+# WAL), so its COMMIT PREPARED on the new primary stamps the database's
+# wildcard.
+$node->backup('b');
+my $standby = PostgreSQL::Test::Cluster->new('twophase_standby');
+$standby->init_from_backup($node, 'b', has_streaming => 1);
+$standby->start;
+$node->safe_psql('postgres',
+	"BEGIN; UPDATE items SET v = 14 WHERE id = 1; PREPARE TRANSACTION 'p6';");
+$node->wait_for_catchup($standby);
 $node->stop;
+$standby->promote;
+my $sq = "SELECT qcache_fetch('k', '$q', 0)->0->>'v', ($q)";
+is($standby->safe_psql('postgres', $sq), '13|13',
+	'promoted standby, before COMMIT PREPARED: the old row');
+is($standby->safe_psql('postgres', $sq), '13|13', 'asked again (cached)');
+$standby->safe_psql('postgres', "COMMIT PREPARED 'p6'");
+is($standby->safe_psql('postgres', $sq), '14|14',
+	'promoted standby, after COMMIT PREPARED of a transaction it has no record of: the new row');
+$standby->stop;
 done_testing();
