@@ -134,6 +134,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "parser/scansup.h"
+#include "replication/logicalworker.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/procarray.h"
@@ -372,10 +373,10 @@ qc_pending_stamp(TimestampTz stamp)
  *   conservative (the writes are not visible yet) but it makes the commit
  *   need nothing of the committing process.
  *
- * - qc_twophase_reap, run at the end of every transaction that commits in
- *   any backend while records exist (COMMIT PREPARED and ROLLBACK
- *   PREPARED commit a transaction of their own; so does the apply worker
- *   after FinishPreparedTransaction), and by the sweeper every second,
+ * - qc_twophase_reap, run when a transaction that ran COMMIT PREPARED or
+ *   ROLLBACK PREPARED commits (they commit a transaction of their own),
+ *   at every commit of a logical replication apply worker (which calls
+ *   FinishPreparedTransaction itself), and by the sweeper every second,
  *   finds the records whose xid is no longer in progress
  *   (TransactionIdIsInProgress: a prepared transaction keeps its xid in
  *   the proc array until it is finished).  It claims the record (an atomic
@@ -445,6 +446,7 @@ typedef struct QcTwoPhase
 } QcTwoPhase;
 
 static QcTwoPhase *qc_2pc = NULL;
+static bool twophase_finishing = false; /* COMMIT/ROLLBACK PREPARED ran */
 
 /* Records: every prepared transaction, and as many again being reaped. */
 static int
@@ -696,6 +698,17 @@ qc_twophase_prepare_untagged(void)
 	}
 }
 
+/*
+ * This transaction runs COMMIT PREPARED or ROLLBACK PREPARED (the
+ * ProcessUtility hook says so): reap at its commit, rather than make
+ * every commit of every backend look at the records.
+ */
+void
+qc_twophase_finishing(void)
+{
+	twophase_finishing = true;
+}
+
 /* Does a record (with or without tags) exist for this prepared xid? */
 static bool
 qc_twophase_known(TransactionId xid)
@@ -839,8 +852,10 @@ qc_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE)
 		snapshot_imported = false;
-	if (event == XACT_EVENT_COMMIT)
+	if (event == XACT_EVENT_COMMIT && (twophase_finishing || IsLogicalWorker()))
 		qc_twophase_reap();
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
+		twophase_finishing = false;
 	if (event == XACT_EVENT_PRE_PREPARE && pending_count == 0 && qc_2pc != NULL)
 		qc_twophase_prepare_untagged();
 	if (pending_count == 0)

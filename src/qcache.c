@@ -127,6 +127,12 @@ qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		qc_inval_snapshot_imported();
 	created = qc_ddl_before(stmt);
 
+	/* COMMIT or ROLLBACK PREPARED: reap the records at this commit */
+	if (IsA(stmt, TransactionStmt) && qc_shared != NULL &&
+		(((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED ||
+		 ((TransactionStmt *) stmt)->kind == TRANS_STMT_ROLLBACK_PREPARED))
+		qc_twophase_finishing();
+
 	/* COMMIT PREPARED of a transaction qcache has no record of */
 	if (IsA(stmt, TransactionStmt) &&
 		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED &&

@@ -372,6 +372,7 @@ extern List *qc_rel_ancestors(Oid relid);
 extern void qc_twophase_shmem_request(void);
 extern void qc_twophase_shmem_startup(void);
 extern void qc_twophase_reap(void);
+extern void qc_twophase_finishing(void);
 extern Oid	qc_twophase_unknown_begin(const char *gid);
 extern void qc_twophase_unknown_end(Oid dbid, bool committed);
 extern bool qc_tags_with_families(const QcTags *in, QcTags *out);
