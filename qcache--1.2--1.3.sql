@@ -234,6 +234,33 @@ $$;
 REVOKE ALL ON FUNCTION qcache_watch_child(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION qcache_watch_attaching(regclass, regclass) FROM PUBLIC;
 
+-- Tables watched before 1.3 get the replica row trigger now, so that rows
+-- applied by logical replication invalidate without a new qcache_watch
+-- call.  Nothing else changes: their templates, and their children's own
+-- watches, stay as they are (qcache_watch on a parent now also watches its
+-- children; call it again for that).  Parents first, so that a partition
+-- takes its parent's clone.
+DO $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT t.tgrelid::regclass AS tbl
+		FROM pg_trigger t
+		WHERE t.tgname = 'qcache_watch_table' AND t.tgparentid = 0
+		ORDER BY (SELECT count(*) FROM pg_partition_ancestors(t.tgrelid)), t.tgrelid
+	LOOP
+		IF NOT EXISTS (SELECT FROM pg_trigger
+		               WHERE tgrelid = r.tbl AND tgname = 'qcache_watch_replica') THEN
+			EXECUTE format('CREATE TRIGGER qcache_watch_replica'
+				' AFTER INSERT OR UPDATE OR DELETE ON %s'
+				' FOR EACH ROW EXECUTE FUNCTION @extschema@.qcache_invalidate_trigger()', r.tbl);
+			EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER qcache_watch_replica', r.tbl);
+		END IF;
+	END LOOP;
+END
+$$;
+
 -- ======================================================================
 -- end of issue 10's block
 -- ======================================================================
