@@ -6,7 +6,7 @@
 -- false and counts sets_rejected, qcache_fetch returns its rows without
 -- caching them).  A rollback invalidates nothing; a subtransaction rolled
 -- back leaves its tags pending (extra misses, never wrong values).
--- PREPARE TRANSACTION is refused after an invalidation.  Explicit
+-- PREPARE TRANSACTION keeps the tags in flight until COMMIT PREPARED.  Explicit
 -- invalidations act at once, in or out of a transaction.
 --
 SET client_min_messages = warning;
@@ -185,14 +185,17 @@ SELECT price FROM tx_items WHERE id = 2;
 SELECT * FROM pg_temp.seen();
 
 --
--- TRUNCATE with column templates invalidates the whole database at
--- commit: inside the transaction every entry misses.
+-- TRUNCATE with column templates invalidates the template's family (every
+-- trunc:... tag) and the table's tags at commit: inside the transaction
+-- those entries miss, unrelated ones do not.
 --
-SELECT pg_temp.prime() AS primed;
 CREATE TABLE tx_trunc (id int);
 SET client_min_messages = warning;
 SELECT qcache_watch('tx_trunc', 'trunc:{id}');
 RESET client_min_messages;
+-- (after the CREATE TABLE, which invalidates every qcache_fetch entry:
+-- a new table may change what a name resolves to)
+SELECT pg_temp.prime() AS primed;
 BEGIN;
 TRUNCATE tx_trunc;
 SELECT * FROM pg_temp.seen();
@@ -200,9 +203,12 @@ ROLLBACK;
 SELECT * FROM pg_temp.seen();
 
 --
--- PREPARE TRANSACTION after an invalidation is refused (0A000): the commit
--- would happen out of this session's reach.  The transaction is rolled
--- back.  (pg_regress's temporary instance allows prepared transactions.)
+-- PREPARE TRANSACTION after an invalidation works: from PREPARE until the
+-- prepared transaction is finished, its tags are in flight (entries with
+-- them miss, and nothing is stored under them); COMMIT PREPARED stamps
+-- them, in whatever session it runs (invalidate.c).  ROLLBACK PREPARED
+-- only costs misses.  (pg_regress's temporary instance allows prepared
+-- transactions.)
 --
 SELECT pg_temp.prime() AS primed;
 BEGIN;
@@ -210,20 +216,27 @@ UPDATE tx_items SET price = 17 WHERE id = 1;
 PREPARE TRANSACTION 'qcache_regress';
 SELECT count(*) AS prepared FROM pg_prepared_xacts;
 SELECT price FROM tx_items WHERE id = 1;
+-- prepared: item:1 and the table's entries miss, item:2 and others do not
 SELECT * FROM pg_temp.seen();
-\set VERBOSITY sqlstate
-BEGIN;
-UPDATE tx_items SET price = 17 WHERE id = 1;
-PREPARE TRANSACTION 'qcache_regress';
--- A write rolled back to a savepoint leaves its tags pending: refused too.
+SELECT qcache_set('item:1', '11', 0, ARRAY['item:1']) AS set_while_prepared;
+COMMIT PREPARED 'qcache_regress';
+SELECT price FROM tx_items WHERE id = 1;
+SELECT * FROM pg_temp.seen();
+SELECT qcache_fetch('tx:all', 'SELECT id, price FROM tx_items ORDER BY id', 0);
+-- A write rolled back to a savepoint leaves its tags pending; rolled back.
+SELECT pg_temp.prime() AS primed;
 BEGIN;
 SAVEPOINT s1;
-UPDATE tx_items SET price = 17 WHERE id = 1;
+UPDATE tx_items SET price = 18 WHERE id = 1;
 ROLLBACK TO SAVEPOINT s1;
 PREPARE TRANSACTION 'qcache_regress';
-\set VERBOSITY default
+SELECT * FROM pg_temp.seen();
+ROLLBACK PREPARED 'qcache_regress';
 SELECT count(*) AS prepared FROM pg_prepared_xacts;
+SELECT qcache_set('item:1', '17', 0, ARRAY['item:1']) AS set_after_rollback;
+SELECT qcache_get('item:1') AS item1;
 -- Without invalidations a transaction prepares and commits as usual.
+SELECT pg_temp.prime() AS primed;
 BEGIN;
 INSERT INTO tx_other VALUES (2);
 PREPARE TRANSACTION 'qcache_regress';

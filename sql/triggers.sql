@@ -5,8 +5,9 @@
 -- case, "Quoted" ones do not, {{ and }} are literal braces, NULL expands to
 -- the empty string and every type goes through its output function.  A
 -- statement trigger expands only templates without columns, except on
--- TRUNCATE, where a template with columns invalidates every entry of the
--- database.  Without arguments the trigger invalidates the table's own tag,
+-- TRUNCATE, where a template with columns invalidates the template's family
+-- (the tags that start like it, up to its first ':'; the whole database for
+-- a template with a column before any ':') and the table's tags.  Without arguments the trigger invalidates the table's own tag,
 -- table:<schema>.<name>.  Errors in templates are raised when the trigger
 -- fires.
 --
@@ -194,7 +195,8 @@ SELECT pg_temp.gone();
 
 -- A template with columns in a statement trigger: on INSERT, UPDATE and
 -- DELETE an error (09000) that undoes the statement; on TRUNCATE, which
--- cannot know the rows' values, every entry of the database.
+-- cannot know the rows' values, the template's family s3:..., and the
+-- table's tags.
 CREATE TABLE trg_s3 (id int);
 INSERT INTO trg_s3 VALUES (1);
 CREATE TRIGGER trg_s3_stmt AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON trg_s3
@@ -205,6 +207,15 @@ SELECT pg_temp.try($$DELETE FROM trg_s3$$) AS stmt_delete;
 SELECT * FROM trg_s3;
 SELECT pg_temp.arm('s3', 's3:1', 'table:public.trg_s3', 'unrelated', 'other:tag');
 TRUNCATE trg_s3;
+SELECT pg_temp.gone();
+SELECT count(*) AS entries_left FROM qcache_entries;
+-- A template whose first ':' comes after a column has no family: the whole
+-- database, as a template without ':' at all.
+CREATE TABLE trg_s4 (id int);
+CREATE TRIGGER trg_s4_stmt AFTER TRUNCATE ON trg_s4
+	FOR EACH STATEMENT EXECUTE FUNCTION qcache_invalidate_trigger('{id}:s4');
+SELECT pg_temp.arm('1:s4', 'unrelated', 'other:tag');
+TRUNCATE trg_s4;
 SELECT pg_temp.gone();
 SELECT count(*) AS entries_left FROM qcache_entries;
 -- A TRUNCATE that is rolled back invalidates nothing.

@@ -73,6 +73,11 @@ SELECT qcache_set('upgrade:t', '1', 0, ARRAY['up:1']),
 INSERT INTO up_t VALUES (1);
 SELECT qcache_get('upgrade:t') AS t;
 SELECT qcache_fetch('upgrade:f', 'SELECT count(*) FROM up_t') AS fetched;
+-- Updated to the default version, a table watched before 1.3 also gets the
+-- row trigger for logical replication (enabled for replica mode: R).
+ALTER EXTENSION qcache UPDATE;
+SELECT tgname, tgenabled FROM pg_trigger
+WHERE tgrelid = 'up_t'::regclass AND tgname LIKE 'qcache%' ORDER BY 1;
 SELECT qcache_clear() >= 0 AS cleared;
 
 -- 1.3 replaces qcache_fetch and qcache_fetch_json (parameters) and

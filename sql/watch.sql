@@ -118,8 +118,9 @@ SELECT qcache_watch('w_trunc', 'trunc', 'trunc2');
 SELECT pg_temp.arm('table:public.w_trunc', 'trunc', 'trunc2', 'table:public.w_products', 'other');
 TRUNCATE w_trunc;
 SELECT pg_temp.gone();
--- A template with columns: TRUNCATE cannot know the rows, so every entry
--- of the database goes.
+-- A template with columns: TRUNCATE cannot know the rows, so the template's
+-- family goes (every tag trunc:...), with the table's tags, and nothing
+-- unrelated.
 SELECT qcache_watch('w_trunc', 'trunc:{id}');
 SELECT pg_temp.arm('table:public.w_trunc', 'trunc:1', 'table:public.w_products', 'other');
 TRUNCATE w_trunc;
@@ -225,7 +226,7 @@ DELETE FROM w_parent WHERE id = 5;
 ROLLBACK;
 SELECT pg_temp.gone();
 -- TRUNCATE ... CASCADE fires the child's TRUNCATE triggers: with column
--- templates, every entry of the database.
+-- templates, their families and the table's tags.
 SELECT pg_temp.arm('table:public.w_child', 'child:21', 'other');
 TRUNCATE w_parent CASCADE;
 SELECT pg_temp.gone();

@@ -110,6 +110,7 @@ typedef struct QcCheckedQuery
 	SPIPlanPtr	plan;			/* saved plan, or NULL before the first run */
 	Oid			plan_role;		/* the role it was parsed and planned as */
 	uint64		plan_settings;	/* qc_base_settings_digest() then */
+	TimestampTz plan_names;		/* qc_names_stamp() then */
 	Oid		   *ptypes;			/* its parameter types (nparams) */
 	List	   *planner_funcs;	/* functions the planner walk noted */
 	bool		planner_caller; /* the walk found CURRENT_USER & co */
@@ -473,13 +474,6 @@ qc_fetch_lookup(QcFetchKey *fk, bool as_text, TimestampTz *fresh_until)
 		(struct varlena *) qc_value_jsonb(&v);
 }
 
-/* A node-internal tag of an object by oid ("\001rel:<oid>"). */
-static char *
-qc_fetch_oid_tag(const char *kind, Oid oid)
-{
-	return psprintf("\001%s:%u", kind, oid);
-}
-
 /* Parameter types as PREPARE infers them (parserSetup hook). */
 typedef struct QcVarParams
 {
@@ -553,9 +547,12 @@ qc_slot_plan(QcCheckedQuery *slot, Oid **ptypes)
 	int			i;
 
 	uint64		settings = qc_base_settings_digest();
+	bool		unsettled;
+	TimestampTz names = qc_names_stamp(&unsettled);
 
 	if (slot->plan != NULL && slot->plan_role == GetUserId() &&
-		slot->plan_settings == settings)
+		slot->plan_settings == settings && slot->plan_names == names &&
+		!unsettled)
 	{
 		*ptypes = slot->ptypes;
 		return slot->plan;
@@ -567,6 +564,8 @@ qc_slot_plan(QcCheckedQuery *slot, Oid **ptypes)
 		else
 			qc_slot_forget_plan(slot);
 	}
+	if (unsettled)
+		keep = false;			/* a name may change meaning at commit */
 	if (slot->nparams > 0)
 	{
 		QcVarParams vp = {NULL, 0};
@@ -611,6 +610,7 @@ qc_slot_plan(QcCheckedQuery *slot, Oid **ptypes)
 		slot->plan = plan;
 		slot->plan_role = GetUserId();
 		slot->plan_settings = settings;
+		slot->plan_names = names;
 	}
 	return plan;
 }
@@ -792,7 +792,7 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 				tags.tag[tags.ntags] = t;
 				tags.len[tags.ntags++] = strlen(t);
 			}
-			t = qc_fetch_oid_tag("rel", relid);
+			t = qc_rel_oid_tag(relid);
 			tags.tag[tags.ntags] = t;
 			tags.len[tags.ntags++] = strlen(t);
 		}
@@ -806,7 +806,7 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 
 		if (f->funcid < FirstNormalObjectId)
 			continue;
-		t = qc_fetch_oid_tag("fn", f->funcid);
+		t = qc_func_oid_tag(f->funcid);
 		for (j = 0; j < tags.ntags; j++)
 			if (strcmp(tags.tag[j], t) == 0)
 				dup = true;
@@ -815,8 +815,8 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 		tags.tag[tags.ntags] = t;
 		tags.len[tags.ntags++] = strlen(t);
 	}
-	tags.tag[tags.ntags] = "\001names";
-	tags.len[tags.ntags++] = strlen("\001names");
+	tags.tag[tags.ntags] = qc_names_tag();
+	tags.len[tags.ntags++] = strlen(qc_names_tag());
 
 	memset(&info, 0, sizeof(info));
 	info.flags = QC_ENTRY_FETCH | (as_text ? QC_ENTRY_JSON_TEXT : 0);

@@ -50,6 +50,7 @@ qcache_shmem_request(void)
 		prev_shmem_request_hook();
 	qc_shmem_request();
 	qc_l2_shmem_request();
+	qc_twophase_shmem_request();
 }
 
 /* Chains qc_shmem_startup behind any previous shmem_startup hook. */
@@ -60,6 +61,7 @@ qcache_shmem_startup(void)
 		prev_shmem_startup_hook();
 	qc_shmem_startup();
 	qc_l2_shmem_startup();
+	qc_twophase_shmem_startup();
 }
 
 /*
@@ -86,12 +88,32 @@ qcache_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		 access == OAT_POST_ALTER) &&
 		classId == DatabaseRelationId && qc_shared)
 		pg_atomic_fetch_add_u32(&qc_shared->db_names_generation, 1);
+
+	/* catalog changes that change query results: ddl.c */
+	qc_ddl_object_access(access, classId, objectId, subId);
+}
+
+/* The next ProcessUtility: a previous hook's, or PostgreSQL's. */
+static void
+qcache_standard_utility(PlannedStmt *pstmt, const char *queryString,
+						bool readOnlyTree, ProcessUtilityContext context,
+						ParamListInfo params, QueryEnvironment *queryEnv,
+						DestReceiver *dest, QueryCompletion *qc)
+{
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
 }
 
 /*
  * ProcessUtility_hook: notice SET TRANSACTION SNAPSHOT.  A transaction that
  * imports a snapshot may read data older than its own start, which is the
- * build point of what it stores (invalidate.c), so it stores nothing.
+ * build point of what it stores (invalidate.c), so it stores nothing.  And
+ * DDL: ddl.c stamps what a statement may change, and watches new children
+ * of watched tables.
  */
 static void
 qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
@@ -100,18 +122,48 @@ qcache_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					  DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
+	uint64		created;
+	Oid			unknown_db = InvalidOid;
 
 	if (IsA(stmt, VariableSetStmt) &&
 		((VariableSetStmt *) stmt)->kind == VAR_SET_MULTI &&
 		strcmp(((VariableSetStmt *) stmt)->name, "TRANSACTION SNAPSHOT") == 0)
 		qc_inval_snapshot_imported();
+	created = qc_ddl_before(stmt);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-							params, queryEnv, dest, qc);
+	/* COMMIT or ROLLBACK PREPARED: reap the records at this commit */
+	if (IsA(stmt, TransactionStmt) && qc_shared != NULL &&
+		(((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED ||
+		 ((TransactionStmt *) stmt)->kind == TRANS_STMT_ROLLBACK_PREPARED))
+		qc_twophase_finishing();
+
+	/* COMMIT PREPARED of a transaction qcache has no record of */
+	if (IsA(stmt, TransactionStmt) &&
+		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED &&
+		qc_shared != NULL)
+		unknown_db = qc_twophase_unknown_begin(((TransactionStmt *) stmt)->gid);
+
+	if (OidIsValid(unknown_db))
+	{
+		PG_TRY();
+		{
+			qcache_standard_utility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+		}
+		PG_CATCH();
+		{
+			/* the commit may have happened before the error: stamp too */
+			qc_twophase_unknown_end(unknown_db, true);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		qc_twophase_unknown_end(unknown_db, true);
+	}
 	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+		qcache_standard_utility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+
+	qc_ddl_after(stmt, created);
 }
 
 /* Module load callback. */

@@ -16,6 +16,7 @@
 #ifndef QCACHE_H
 #define QCACHE_H
 
+#include "catalog/objectaccess.h"
 #include "nodes/pg_list.h"
 #include "port/atomics.h"
 #include "storage/lwlock.h"
@@ -51,6 +52,13 @@
 
 /* Per-partition counters of entries by database hash (store.c). */
 #define QC_DB_SLOTS				8
+
+/*
+ * Tags one entry holds at most, the node-internal ones (relations,
+ * functions, names, families; invalidate.c) included; QcEntry.ntags is a
+ * uint8.
+ */
+#define QC_MAX_ENTRY_TAGS		255
 
 /* Interval between two sweeps of the background worker, in milliseconds. */
 #define QC_SWEEP_INTERVAL_MS	1000
@@ -446,6 +454,37 @@ extern bool qc_entry_dead_before(const QcEntry *e, TimestampTz cutoff);
 extern bool qc_set_allowed(Oid dbid, const QcTags *tags, TimestampTz build);
 extern bool qc_inval_is_writer(void);
 extern char *qc_table_tag(Oid relid);
+
+/*
+ * Node-internal tags start with this byte: never shown by qcache_entries,
+ * never sent to Redis, never accepted from users.
+ */
+#define QC_INTERNAL_TAG_BYTE	'\001'
+extern char *qc_rel_oid_tag(Oid relid);
+extern TimestampTz qc_names_stamp(bool *unsettled);
+extern char *qc_func_oid_tag(Oid funcid);
+extern const char *qc_names_tag(void);
+extern bool qc_tag_is_internal(const char *tag, uint32 len);
+extern void qc_inval_rel_at_commit(Oid relid);
+extern void qc_inval_func_at_commit(Oid funcid);
+extern void qc_inval_table_name_at_commit(Oid relid);
+extern void qc_inval_names_at_commit(void);
+extern void qc_inval_descendants_at_commit(Oid relid);
+extern List *qc_rel_ancestors(Oid relid);
+extern void qc_twophase_shmem_request(void);
+extern void qc_twophase_shmem_startup(void);
+extern void qc_twophase_reap(void);
+extern void qc_twophase_finishing(void);
+extern Oid	qc_twophase_unknown_begin(const char *gid);
+extern void qc_twophase_unknown_end(Oid dbid, bool committed);
+extern bool qc_tags_with_families(const QcTags *in, QcTags *out);
+extern const QcTags *qc_tags_public(const QcTags *in, QcTags *buf);
+
+/* ---------- DDL (ddl.c) ---------- */
+extern void qc_ddl_object_access(ObjectAccessType access, Oid classId,
+								 Oid objectId, int subId);
+extern uint64 qc_ddl_before(Node *stmt);
+extern void qc_ddl_after(Node *stmt, uint64 created_before);
 
 /* ---------- single flight (flight.c) ---------- */
 typedef enum QcFlight

@@ -135,6 +135,11 @@ qc_tags_from_array(ArrayType *arr, QcTags *tags)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
 					 errmsg("cache tag must not contain a zero byte")));
+		if (qc_tag_is_internal(VARDATA_ANY(t), len))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cache tag must not start with byte 0x01"),
+					 errdetail("Tags that start with byte 0x01 are qcache's own.")));
 		tags->tag[i] = text_to_cstring(t);
 		tags->len[i] = len;
 	}
@@ -380,6 +385,9 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	QcSetResult res;
 	bool		l2_stored = false;
 	bool		l2_only = false;
+	QcTags		all_tags;
+	QcTags		l2_buf;
+	const QcTags *l2_tags;
 
 	if (!qc_enabled)
 	{
@@ -393,6 +401,19 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 		info->expires -= (TimestampTz)
 			((double) (info->expires - info->now) * qc_ttl_jitter / 100.0 *
 			 pg_prng_double(&pg_global_prng_state));
+
+	/*
+	 * The entry also carries the families of its tags, which a TRUNCATE
+	 * invalidates (invalidate.c); Redis gets the tags that are not
+	 * node-internal.
+	 */
+	if (!qc_tags_with_families(tags, &all_tags))
+	{
+		qc_store_remove(key);
+		return qc_refuse(key, QC_STAT_REFUSED_UNCACHEABLE);
+	}
+	l2_tags = qc_tags_public(tags, &l2_buf);
+	tags = &all_tags;
 
 	/*
 	 * On a hot standby the snapshot lags the primary by an unknown delay, so
@@ -438,7 +459,7 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 		else
 			json = JsonbToCString(NULL, &((Jsonb *) value)->root,
 								  VARSIZE(value));
-		l2 = qc_l2_set_guarded(key, json, tags, ttl_ms, info->build);
+		l2 = qc_l2_set_guarded(key, json, l2_tags, ttl_ms, info->build);
 		if (l2 == QC_L2_STALE)
 		{
 			qc_store_remove(key);
@@ -763,16 +784,18 @@ qcache_entries(PG_FUNCTION_ARGS)
 		if (may_see)
 		{
 			Datum	   *tags = palloc(sizeof(Datum) * Max(info->ntags, 1));
-			int			ntags = 0;
+
 			int			i;
+			int			n = 0;
 
 			values[0] = PointerGetDatum(cstring_to_text_with_len(info->key,
 																 info->keylen));
-			/* node-internal tags (relation and function oids) stay hidden */
+
+			/* node-internal tags (invalidate.c) are not shown */
 			for (i = 0; i < info->ntags; i++)
-				if (info->tags[i][0] != '\001')
-					tags[ntags++] = CStringGetTextDatum(info->tags[i]);
-			values[1] = PointerGetDatum(construct_array(tags, ntags,
+				if (!qc_tag_is_internal(info->tags[i], strlen(info->tags[i])))
+					tags[n++] = CStringGetTextDatum(info->tags[i]);
+			values[1] = PointerGetDatum(construct_array(tags, n,
 														TEXTOID, -1, false,
 														TYPALIGN_INT));
 		}

@@ -1364,7 +1364,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 
 	for (i = 0; i < tags->ntags; i++)
 		tagbytes += tags->len[i] + 1;
-	Assert(tags->ntags <= QC_MAX_TAGS && tagbytes <= PG_UINT16_MAX);
+	Assert(tags->ntags <= QC_MAX_ENTRY_TAGS && tagbytes <= PG_UINT16_MAX);
 
 	Assert(info->depbytes <= PG_UINT16_MAX && key->len <= PG_UINT16_MAX);
 	size = sizeof(QcEntry) + sizeof(QcLink) * nlinks +

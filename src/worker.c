@@ -94,6 +94,7 @@ qcache_sweeper_main(Datum arg)
 
 		MemoryContextSwitchTo(cxt);
 		(void) qc_store_sweep(GetCurrentTimestamp());
+		qc_twophase_reap();		/* finished prepared transactions */
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(cxt);
 	}

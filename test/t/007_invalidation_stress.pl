@@ -5,12 +5,18 @@
 # transaction reads its own writes; a rollback (of the transaction or of a
 # savepoint) costs misses, never wrong values.
 #
-# The table accounts(id, balance, version) is watched with
-# qcache_watch('accounts', 'account:{id}').  For a bounded time:
+# The table accounts(id, balance, version) is partitioned in two
+# (accounts_lo: ids 1-10, accounts_hi: 11-20) and watched with
+# qcache_watch('accounts', 'account:{id}') on the parent, which covers the
+# partitions.  For a bounded time:
 #
 # - Writers (pgbench, READ COMMITTED) update 1 to 3 random rows per
 #   transaction (in id order: no deadlocks), each update incrementing
-#   version.  A committed update adds 1 to balance.  One transaction in
+#   version.  A committed update adds 1 to balance.  An update goes
+#   through the parent, or directly to the row's partition, or deletes the
+#   row and puts it back with COPY FROM (w_update's way).  One committing
+#   transaction in four commits with PREPARE TRANSACTION and COMMIT
+#   PREPARED (issue 10: every write path).  One transaction in
 #   five rolls back, and one in five also updates a row in a savepoint that
 #   it rolls back; those updates subtract 1,000,000 from balance instead
 #   ("poison"): a negative balance in a value someone reads from the cache
@@ -20,8 +26,9 @@
 #   store must never reach anyone else.
 # - Readers (pgbench) in READ COMMITTED, REPEATABLE READ and SERIALIZABLE
 #   read one of: qcache_fetch of one row ('acct:<id>'), qcache_fetch of an
-#   aggregate over the table ('acct:all': the versions of every row), or
-#   qcache_get of 'set:<id>', which on a miss they compute from their own
+#   aggregate over the table ('acct:all': the versions of every row),
+#   qcache_fetch of one row read from its partition directly
+#   ('part:<id>'), or qcache_get of 'set:<id>', which on a miss they compute from their own
 #   snapshot and qcache_set with the tag account:<id>.  REPEATABLE READ and
 #   SERIALIZABLE readers may pause between taking their snapshot and reading
 #   the cache, so that they compute and store values from old snapshots
@@ -87,12 +94,16 @@ $node->append_conf('postgresql.conf',
 	  # an invalidation applied too early shows up as stale reads.
 	  . "fsync = on\n"
 	  . "commit_delay = 1000\n"
-	  . "commit_siblings = 0\n");
+	  . "commit_siblings = 0\n"
+	  . "max_prepared_transactions = 10\n");
 $node->start;
 
 my $row_query =
   q{'SELECT id, balance, version, now() AS xt }
   . q{FROM accounts WHERE id = ' || p_id};
+my $part_query =
+  q{'SELECT id, balance, version, pg_backend_pid() AS pid, now() AS xt }
+  . q{FROM ' || CASE WHEN p_id <= 10 THEN 'accounts_lo' ELSE 'accounts_hi' END || ' WHERE id = ' || p_id};
 my $agg_query =
   q{'SELECT array_agg(version ORDER BY id) AS versions, min(balance) AS min_balance, }
   . q{now() AS xt FROM accounts'};
@@ -100,7 +111,10 @@ my $agg_query =
 $node->safe_psql(
 	'postgres', qq{
 CREATE EXTENSION qcache;
-CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, version int NOT NULL);
+CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, version int NOT NULL)
+	PARTITION BY RANGE (id);
+CREATE TABLE accounts_lo PARTITION OF accounts FOR VALUES FROM (1) TO (11);
+CREATE TABLE accounts_hi PARTITION OF accounts FOR VALUES FROM (11) TO (21);
 INSERT INTO accounts SELECT g, 0, 0 FROM generate_series(1, $nrows) g;
 SELECT qcache_watch('accounts', 'account:{id}');
 
@@ -108,6 +122,7 @@ SELECT qcache_watch('accounts', 'account:{id}');
 -- and violations
 CREATE SEQUENCE chk_row; CREATE SEQUENCE chk_agg; CREATE SEQUENCE chk_set;
 CREATE SEQUENCE hit_row; CREATE SEQUENCE hit_agg; CREATE SEQUENCE hit_set;
+CREATE SEQUENCE chk_part; CREATE SEQUENCE hit_part;
 CREATE SEQUENCE bad_stale; CREATE SEQUENCE bad_future;
 CREATE SEQUENCE bad_poison; CREATE SEQUENCE bad_own;
 
@@ -131,13 +146,15 @@ CREATE FUNCTION t_row(p_id int) RETURNS jsonb LANGUAGE sql AS \$\$
 	FROM accounts WHERE id = p_id \$\$;
 
 -- One checked read.  what: 1 fetch of the row, 2 fetch of the aggregate,
--- 3 get (or compute and set) of the row.  pause: seconds between the
+-- 3 get (or compute and set) of the row, 4 fetch of the row from its
+-- partition.  pause: seconds between the
 -- reference and the cache read.
 CREATE FUNCTION r_read(p_id int, what int, pause float8) RETURNS void
 LANGUAGE plpgsql AS \$\$
 DECLARE
 	rc boolean := current_setting('transaction_isolation') = 'read committed';
-	name text := CASE what WHEN 1 THEN 'row' WHEN 2 THEN 'agg' ELSE 'set' END;
+	name text := CASE what WHEN 1 THEN 'row' WHEN 2 THEN 'agg' WHEN 3 THEN 'set'
+	                       ELSE 'part' END;
 	ref_v int;
 	ref_a int[];
 	after_v int;
@@ -161,6 +178,8 @@ BEGIN
 		v := qcache_fetch('acct:' || p_id, $row_query)->0;
 	ELSIF what = 2 THEN
 		v := qcache_fetch('acct:all', $agg_query)->0;
+	ELSIF what = 4 THEN
+		v := qcache_fetch('part:' || p_id, $part_query)->0;
 	ELSE
 		v := qcache_get('set:' || p_id);
 		IF v IS NULL THEN
@@ -215,13 +234,34 @@ BEGIN
 END \$\$;
 
 -- A writer's update: +1 to balance, or the poison of an update that will
--- be rolled back.
-CREATE FUNCTION w_update(p_id int, poison boolean) RETURNS void
-LANGUAGE sql AS \$\$
-	UPDATE accounts
-	SET balance = balance + CASE WHEN poison THEN -1000000 ELSE 1 END,
-		version = version + 1
-	WHERE id = p_id \$\$;
+-- be rolled back.  way: 1 through the parent, 2 directly to the row's
+-- partition, 3 a DELETE and the row put back by COPY FROM.  Returns 1 if
+-- it changed the row, 0 if not: in READ COMMITTED, an update or a delete
+-- of a row that another writer deleted and put back (way 3) finds no row.
+CREATE FUNCTION w_update(p_id int, poison boolean, way int DEFAULT 1) RETURNS int
+LANGUAGE plpgsql AS \$\$
+DECLARE
+	r record;
+	n int;
+BEGIN
+	IF way = 3 THEN
+		DELETE FROM accounts WHERE id = p_id RETURNING * INTO r;
+		IF NOT FOUND THEN
+			RETURN 0;
+		END IF;
+		EXECUTE format('COPY accounts FROM PROGRAM %L WITH (FORMAT csv)',
+			format('echo %s,%s,%s', r.id,
+			       r.balance + CASE WHEN poison THEN -1000000 ELSE 1 END,
+			       r.version + 1));
+		RETURN 1;
+	END IF;
+	EXECUTE format('UPDATE %s SET balance = balance + %s, version = version + 1 WHERE id = %s',
+		CASE WHEN way = 1 THEN 'accounts'
+		     WHEN p_id <= 10 THEN 'accounts_lo' ELSE 'accounts_hi' END,
+		CASE WHEN poison THEN -1000000 ELSE 1 END, p_id);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END \$\$;
 
 -- Inside a writing transaction, after it updated row p_id: read through
 -- the cache (its own writes must show: the row's tags are pending), and
@@ -261,39 +301,44 @@ append_to_file(
 \\set n random(1, 3)
 \\set fate random(1, 10)
 \\set peek random(1, 4)
+\\set way random(1, 3)
+\\set twopc random(1, 4)
 BEGIN;
-SELECT w_update(:lo, :fate <= 2);
+SELECT w_update(:lo, :fate <= 2, :way) AS lo_done \\gset
 \\if :n >= 2
-SELECT w_update(:mid, :fate <= 2);
+SELECT w_update(:mid, :fate <= 2, :way);
 \\endif
 \\if :n >= 3
-SELECT w_update(:hi, :fate <= 2);
+SELECT w_update(:hi, :fate <= 2, :way);
 \\endif
 \\if :fate >= 3 AND :fate <= 4
 SAVEPOINT s;
-SELECT w_update(:hi, true);
-\\if :peek = 1
+SELECT w_update(:hi, true) AS hi_done \\gset
+\\if :peek = 1 AND :hi_done = 1
 SELECT w_peek(:hi);
 \\endif
 ROLLBACK TO SAVEPOINT s;
 \\endif
-\\if :peek = 1
+\\if :peek = 1 AND :lo_done = 1
 SELECT w_peek(:lo);
 \\endif
 \\if :fate <= 2
 ROLLBACK;
+\\elif :twopc = 1
+PREPARE TRANSACTION 'w:client_id';
+COMMIT PREPARED 'w:client_id';
 \\else
 COMMIT;
 \\endif
 });
 append_to_file(
 	"$dir/reader_rc.sql", qq{\\set id random(1, $nrows)
-\\set what random(1, 3)
+\\set what random(1, 4)
 SELECT r_read(:id, :what, 0);
 });
 append_to_file(
 	"$dir/reader_snap.sql", qq{\\set id random(1, $nrows)
-\\set what random(1, 3)
+\\set what random(1, 4)
 \\set pause random(0, 3)
 \\set iso random(1, 3)
 \\if :iso = 1
@@ -344,16 +389,17 @@ foreach my $run ([ 'writers', $w ], [ 'readers', $r ])
 # ---------- the verdict ----------
 
 my %c;
-foreach my $seq (qw(chk_row chk_agg chk_set hit_row hit_agg hit_set
+foreach my $seq (qw(chk_row chk_agg chk_set chk_part hit_row hit_agg hit_set hit_part
 	bad_stale bad_future bad_poison bad_own))
 {
 	$c{$seq} = $node->safe_psql('postgres', "SELECT t_count('$seq')");
 }
-my $checks = $c{chk_row} + $c{chk_agg} + $c{chk_set};
-my $hits = $c{hit_row} + $c{hit_agg} + $c{hit_set};
-note("checks: $checks (row $c{chk_row}, aggregate $c{chk_agg}, set $c{chk_set}); "
+my $checks = $c{chk_row} + $c{chk_agg} + $c{chk_set} + $c{chk_part};
+my $hits = $c{hit_row} + $c{hit_agg} + $c{hit_set} + $c{hit_part};
+note("checks: $checks (row $c{chk_row}, aggregate $c{chk_agg}, set $c{chk_set}, "
+	  . "partition $c{chk_part}); "
 	  . "of which served from the cache: $hits (row $c{hit_row}, "
-	  . "aggregate $c{hit_agg}, set $c{hit_set})");
+	  . "aggregate $c{hit_agg}, set $c{hit_set}, partition $c{hit_part})");
 note("violations: stale reads $c{bad_stale}, future $c{bad_future}, "
 	  . "poison $c{bad_poison}, own writes not read $c{bad_own}");
 my $st = $node->safe_psql('postgres',
@@ -370,6 +416,7 @@ cmp_ok($checks, '>', 2000, 'enough checked reads');
 cmp_ok($c{hit_row}, '>', 50, 'row fetches were served from the cache');
 cmp_ok($c{hit_agg}, '>', 100, 'aggregate fetches were served from the cache');
 cmp_ok($c{hit_set}, '>', 200, 'explicit sets were served from the cache');
+cmp_ok($c{hit_part}, '>', 50, 'partition fetches were served from the cache');
 cmp_ok($updates, '>', 100, 'writers committed updates');
 
 if ($c{bad_stale} + $c{bad_future} + $c{bad_poison} + $c{bad_own} > 0)
