@@ -129,7 +129,7 @@ CREATE TRIGGER h_before BEFORE INSERT OR UPDATE OR DELETE ON h
 is( $node->safe_psql(
 		'postgres',
 		"SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'w'::regclass"),
-	'qcache_watch_row,qcache_watch_table,qcache_watch_truncate',
+	'qcache_watch_replica,qcache_watch_row,qcache_watch_table,qcache_watch_truncate',
 	'qcache_watch creates its triggers without the preload');
 is( $node->safe_psql(
 		'postgres', q{

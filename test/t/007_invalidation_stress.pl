@@ -60,8 +60,8 @@
 # A value counts as served from the cache unless this very call computed
 # it (the values carry now() of the transaction that computed them, and
 # the explicit sets also its pid; the fetched ones do not, since a result
-# that calls pg_backend_pid() is kept for its own session).  Violations are counted in sequences (not transactional) and
-# logged; the
+# that calls pg_backend_pid() is kept for its own session).  Violations
+# are counted in sequences (not transactional) and logged; the
 # test requires all of them to be 0, a minimum number of checks and of
 # values actually served from the cache, and no pgbench failures.  After
 # the run every cached value must equal the table.
@@ -102,7 +102,7 @@ my $row_query =
   q{'SELECT id, balance, version, now() AS xt }
   . q{FROM accounts WHERE id = ' || p_id};
 my $part_query =
-  q{'SELECT id, balance, version, pg_backend_pid() AS pid, now() AS xt }
+  q{'SELECT id, balance, version, now() AS xt }
   . q{FROM ' || CASE WHEN p_id <= 10 THEN 'accounts_lo' ELSE 'accounts_hi' END || ' WHERE id = ' || p_id};
 my $agg_query =
   q{'SELECT array_agg(version ORDER BY id) AS versions, min(balance) AS min_balance, }

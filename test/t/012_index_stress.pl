@@ -85,7 +85,7 @@ BEGIN
 						   CASE WHEN n % 4 = 0 THEN 1 ELSE 0 END,
 						   CASE WHEN n % 3 = 0
 								THEN ARRAY['g' || (k % 10), 'all', 'g' || (k % 10),
-										   E'\x01rel:' || (k % 5)]
+										   'rel:' || (k % 5)]
 								ELSE ARRAY['g' || (k % 10), 'all'] END);
 		v := qcache_get(key);
 		IF v IS NOT NULL THEN
@@ -96,7 +96,7 @@ BEGIN
 	ELSIF op <= 940 THEN
 		PERFORM t_at_most('tag g', qcache_invalidate_tag('g' || (n % 10)), 20);
 	ELSIF op <= 955 THEN
-		PERFORM t_at_most('tag rel', qcache_invalidate_tag(E'\x01rel:' || (n % 5)), 40);
+		PERFORM t_at_most('tag rel', qcache_invalidate_tag('rel:' || (n % 5)), 40);
 	ELSIF op <= 975 THEN
 		PERFORM t_at_most('prefix n', qcache_invalidate_prefix('n' || (n % 4) || ':'), 50);
 	ELSIF op <= 990 THEN
@@ -166,7 +166,7 @@ is($node->safe_psql('postgres', 'SELECT entries, bytes_used FROM qcache_stats'),
 $node->safe_psql('postgres', qq{
 	SELECT qcache_set(t_key(k), t_value(t_key(k), k, 10), 0,
 					  CASE WHEN k % 3 = 0
-						   THEN ARRAY['g' || (k % 10), 'all', 'g' || (k % 10), E'\\x01rel:' || (k % 5)]
+						   THEN ARRAY['g' || (k % 10), 'all', 'g' || (k % 10), 'rel:' || (k % 5)]
 						   ELSE ARRAY['g' || (k % 10), 'all'] END)
 	FROM generate_series(1, $nkeys) k});
 is($node->safe_psql('postgres', 'SELECT entries FROM qcache_stats'),
@@ -176,7 +176,7 @@ for my $r (0 .. 4)
 {
 	my @k = grep { $_ % 3 == 0 && $_ % 5 == $r } keys %alive;
 	delete @alive{@k};
-	is($node->safe_psql('postgres', qq{SELECT qcache_invalidate_tag(E'\\x01rel:$r')}),
+	is($node->safe_psql('postgres', qq{SELECT qcache_invalidate_tag('rel:$r')}),
 		scalar(@k), "node-internal tag rel:$r: " . scalar(@k) . ' entries');
 }
 for my $g (0 .. 4)
