@@ -14,7 +14,9 @@
  * values, its stamp already raised).  Recording an item opens the circuit
  * breaker, so this node does not read Redis while it owes it; the
  * subscriber worker pays the items (redis.c, qc_l2_pay) and then closes
- * the breaker.  The list is bounded: when it is full, a database's items
+ * the breaker.  A purge alone does not open it: the stamp that makes the
+ * values invalid is in Redis already, and deleting them (a SCAN) only
+ * serves direct readers.  The list is bounded: when it is full, a database's items
  * give way to one item for the whole database, and when even that does
  * not fit, the debt becomes global (raise the global stamp, which makes
  * every value in Redis invalid, and delete every value).  So recovery is
@@ -382,10 +384,14 @@ qc_l2_owe(char kind, const char *db, const char *str, size_t len)
 done:
 	LWLockRelease(l2s->lock);
 
-	pg_atomic_fetch_add_u64(&l2s->skipped, 1);
 	pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
 	pg_memory_barrier();
-	pg_atomic_write_u32(&qc_shared->l2_up, 0);
+	if (kind != 'P')
+	{
+		/* a purge only serves direct readers: the stamps are raised */
+		pg_atomic_fetch_add_u64(&l2s->skipped, 1);
+		pg_atomic_write_u32(&qc_shared->l2_up, 0);
+	}
 	qc_l2_wake_worker();
 }
 
