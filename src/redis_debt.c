@@ -108,6 +108,7 @@ static QcL2Shared *l2s = NULL;
 typedef struct QcL2FileHeader
 {
 	uint32		magic;
+	uint32		itemsize;		/* sizeof(QcL2Debt) of the build that wrote it */
 	char		state;			/* 'R' running, 'C' clean */
 	bool		owes_all;
 	int32		nitems;
@@ -139,6 +140,7 @@ qc_l2_write_file(char state)
 
 	memset(&h, 0, sizeof(h));
 	h.magic = QC_L2_STATE_MAGIC;
+	h.itemsize = sizeof(QcL2Debt);
 	h.state = state;
 	h.owes_all = l2s->global_seq != 0;
 	h.nitems = l2s->nitems;
@@ -191,6 +193,7 @@ qc_l2_read_file(uint64 current)
 		goto done;
 	}
 	if (fread(&h, sizeof(h), 1, f) != 1 || h.magic != QC_L2_STATE_MAGIC ||
+		h.itemsize != sizeof(QcL2Debt) ||
 		h.nitems < 0 || h.nitems > QC_L2_DEBT_ITEMS)
 	{
 		l2s->crashed = true;
