@@ -192,8 +192,8 @@ typedef struct QcShared
 	 * The Redis level (redis.c, redis_worker.c), atomics: node_id is set
 	 * once; l2_up is the circuit breaker (1: backends may call Redis; any
 	 * backend opens it, only the worker closes it); l2_dirty says this node
-	 * may owe Redis something (the debt itself is in redis_debt.c);
-	 * l2_warned is the time of the last warning about Redis.
+	 * may owe Redis something (the debt itself is in redis_debt.c); l2_warned
+	 * is the time of the last warning about Redis.
 	 */
 	uint64		node_id;
 	uint8		digest_key[16]; /* secret SipHash key of fetch digests

@@ -14,7 +14,9 @@
  * values, its stamp already raised).  Recording an item opens the circuit
  * breaker, so this node does not read Redis while it owes it; the
  * subscriber worker pays the items (redis.c, qc_l2_pay) and then closes
- * the breaker.  The list is bounded: when it is full, a database's items
+ * the breaker.  A purge alone does not open it: the stamp that makes the
+ * values invalid is in Redis already, and deleting them (a SCAN) only
+ * serves direct readers.  The list is bounded: when it is full, a database's items
  * give way to one item for the whole database, and when even that does
  * not fit, the debt becomes global (raise the global stamp, which makes
  * every value in Redis invalid, and delete every value).  So recovery is
@@ -106,6 +108,7 @@ static QcL2Shared *l2s = NULL;
 typedef struct QcL2FileHeader
 {
 	uint32		magic;
+	uint32		itemsize;		/* sizeof(QcL2Debt) of the build that wrote it */
 	char		state;			/* 'R' running, 'C' clean */
 	bool		owes_all;
 	int32		nitems;
@@ -137,6 +140,7 @@ qc_l2_write_file(char state)
 
 	memset(&h, 0, sizeof(h));
 	h.magic = QC_L2_STATE_MAGIC;
+	h.itemsize = sizeof(QcL2Debt);
 	h.state = state;
 	h.owes_all = l2s->global_seq != 0;
 	h.nitems = l2s->nitems;
@@ -189,6 +193,7 @@ qc_l2_read_file(uint64 current)
 		goto done;
 	}
 	if (fread(&h, sizeof(h), 1, f) != 1 || h.magic != QC_L2_STATE_MAGIC ||
+		h.itemsize != sizeof(QcL2Debt) ||
 		h.nitems < 0 || h.nitems > QC_L2_DEBT_ITEMS)
 	{
 		l2s->crashed = true;
@@ -382,10 +387,14 @@ qc_l2_owe(char kind, const char *db, const char *str, size_t len)
 done:
 	LWLockRelease(l2s->lock);
 
-	pg_atomic_fetch_add_u64(&l2s->skipped, 1);
 	pg_atomic_write_u32(&qc_shared->l2_dirty, 1);
 	pg_memory_barrier();
-	pg_atomic_write_u32(&qc_shared->l2_up, 0);
+	if (kind != 'P')
+	{
+		/* a purge only serves direct readers: the stamps are raised */
+		pg_atomic_fetch_add_u64(&l2s->skipped, 1);
+		pg_atomic_write_u32(&qc_shared->l2_up, 0);
+	}
 	qc_l2_wake_worker();
 }
 

@@ -233,7 +233,8 @@ qc_recover(void)
 		uint64		upto;
 		int			n;
 
-		qc_l2_set_state(QC_L2_STATE_RECOVERING);
+		if (pg_atomic_read_u32(&qc_shared->l2_up) == 0)
+			qc_l2_set_state(QC_L2_STATE_RECOVERING);
 		n = qc_l2_debt_snapshot(&items, &owes_all, &upto);
 		if (!qc_l2_pay(&cmd, items, n, owes_all))
 		{
@@ -653,8 +654,14 @@ qcache_l2_main(Datum arg)
 			next_probe = 0;
 		}
 
-		/* breaker open: is Redis answering?  then make up and close it */
-		if (pg_atomic_read_u32(&qc_shared->l2_up) == 0 && now >= next_probe)
+		/*
+		 * Breaker open: is Redis answering?  then pay and close it.  Also
+		 * with the breaker closed when something is owed that did not open it
+		 * (a purge for direct readers, redis_debt.c).
+		 */
+		if ((pg_atomic_read_u32(&qc_shared->l2_up) == 0 ||
+			 pg_atomic_read_u32(&qc_shared->l2_dirty) != 0) &&
+			now >= next_probe)
 		{
 			if (qc_probe())
 				qc_recover();

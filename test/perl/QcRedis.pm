@@ -14,8 +14,10 @@ use Test::More;
 
 my @running;
 
-# QcRedis->new(password => 'pw', args => [...]): a stopped server; args
-# are more redis-server options (--replicaof ..., or --sentinel)
+# QcRedis->new(password => 'pw', args => [...], conf => '...', bin => '...'):
+# a stopped server; args are more options (--replicaof ...), conf the
+# text of a config file given first (a sentinel needs one it can rewrite),
+# bin the program (redis-sentinel for a sentinel; redis-server by default)
 sub new
 {
 	my ($class, %opt) = @_;
@@ -25,6 +27,7 @@ sub new
 		password => $opt{password},
 		args => $opt{args} // [],
 		conf => $opt{conf},
+		bin => $opt{bin} // 'redis-server',
 		pid => undef,
 	}, $class;
 	$self->{socket} = "$self->{dir}/redis.sock";
@@ -38,7 +41,7 @@ sub socket { $_[0]->{socket} }
 sub start
 {
 	my ($self) = @_;
-	my @cmd = ('redis-server');
+	my @cmd = ($self->{bin});
 	if (defined $self->{conf})
 	{
 		# a config file first (a sentinel needs one it can rewrite)
@@ -63,7 +66,7 @@ sub start
 	{
 		open(STDOUT, '>>', "$self->{dir}/redis.out");
 		open(STDERR, '>&', \*STDOUT);
-		exec(@cmd) or die "exec redis-server: $!";
+		exec(@cmd) or die "exec $self->{bin}: $!";
 	}
 	$self->{pid} = $pid;
 	push @running, $self;

@@ -235,6 +235,13 @@ is($redis->cli('EXISTS', 'qcache:postgres:dr:1', 'qcache#m:postgres:dr:1'), '0',
 sq($b, 'UPDATE items SET price = 33 WHERE id = 3');
 is($redis->cli('EXISTS', 'qcache:postgres:dr:2'), '0', "a trigger's commit on B deletes the value");
 is($redis->cli('EXISTS', 'qcache#i:postgres:item:3'), '0', 'and the index');
+sq($a, q{CREATE TABLE tt (id int); SELECT qcache_watch('tt', 'tt:{id}')});
+sq($a, q{SELECT qcache_set('tr:1', '"t"', 300)});
+is($redis->cli('EXISTS', 'qcache:postgres:tr:1'), '1', 'tr:1 in Redis');
+sq($a, 'TRUNCATE tt');
+is(sq($b, q{SELECT qcache_get('tr:1') IS NULL}), 't', 'after a TRUNCATE of a watched table B misses tr:1');
+ok(wait_for('tr:1 to leave Redis', 5, sub { $redis->cli('EXISTS', 'qcache:postgres:tr:1') eq '0' }),
+	"and the worker deletes the database's values from Redis for direct readers");
 sq($a, q{SELECT qcache_clear()});
 is($redis->cli('TTL', 'qcache#d:postgres'), '-1', 'the database stamp has no TTL');
 is($redis->cli('TTL', 'qcache#g'), '-1', 'nor the global stamp');

@@ -1,4 +1,5 @@
-# Redis Sentinel: qcache.redis_url names a sentinel and a master name;
+# Redis Sentinel (Debian's redis-sentinel): qcache.redis_url names
+# sentinels (the first one listed is down) and a master name;
 # two PostgreSQL nodes share a master that has a replica.  The master is
 # killed, the sentinel promotes the replica, and both nodes follow by
 # themselves: they serve correct values (an invalidation made while the
@@ -31,7 +32,7 @@ my $sentinel = QcRedis->new(
 	conf => "sentinel monitor qm 127.0.0.1 " . $master->port . " 1\n"
 	  . "sentinel down-after-milliseconds qm 1000\n"
 	  . "sentinel failover-timeout qm 5000\n",
-	args => ['--sentinel']);
+	bin => 'redis-sentinel');
 $sentinel->start;
 my $sport = $sentinel->port;
 is((split /\n/, $sentinel->cli('SENTINEL', 'get-master-addr-by-name', 'qm'))[1],
