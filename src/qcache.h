@@ -165,9 +165,8 @@ typedef union QcPartition
  * - The DSA area has its own internal locks; we never call dsa_allocate or
  *   dsa_free while holding a partition lock, so they order after nothing.
  * - nentries, bytes_used, evict_hand, last_trim and the stats slots are
- *   atomics and
- *   need no lock.  reset_base is guarded by stats_lock (a spinlock held for
- *   a copy of a few counters only).
+ *   atomics and need no lock.  reset_base is guarded by stats_lock (a
+ *   spinlock held for a copy of a few counters only).
  * - Everything else is set once by the postmaster and then only read.
  */
 typedef struct QcShared
@@ -256,7 +255,13 @@ extern void qc_require_loaded(void);
  * where the value is the whole jsonb varlena and each tag string is NUL
  * terminated.  Nothing is aligned past the header: values are copied out
  * before use.  An entry is immutable once linked, except for clock and
- * hits, which readers update atomically under a shared partition lock.
+ * hits, which readers update atomically under a shared partition lock, and
+ * its links.  links[i] (i < ntags) chains the entry into the index chain
+ * of its tag i, and links[ntags], present when the flag QC_ENTRY_NAMESPACE
+ * is set, into that of its key's namespace (store.c); a link is protected
+ * by the index lock of its chain, and changed only while the entry's
+ * partition lock is also held (or by a neighbour's link or unlink, under
+ * that index lock).
  */
 /*
  * An entry's place in one chain of the tag and namespace index (store.c):

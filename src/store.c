@@ -796,9 +796,12 @@ qc_remove_indexed(const QcMatchArg *a)
 
 /*
  * Remove every entry of a database that carries a tag, starts with a
- * prefix, or all of them; or every entry of every database.  Exact:
- * returns the number removed.  Takes each partition lock in turn, never
- * two at once.
+ * prefix, or all of them; or every entry of every database.  Returns the
+ * number removed, exactly: entries that another backend removes at the
+ * same time (an eviction for room, a concurrent invalidation) are counted
+ * by whoever removed them.  Takes the partition locks one at a time, each
+ * followed by index locks one at a time (the lock order of the header
+ * comment).
  *
  * Cost.  A tag, and a prefix that contains a ':' (every key it matches is
  * in the namespace up to that ':'), are answered by the index: first the
