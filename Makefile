@@ -29,7 +29,7 @@ PGFILEDESC = "qcache - query result cache in shared memory"
 # qcache preloaded; then isolation specs; then TAP tests.
 REGRESS = api errors ttl tags config stats eviction isolation_db privileges fetch triggers watch transactional fetch_tags fetch_acl upgrade fetch_json fetch_checked security readthrough guidance readme_examples tag_index write_paths
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/qcache.conf
-ISOLATION = set_get concurrent_set invalidate clear stale_set read_your_writes truncate_cascade explicit_stamp temp_tables revoke_in_transaction set_reasons write_paths
+ISOLATION = set_get concurrent_set invalidate clear stale_set read_your_writes truncate_cascade explicit_stamp temp_tables revoke_in_transaction set_reasons write_paths lease
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \
 	--temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/qcache.conf
 TAP_TESTS = 1

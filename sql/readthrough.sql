@@ -145,11 +145,27 @@ SELECT qcache_watch('rt_w', 'lease-tag3');
 INSERT INTO rt_w VALUES (1);
 SELECT qcache_set('rt:lease3', '"stale"', 60, ARRAY['lease-tag3'], :token3) AS stale_refused,
        qcache_get('rt:lease3') AS value3;
+-- a token of another key, or one already used: an error
+BEGIN;
+SELECT qcache_lease('rt:lease4') AS token4 \gset
+COMMIT;
+SELECT rt_try(format($$SELECT qcache_set('rt:other', '1', 60, NULL, %s)$$, :token4)) AS other_key;
+SELECT qcache_set('rt:lease4', '1', 60, NULL, :token4) AS used_once;
+SELECT rt_try(format($$SELECT qcache_set('rt:lease4', '2', 60, NULL, %s)$$, :token4)) AS used_twice;
 -- a token not from qcache_lease: an error with a hint
 SELECT rt_try($$SELECT qcache_set('rt:x', '1', 60, NULL, 1)$$) AS old_token;
 SELECT rt_try(format($$SELECT qcache_set('rt:x', '1', 60, NULL, %s)$$,
                      (extract(epoch FROM now() - '2000-01-01'::timestamptz) * 1e6)::bigint + 3600000000)) AS future_token;
 SELECT rt_try($$SELECT qcache_lease('rt:x', 0)$$) AS zero_lease;
+
+--
+-- Past its ttl, a value stored with stale_ttl is served only to callers
+-- that allow staleness: the others recompute.
+--
+SELECT qcache_fetch('rt:swr', 'SELECT rt_ran((SELECT 3)) AS v', 1, stale_ttl => 600) AS stored;
+SELECT pg_sleep(1.2);
+SELECT qcache_fetch_cached('rt:swr', 'SELECT rt_ran((SELECT 3)) AS v') AS cached_past_ttl;
+SELECT qcache_fetch('rt:swr', 'SELECT rt_ran((SELECT 3)) AS v', 1) AS not_opted_in;
 
 --
 -- qcache.ttl_jitter: shortens TTLs by up to the percentage, never lengthens.

@@ -415,8 +415,78 @@ SELECT (SELECT count(*) FROM pg_largeobject_metadata) AS large_objects,
        (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory') AS advisory_locks;
 SELECT current_setting('app.x', true) AS app_x;
 
+--
+-- 18. A second review: a function folded at planning (an operator over an
+--     IMMUTABLE function) when the kept plan is reused; a PL/pgSQL plan
+--     made before the fetch; a role's membership in a group its policy
+--     names; parameter types under another search_path; an enum label
+--     renamed.
+--
+CREATE FUNCTION e_secret(int, int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 1000 + $2';
+REVOKE EXECUTE ON FUNCTION e_secret(int, int) FROM PUBLIC;
+CREATE OPERATOR ### (LEFTARG = int, RIGHTARG = int, FUNCTION = e_secret);
+SELECT qcache_fetch('e1', 'SELECT 4 ### 2 AS v') AS first;
+SELECT qcache_invalidate('e1') AS invalidated;
+SELECT qcache_fetch('e1', 'SELECT 4 ### 2 AS v') AS with_kept_plan;
+SET ROLE regress_qcs_bob;
+SELECT sec_try($$SELECT qcache_fetch('e1', 'SELECT 4 ### 2 AS v')$$) AS bob_folded;
+RESET ROLE;
+CREATE FUNCTION i_secret(int) RETURNS int STABLE LANGUAGE sql AS 'SELECT $1 * 1000 + 9';
+REVOKE EXECUTE ON FUNCTION i_secret(int) FROM PUBLIC;
+CREATE FUNCTION i_wrap(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+	RETURN (SELECT i_secret(x));
+END
+$$;
+SELECT i_wrap(1) AS planned_before;
+SELECT qcache_fetch('i1', 'SELECT i_wrap(5) AS v') AS owner_fetch;
+SET ROLE regress_qcs_bob;
+SELECT sec_try($$SELECT qcache_fetch('i1', 'SELECT i_wrap(5) AS v')$$) AS bob_wrapped;
+RESET ROLE;
+CREATE ROLE regress_qcs_grp;
+GRANT regress_qcs_grp TO regress_qcs_carol;
+CREATE TABLE f_docs (id int, body text);
+INSERT INTO f_docs VALUES (1, 'public'), (2, 'confidential');
+ALTER TABLE f_docs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY everyone ON f_docs TO PUBLIC USING (id = 1);
+CREATE POLICY grp_all ON f_docs TO regress_qcs_grp USING (true);
+GRANT SELECT ON f_docs TO regress_qcs_carol;
+SET ROLE regress_qcs_carol;
+SELECT qcache_fetch('f7', 'SELECT id, body FROM f_docs ORDER BY id') AS in_group;
+RESET ROLE;
+REVOKE regress_qcs_grp FROM regress_qcs_carol;
+SET ROLE regress_qcs_carol;
+SELECT qcache_fetch('f7', 'SELECT id, body FROM f_docs ORDER BY id') AS out_of_group;
+RESET ROLE;
+CREATE SCHEMA ov1;
+CREATE SCHEMA ov2;
+CREATE FUNCTION ov1.f(int) RETURNS text LANGUAGE sql IMMUTABLE AS $$SELECT 'ov1.f(int)'$$;
+CREATE FUNCTION ov2.f(int) RETURNS text LANGUAGE sql IMMUTABLE AS $$SELECT 'ov2.f(int)'$$;
+CREATE FUNCTION ov2.f(text) RETURNS text LANGUAGE sql IMMUTABLE AS $$SELECT 'ov2.f(text)'$$;
+SET search_path = ov1, public;
+SELECT qcache_fetch(NULL, 'SELECT f($1) AS v', params => ARRAY['5']) AS in_ov1;
+SET search_path = ov2, public;
+SELECT qcache_fetch(NULL, 'SELECT f($1) AS v', params => ARRAY['5']) AS in_ov2;
+PREPARE ov_direct(unknown) AS SELECT f($1) AS v;
+EXECUTE ov_direct('5');
+DEALLOCATE ov_direct;
+RESET search_path;
+CREATE TYPE h_mood AS ENUM ('sad', 'ok');
+CREATE TABLE h1 (m h_mood);
+INSERT INTO h1 VALUES ('sad');
+SELECT qcache_fetch('h1', 'SELECT m FROM h1') AS before_rename;
+ALTER TYPE h_mood RENAME VALUE 'sad' TO 'unhappy';
+SELECT qcache_fetch('h1', 'SELECT m FROM h1') AS after_rename;
+
 -- Clean up.
 SET client_min_messages = warning;
+DROP TABLE f_docs, h1;
+DROP TYPE h_mood;
+DROP SCHEMA ov1, ov2 CASCADE;
+DROP OPERATOR ### (int, int);
+DROP FUNCTION e_secret(int, int), i_wrap(int), i_secret(int);
+DROP OWNED BY regress_qcs_grp;
+DROP ROLE regress_qcs_grp;
 DROP OPERATOR <+> (int, int);
 DROP TABLE nums;
 DROP SCHEMA hid CASCADE;

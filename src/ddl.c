@@ -309,6 +309,18 @@ qc_ddl_before(Node *stmt)
 					qc_ddl_rel_tree(qc_ddl_rangevar(as->relation));
 				break;
 			}
+		case T_AlterEnumStmt:
+		case T_AlterTSConfigurationStmt:
+		case T_AlterTSDictionaryStmt:
+
+			/*
+			 * A renamed enum label changes what every query over the type
+			 * returns, and a text search configuration what to_tsvector and
+			 * its kin return, though they are IMMUTABLE: no OID tag reaches
+			 * those results, the names tag does.
+			 */
+			qc_inval_names_at_commit();
+			break;
 		default:
 			break;
 	}

@@ -343,6 +343,13 @@ qc_note_func(Oid funcid)
 	Form_pg_proc proc;
 	ListCell   *lc;
 
+	/*
+	 * Everything noted while the top-level query is planned (functions the
+	 * planner folds into constants run their EXECUTE check then) is replayed
+	 * when its saved plan is reused without planning.
+	 */
+	if (recording->in_top_planning)
+		recording->top_funcs = list_append_unique_oid(recording->top_funcs, funcid);
 	foreach(lc, recording->funcs)
 	{
 		QcDepFunc  *f = lfirst(lc);
@@ -477,6 +484,19 @@ qc_query_walker(Node *node, void *context)
 	return expression_tree_walker(node, qc_query_walker, context);
 }
 
+/* Remember a plan made during the recording (qc_executor_start). */
+static void
+qc_note_planned(PlannedStmt *ps)
+{
+	MemoryContext old;
+
+	if (recording == NULL)
+		return;
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(recording));
+	recording->planned = lappend(recording->planned, ps);
+	MemoryContextSwitchTo(old);
+}
+
 /* planner_hook: walk the query tree of every query planned meanwhile. */
 static PlannedStmt *
 qc_planner(Query *parse, const char *query_string, int cursorOptions,
@@ -492,6 +512,35 @@ qc_planner(Query *parse, const char *query_string, int cursorOptions,
 			recording->top_planned = true;
 		(void) query_tree_walker(parse, qc_query_walker, top ? (void *) recording : NULL, 0);
 		MemoryContextSwitchTo(old);
+		if (top)
+		{
+			QcDeps	   *rec = recording;
+			PlannedStmt *ps;
+
+			rec->in_top_planning = true;
+			PG_TRY();
+			{
+				ps = prev_planner ?
+					prev_planner(parse, query_string, cursorOptions, boundParams) :
+					standard_planner(parse, query_string, cursorOptions, boundParams);
+			}
+			PG_FINALLY();
+			{
+				rec->in_top_planning = false;
+			}
+			PG_END_TRY();
+			qc_note_planned(ps);
+			return ps;
+		}
+		else
+		{
+			PlannedStmt *ps = prev_planner ?
+				prev_planner(parse, query_string, cursorOptions, boundParams) :
+				standard_planner(parse, query_string, cursorOptions, boundParams);
+
+			qc_note_planned(ps);
+			return ps;
+		}
 	}
 	if (prev_planner)
 		return prev_planner(parse, query_string, cursorOptions, boundParams);
@@ -509,7 +558,12 @@ qc_refuse_write(const char *what)
 			 errhint("qcache_fetch caches only what reads: call the function outside qcache_fetch.")));
 }
 
-/* ExecutorStart_hook: only plain reads run inside a fetch. */
+/*
+ * ExecutorStart_hook: only plain reads run inside a fetch.  And a nested
+ * statement whose plan was made before the recording (PL/pgSQL keeps its
+ * plans for the session) hides what its planning checked and inlined: the
+ * result is scoped to the caller's role and settings, who may run it.
+ */
 static void
 qc_executor_start(QueryDesc *queryDesc, int eflags)
 {
@@ -517,6 +571,16 @@ qc_executor_start(QueryDesc *queryDesc, int eflags)
 	{
 		PlannedStmt *ps = queryDesc->plannedstmt;
 		ListCell   *lc;
+
+		if (!(recording->top_query != NULL && queryDesc->sourceText != NULL &&
+			  strcmp(queryDesc->sourceText, recording->top_query) == 0) &&
+			!list_member_ptr(recording->planned, ps))
+		{
+			MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(recording));
+
+			qc_dependent("a statement planned before the query ran (a PL/pgSQL function's saved plan)");
+			MemoryContextSwitchTo(old);
+		}
 
 		if (queryDesc->operation != CMD_SELECT)
 			qc_refuse_write(queryDesc->operation == CMD_INSERT ? "an INSERT, in a function it calls" :

@@ -52,6 +52,8 @@ typedef struct QcDeps
 	List	   *top_funcs;		/* funcids its walk noted */
 	bool		top_caller;		/* its walk found CURRENT_USER & co */
 	List	   *parse_nsps;		/* schemas searched by name while parsing */
+	bool		in_top_planning;	/* the top-level query is being planned */
+	List	   *planned;		/* PlannedStmts made during the recording */
 } QcDeps;
 
 /* Largest serialized dependency list an entry carries (more: uncached). */

@@ -109,7 +109,8 @@ typedef struct QcCheckedQuery
 	int			busy;			/* executions of plan in progress */
 	SPIPlanPtr	plan;			/* saved plan, or NULL before the first run */
 	Oid			plan_role;		/* the role it was parsed and planned as */
-	uint64		plan_settings;	/* qc_base_settings_digest() then */
+	uint64		plan_settings;	/* qc_base_settings_digest() then: base
+								 * settings and the resolved search_path */
 	TimestampTz plan_names;		/* qc_names_stamp() then */
 	Oid		   *ptypes;			/* its parameter types (nparams) */
 	List	   *planner_funcs;	/* functions the planner walk noted */
@@ -947,16 +948,24 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 		stale_usec = 1;			/* an early refresh needs the envelope */
 
 	v = qc_fetch_lookup(&fk, as_text, &fresh_until);
-	if (v != NULL)
+	if (v != NULL && fresh_until != 0)
 	{
-		/* stale, or due for an early refresh: one session refreshes it */
-		if (fresh_until != 0 &&
-			GetCurrentTimestamp() >= fresh_until - ahead_usec &&
-			qc_flight_try(&fk.flight) == QC_FLIGHT_LEAD)
+		TimestampTz now = GetCurrentTimestamp();
+
+		/*
+		 * Past its ttl, an entry is served only to a caller that allows
+		 * staleness (stale_ttl): to the others it is a miss.  Stale, or due
+		 * for an early refresh: one session refreshes it.
+		 */
+		if (now >= fresh_until && stale_usec == 0)
+			v = NULL;
+		else if (now >= fresh_until - ahead_usec &&
+				 qc_flight_try(&fk.flight) == QC_FLIGHT_LEAD)
 			v = qc_fetch_compute_lead(&fk, &tags, ttl_usec, stale_usec,
 									  as_text, table_tags);
-		return v;
 	}
+	if (v != NULL)
+		return v;
 	if (!qc_enabled)
 		return qc_fetch_compute(&fk, &tags, ttl_usec, stale_usec, as_text, table_tags);
 
@@ -1016,6 +1025,9 @@ qcache_fetch_cached(PG_FUNCTION_ARGS)
 				 (PG_NARGS() > 2 && !PG_ARGISNULL(2)) ? PG_GETARG_ARRAYTYPE_P(2) : NULL,
 				 &fk);
 	if (!qc_enabled || !qc_fetch_find(&fk, &v))
+		PG_RETURN_NULL();
+	/* past its ttl, only a caller that allows staleness is served */
+	if (qc_fresh_until(&v) != 0 && GetCurrentTimestamp() >= qc_fresh_until(&v))
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(qc_value_jsonb(&v));
 }

@@ -158,16 +158,27 @@ qc_lease_take(const QcKey *key, int ms)
 	return token;
 }
 
-/* Give a key's lease back if it is still the one with this token. */
-void
-qc_lease_release(const QcKey *key, TimestampTz token)
+/*
+ * Use a key's lease: true if the key's slot holds a live lease with this
+ * token, which is then given back; false otherwise (expired, used, another
+ * key's, or never granted).  A token that collided with another key's
+ * lease (qc_lease_take) is not in the slot: false, a duplicate computation
+ * is refused rather than trusted.
+ */
+bool
+qc_lease_use(const QcKey *key, TimestampTz token)
 {
 	QcLeaseSlot *l = &qc_lease_slots()[key->hash % QC_LEASE_SLOTS];
+	TimestampTz now = GetCurrentTimestamp();
+	bool		ok;
 
 	SpinLockAcquire(&l->mutex);
-	if (l->dbid == key->dbid && l->keyhash == key->hash && l->token == token)
+	ok = l->token == token && l->until > now &&
+		l->dbid == key->dbid && l->keyhash == key->hash;
+	if (ok)
 		l->token = 0;
 	SpinLockRelease(&l->mutex);
+	return ok;
 }
 
 /* before_shmem_exit callback: release a slot still held. */

@@ -505,7 +505,7 @@ extern QcFlight qc_flight_begin(const QcKey *key);
 extern void qc_flight_end(void);
 extern QcFlight qc_flight_try(const QcKey *key);
 extern TimestampTz qc_lease_take(const QcKey *key, int ms);
-extern void qc_lease_release(const QcKey *key, TimestampTz token);
+extern bool qc_lease_use(const QcKey *key, TimestampTz token);
 
 /* ---------- the Redis second level (redis.c, redis_worker.c) ---------- */
 extern char *qc_redis_url;

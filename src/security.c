@@ -51,12 +51,16 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_auth_members.h"
+#include "catalog/pg_authid.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/acl.h"
+#include "utils/catcache.h"
 #include "utils/guc_tables.h"
 #include "utils/inval.h"
 #include "lib/stringinfo.h"
@@ -251,6 +255,62 @@ qc_put_settings(StringInfo buf)
 	}
 }
 
+/*
+ * Append the current role's standing: whether it is a superuser or
+ * bypasses row-level security, and every role it is a member of, directly
+ * or not (sorted).  For scoped results: which policies apply depends on
+ * them, and a hit re-checks privileges but not which policies apply, so a
+ * change of membership must change the key.
+ */
+static void
+qc_put_roles(StringInfo buf)
+{
+	Oid			me = GetUserId();
+	List	   *todo = list_make1_oid(me);
+	List	   *seen = NIL;
+	HeapTuple	tup;
+	ListCell   *lc;
+
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(me));
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_authid a = (Form_pg_authid) GETSTRUCT(tup);
+
+		appendStringInfoChar(buf, a->rolsuper ? 'S' : 's');
+		appendStringInfoChar(buf, a->rolbypassrls ? 'B' : 'b');
+		ReleaseSysCache(tup);
+	}
+	while (todo != NIL)
+	{
+		Oid			role = linitial_oid(todo);
+		CatCList   *members;
+		int			i;
+
+		todo = list_delete_first(todo);
+		if (list_member_oid(seen, role))
+			continue;
+		seen = lappend_oid(seen, role);
+		members = SearchSysCacheList1(AUTHMEMMEMROLE, ObjectIdGetDatum(role));
+		for (i = 0; i < members->n_members; i++)
+		{
+			Form_pg_auth_members m =
+				(Form_pg_auth_members) GETSTRUCT(&members->members[i]->tuple);
+
+			todo = lappend_oid(todo, m->roleid);
+		}
+		ReleaseSysCacheList(members);
+	}
+	list_sort(seen, list_oid_cmp);
+	appendStringInfoChar(buf, 'M');
+	foreach(lc, seen)
+	{
+		Oid			role = lfirst_oid(lc);
+
+		appendBinaryStringInfo(buf, (char *) &role, sizeof(role));
+	}
+	list_free(seen);
+}
+
 /* ---------- SipHash-2-4 (Aumasson and Bernstein, reference algorithm) ---------- */
 
 #define QC_ROTL(x, b)	(uint64) (((x) << (b)) | ((x) >> (64 - (b))))
@@ -330,15 +390,17 @@ qc_siphash(const uint8 *key, const uint8 *data, size_t len)
 }
 
 /*
- * A digest of the base settings, for fetch.c's saved plans: the planner
- * folds IMMUTABLE calls into constants, and some built-in ones read a
- * setting (quote_ident and quote_all_identifiers), so a plan is remade
- * when one of them changed.
+ * A digest of the base settings and the search_path, for fetch.c's saved
+ * plans: the planner folds IMMUTABLE calls into constants, and some
+ * built-in ones read a setting (quote_ident and quote_all_identifiers), so
+ * a plan is remade when one of them changed.
  */
 uint64
 qc_base_settings_digest(void)
 {
 	StringInfoData buf;
+	List	   *path;
+	ListCell   *lc;
 	int			i;
 
 	if (!qc_base_gucs_found)
@@ -347,6 +409,20 @@ qc_base_settings_digest(void)
 	for (i = 0; qc_base_guc_names[i] != NULL; i++)
 		if (qc_base_gucs[i] != NULL)
 			qc_put_guc(&buf, qc_base_gucs[i]);
+
+	/*
+	 * And the resolved search_path: PostgreSQL's plan cache analyses a plan
+	 * again after a change, but with the parameter types inferred the first
+	 * time, which may pick another function overload than a fresh parse.
+	 */
+	path = fetch_search_path(true);
+	foreach(lc, path)
+	{
+		Oid			nsp = lfirst_oid(lc);
+
+		appendBinaryStringInfo(&buf, (char *) &nsp, sizeof(nsp));
+	}
+	list_free(path);
 	return qc_siphash(qc_shared->digest_key, (const uint8 *) buf.data, buf.len);
 }
 
@@ -359,8 +435,10 @@ qc_base_settings_digest(void)
  *  'q' shared: the query text, the parameters, the base settings, the
  *      resolved search_path, and this session when it has a temporary
  *      schema;
- *  'r' scoped: the same, the current and session roles, and every setting
- *      not at its built-in default;
+ *  'r' scoped: the same, the current and session roles, the current
+ *      role's superuser and BYPASSRLS attributes and every role it is a
+ *      member of (which policies apply depends on them), and every
+ *      setting not at its built-in default;
  *  's' session: the same as 'r', and this session.
  */
 uint64
@@ -424,6 +502,7 @@ qc_fetch_digest(const char *query, int nparams, char **params, char kind)
 		appendStringInfoChar(&buf, 'R');
 		appendBinaryStringInfo(&buf, (char *) &user, sizeof(user));
 		appendBinaryStringInfo(&buf, (char *) &session_user, sizeof(session_user));
+		qc_put_roles(&buf);
 		qc_put_settings(&buf);
 	}
 	return qc_siphash(qc_shared->digest_key, (const uint8 *) buf.data, buf.len);

@@ -548,10 +548,22 @@ qcache_set(PG_FUNCTION_ARGS)
 					 errdetail("The token is %lld; a token is what qcache_lease returned, less than 71 minutes ago.",
 							   (long long) token),
 					 errhint("Take a new lease with qcache_lease(key), compute the value, then set it with that token.")));
-		info.build = token;
+		if (!qc_lease_use(&key, token))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("lease token is not the current lease of key \"%.*s\"",
+							(int) Min(key.len, 64), key.data),
+					 errdetail("The lease ran out, was used by a set already, or belongs to another key."),
+					 errhint("Take a new lease with qcache_lease(key), compute the value, then set it with that token.")));
+
+		/*
+		 * The value was computed after the token was granted, from a
+		 * snapshot no older than this transaction's start either: the
+		 * earlier of the two is its build point.
+		 */
+		info.build = Min(token, GetCurrentTransactionStartTimestamp());
 		stored = qc_store(&key, (struct varlena *) PG_GETARG_JSONB_P(1),
 						  &tags, &info);
-		qc_lease_release(&key, token);
 		PG_RETURN_BOOL(stored);
 	}
 	PG_RETURN_BOOL(qc_store(&key, (struct varlena *) PG_GETARG_JSONB_P(1),
@@ -801,6 +813,11 @@ qcache_entries(PG_FUNCTION_ARGS)
 		}
 		else
 			nulls[0] = nulls[1] = true;
+
+		/*
+		 * Size, times and hits of an entry whose key is hidden would tell
+		 * how large another role's result is and how often it is used: NULL.
+		 */
 		values[2] = Int64GetDatum(info->size);
 		values[3] = TimestampTzGetDatum(info->created);
 		if (info->expires == 0)
@@ -808,6 +825,8 @@ qcache_entries(PG_FUNCTION_ARGS)
 		else
 			values[4] = TimestampTzGetDatum(info->expires);
 		values[5] = Int64GetDatum(info->hits);
+		if (!may_see)
+			nulls[2] = nulls[3] = nulls[4] = nulls[5] = true;
 		if (natts == 10)
 		{
 			const char *state;
