@@ -875,7 +875,7 @@ qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
 	snprintf(bbuf, sizeof(bbuf), INT64_FORMAT, (int64) build);
 	snprintf(nowbuf, sizeof(nowbuf), INT64_FORMAT, (int64) GetCurrentTimestamp());
 
-	qc_cmd_init(&cmd, 16 + tags->ntags);
+	qc_cmd_init(&cmd, 17 + tags->ntags);
 	cmd.argc = 2;
 	qc_cmd_str(&cmd, "5");
 	qc_cmd_arg(&cmd, k.value, k.value_len);

@@ -740,11 +740,20 @@ qc_cmd_init(QcRedisCmd *cmd, int cap)
 	cmd->argvlen = palloc(sizeof(size_t) * cap);
 }
 
-/* Append an argument; the bytes must outlive the command. */
+/*
+ * Append an argument; the bytes must outlive the command.  The arrays grow
+ * if a caller's cap was too small (one was: the set script's opaque field
+ * overran by one slot), so a miscount costs a repalloc, never memory.
+ */
 void
 qc_cmd_arg(QcRedisCmd *cmd, const char *s, size_t len)
 {
-	Assert(cmd->argc < cmd->cap);
+	if (cmd->argc >= cmd->cap)
+	{
+		cmd->cap = cmd->cap * 2 + 4;
+		cmd->argv = repalloc(cmd->argv, sizeof(char *) * cmd->cap);
+		cmd->argvlen = repalloc(cmd->argvlen, sizeof(size_t) * cmd->cap);
+	}
 	cmd->argv[cmd->argc] = s;
 	cmd->argvlen[cmd->argc] = len;
 	cmd->argc++;
