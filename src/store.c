@@ -85,7 +85,11 @@
  * area when whole superblocks empty, up to a cap, past which the value is
  * not cached.  Before evicting for memory, a failed allocation gives the
  * area's empty superblocks back (qc_trim_if_due), so that the capacity for
- * one value size does not depend on the sizes stored before.
+ * one value size does not depend on the sizes stored before.  Of the ways
+ * out, this one keeps DSA's size classes (fewer classes would round every
+ * entry up further) and gives the memory back (counting the empty
+ * superblocks in bytes_used would only report the loss), for the price of
+ * a dsa_trim, which takes each size class's lock, at most every 10 ms.
  *
  * Sweeping.  Expired entries are never returned by a lookup, and the
  * sweeper (worker.c) reclaims them without waiting for a read: each second
