@@ -293,7 +293,8 @@ qc_checked_query(const char *query)
 typedef struct QcFetchKey
 {
 	QcKey		user;			/* as given, or derived (NULL key) */
-	QcCheckedQuery *slot;		/* the checked query */
+	char	   *query;			/* the query text as given */
+	QcCheckedQuery *slot;		/* the checked query; NULL until checked */
 	int			nparams;
 	char	  **params;			/* text of each parameter, NULL for null */
 	QcKey		shared;			/* key \0 'q' digest */
@@ -330,17 +331,20 @@ qc_scoped_key(QcFetchKey *fk, char kind)
 
 	if (k->len == 0)
 		qc_variant_key(&fk->user, kind,
-					   qc_fetch_digest(fk->slot->query, fk->nparams, fk->params, kind),
+					   qc_fetch_digest(fk->query, fk->nparams, fk->params, kind),
 					   k);
 	return k;
 }
 
 /*
- * Check the query and its parameters and build the fetch key of (key,
- * query, params).  A NULL key is derived from the query text and the
- * parameter values: "q:" and 16 hex digits.  The parameters are text,
- * NULL elements are SQL nulls; their number must be the highest $n the
- * query refers to.
+ * Build the fetch key of (key, query, params).  A NULL key is derived from
+ * the query text and the parameter values: "q:" and 16 hex digits.  The
+ * parameters are text, NULL elements are SQL nulls.
+ *
+ * The query is not parsed here: a hit needs only the text, which the
+ * digest covers whole (with the lexer's settings), so an entry can only
+ * exist under a text that was checked when it was stored.  A miss checks
+ * it (qc_fetch_check) before it runs anything.
  */
 static void
 qc_fetch_key(text *key, text *query, ArrayType *params, QcFetchKey *fk)
@@ -348,8 +352,10 @@ qc_fetch_key(text *key, text *query, ArrayType *params, QcFetchKey *fk)
 	uint64		h;
 
 	memset(fk, 0, sizeof(*fk));
-	fk->slot = qc_checked_query(text_to_cstring(query));
-	h = fk->slot->hash64;		/* for a derived key only: not a digest */
+	fk->query = text_to_cstring(query);
+	/* for a derived key only: not a digest */
+	h = hash_bytes_extended((const unsigned char *) fk->query,
+							strlen(fk->query), 0);
 	if (params != NULL)
 	{
 		Datum	   *elems;
@@ -372,15 +378,6 @@ qc_fetch_key(text *key, text *query, ArrayType *params, QcFetchKey *fk)
 												   strlen(fk->params[i]), (uint64) i + 1));
 		}
 	}
-	if (fk->nparams != fk->slot->nparams)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("qcache_fetch query takes %d parameters, %d given",
-						fk->slot->nparams, fk->nparams),
-				 fk->slot->nparams == 0 ?
-				 errhint("The query refers to no $n: call qcache_fetch without params.") :
-				 errhint("Pass one value for each of $1 .. $%d, in order, as params => ARRAY[...]::text[].",
-						 fk->slot->nparams)));
 	if (key != NULL)
 		qc_key_from_text(key, &fk->user);
 	else
@@ -393,12 +390,33 @@ qc_fetch_key(text *key, text *query, ArrayType *params, QcFetchKey *fk)
 		fk->user.hash = qc_hash_key(fk->user.dbid, fk->user.data, fk->user.len);
 	}
 	qc_variant_key(&fk->user, 'q',
-				   qc_fetch_digest(fk->slot->query, fk->nparams, fk->params, 'q'),
+				   qc_fetch_digest(fk->query, fk->nparams, fk->params, 'q'),
 				   &fk->shared);
 	fk->flight = fk->shared;
 	fk->flight.hash = hash_combine64(fk->user.hash,
 									 hash_bytes_extended((const unsigned char *) fk->shared.data,
 														 fk->shared.len, 0));
+}
+
+/*
+ * Check the query of a fetch key (raises if it is not acceptable), and
+ * that it was given as many parameters as the highest $n it refers to.
+ */
+static void
+qc_fetch_check(QcFetchKey *fk)
+{
+	if (fk->slot != NULL)
+		return;
+	fk->slot = qc_checked_query(fk->query);
+	if (fk->nparams != fk->slot->nparams)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("qcache_fetch query takes %d parameters, %d given",
+						fk->slot->nparams, fk->nparams),
+				 fk->slot->nparams == 0 ?
+				 errhint("The query refers to no $n: call qcache_fetch without params.") :
+				 errhint("Pass one value for each of $1 .. $%d, in order, as params => ARRAY[...]::text[].",
+						 fk->slot->nparams)));
 }
 
 /*
@@ -749,6 +767,8 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 	int			max;
 	ListCell   *lc;
 
+	qc_fetch_check(fk);
+
 	/* the scoped digests read the settings as they are before the query */
 	(void) qc_scoped_key(fk, 'r');
 	(void) qc_scoped_key(fk, 's');
@@ -966,6 +986,7 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 	}
 	if (v != NULL)
 		return v;
+	qc_fetch_check(&fk);
 	if (!qc_enabled)
 		return qc_fetch_compute(&fk, &tags, ttl_usec, stale_usec, as_text, table_tags);
 
@@ -1024,6 +1045,7 @@ qcache_fetch_cached(PG_FUNCTION_ARGS)
 				 PG_GETARG_TEXT_PP(1),
 				 (PG_NARGS() > 2 && !PG_ARGISNULL(2)) ? PG_GETARG_ARRAYTYPE_P(2) : NULL,
 				 &fk);
+	qc_fetch_check(&fk);
 	if (!qc_enabled || !qc_fetch_find(&fk, &v))
 		PG_RETURN_NULL();
 	/* past its ttl, only a caller that allows staleness is served */
