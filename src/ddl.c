@@ -38,9 +38,13 @@
  *   extension, if it created something (counted from OAT_POST_CREATE: IF
  *   NOT EXISTS of an existing object stamps nothing), and RENAME and SET
  *   SCHEMA of anything.  ALTER TABLE that only enables or disables
- *   triggers (as qcache_watch does) stamps nothing.  A relation that was
- *   dropped is reached by its OID tag, so DROP needs no names tag: an
- *   entry that read it carries it.  After CREATE TABLE ... INHERITS or
+ *   triggers stamps the relation (writes made while a watch is disabled
+ *   invalidate nothing), except ENABLE ALWAYS or REPLICA alone, which is
+ *   what qcache_watch runs.  Any other ALTER TABLE, and ALTER TYPE of a
+ *   composite, also stamps the names tag: a row type may be another
+ *   table's column type.  A relation or function that was dropped is
+ *   reached by its OID tag; DROP of anything else (a cast, an operator, a
+ *   type, a role, whose name a reg* column prints) stamps the names tag.  After CREATE TABLE ... INHERITS or
  *   PARTITION OF, and ALTER TABLE ... ATTACH PARTITION or INHERIT,
  *   qc_ddl_after watches the new child if an ancestor is watched (the SQL
  *   function qcache_watch_child, from version 1.3 of the extension).
@@ -237,10 +241,45 @@ qc_ddl_before(Node *stmt)
 		case T_AlterTableStmt:
 			{
 				AlterTableStmt *ats = (AlterTableStmt *) stmt;
+				Oid			relid;
 
-				if (ats->objtype == OBJECT_INDEX || qc_ddl_only_triggers(ats))
+				if (ats->objtype == OBJECT_INDEX)
 					break;
-				qc_ddl_rel_tree(qc_ddl_rangevar(ats->relation));
+				relid = qc_ddl_rangevar(ats->relation);
+
+				/*
+				 * Disabling or enabling triggers changes no row, but writes
+				 * made while a watch's triggers are off invalidate nothing:
+				 * entries computed before are stamped, at commit of both.
+				 * ENABLE ALWAYS and ENABLE REPLICA alone (what qcache_watch
+				 * runs on its new triggers) stamp nothing.
+				 */
+				if (qc_ddl_only_triggers(ats))
+				{
+					foreach(lc, ats->cmds)
+					{
+						AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+						if (cmd->subtype != AT_EnableAlwaysTrig &&
+							cmd->subtype != AT_EnableReplicaTrig)
+						{
+							qc_ddl_rel_tree(relid);
+							break;
+						}
+					}
+					break;
+				}
+				qc_ddl_rel_tree(relid);
+
+				/*
+				 * A relation's row type (and a composite type) may be the
+				 * type of another table's column, and its shape is what
+				 * those rows print: no OID tag of what the query read
+				 * reaches that.
+				 */
+				if (!OidIsValid(relid) ||
+					get_rel_persistence(relid) != RELPERSISTENCE_TEMP)
+					qc_inval_names_at_commit();
 				foreach(lc, ats->cmds)
 				{
 					AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
@@ -309,6 +348,37 @@ qc_ddl_before(Node *stmt)
 					qc_ddl_rel_tree(qc_ddl_rangevar(as->relation));
 				break;
 			}
+		case T_DropStmt:
+			switch (((DropStmt *) stmt)->removeType)
+			{
+				case OBJECT_TABLE:
+				case OBJECT_VIEW:
+				case OBJECT_MATVIEW:
+				case OBJECT_SEQUENCE:
+				case OBJECT_FOREIGN_TABLE:
+				case OBJECT_INDEX:
+				case OBJECT_FUNCTION:
+				case OBJECT_PROCEDURE:
+				case OBJECT_ROUTINE:
+				case OBJECT_AGGREGATE:
+				case OBJECT_TRIGGER:
+				case OBJECT_POLICY:
+				case OBJECT_RULE:
+					/* reached by the OID tags (object_access_hook) */
+					break;
+				default:
+
+					/*
+					 * A cast, operator, type, collation, schema...: what
+					 * a query over it returns, or how it prints, changes,
+					 * and no OID tag reaches it.
+					 */
+					qc_inval_names_at_commit();
+					break;
+			}
+			break;
+		case T_DropRoleStmt:
+		case T_DropOwnedStmt:
 		case T_AlterEnumStmt:
 		case T_AlterTSConfigurationStmt:
 		case T_AlterTSDictionaryStmt:

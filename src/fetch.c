@@ -53,6 +53,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -301,6 +302,11 @@ typedef struct QcFetchKey
 	QcKey		scoped;			/* key \0 'r' digest; len 0 until built */
 	QcKey		session;		/* key \0 's' digest; len 0 until built */
 	QcKey		flight;			/* for single flight: the shared variant */
+	/* the caller's options, which an entry must suit (qc_fetch_suits) */
+	TimestampTz ttl_usec;		/* 0: no limit of the caller's */
+	TimestampTz stale_usec;
+	uint64		tagsig;			/* of the tags given; 0: none given */
+	bool		table_tags;
 } QcFetchKey;
 
 /* Build the variant `kind` of a key for a digest. */
@@ -420,12 +426,38 @@ qc_fetch_check(QcFetchKey *fk)
 }
 
 /*
- * A fetch entry's dependency data is an envelope: the time until which
- * the value is fresh (0: as long as it lives; past it, the entry is kept
- * for its stale-while-revalidate window only), then the dependency list
- * that security.c checks.
+ * A fetch entry's dependency data is an envelope, then the dependency list
+ * that security.c checks.  The envelope holds the time until which the
+ * value is fresh (0: as long as it lives; past it, the entry is kept for
+ * its stale-while-revalidate window only), when it was computed, and the
+ * options it was stored with: the signature of the tags given and whether
+ * it carries the table: tags.  A caller is served an entry only if the
+ * entry suits the caller's own options (qc_fetch_suits): no older than
+ * the caller's ttl (plus the caller's stale_ttl), with the tags the caller
+ * gives, and with table tags if the caller asks for them.  So a caller
+ * that asks for less cannot decide what a caller that asks for more gets.
  */
-#define QC_ENVELOPE		sizeof(TimestampTz)
+typedef struct QcEnvelope
+{
+	TimestampTz fresh_until;
+	TimestampTz computed;
+	uint64		tagsig;
+	uint64		table_tags;
+} QcEnvelope;
+
+#define QC_ENVELOPE		sizeof(QcEnvelope)
+
+/* The signature of a list of tags, in any order; 0 for none. */
+static uint64
+qc_tag_signature(const QcTags *tags)
+{
+	uint64		sig = 0;
+
+	for (int i = 0; i < tags->ntags; i++)
+		sig += hash_bytes_extended((const unsigned char *) tags->tag[i],
+								   tags->len[i], 0x7a6) | 1;
+	return sig;
+}
 
 /* May the caller be served this fetch entry? (security.c's rule) */
 static bool
@@ -435,14 +467,40 @@ qc_fetch_allow(const QcValue *v, bool scoped)
 		qc_deps_allow(v->deps + QC_ENVELOPE, v->depbytes - QC_ENVELOPE, scoped);
 }
 
-/* Until when a fetch entry is fresh (0: always, while it lives). */
+/*
+ * Until when a fetch entry is fresh for this caller (0: always, while it
+ * lives): the earlier of the entry's own and the caller's ttl counted
+ * from when it was computed.
+ */
 static TimestampTz
-qc_fresh_until(const QcValue *v)
+qc_fresh_until(const QcFetchKey *fk, const QcValue *v)
 {
-	TimestampTz t;
+	QcEnvelope	e;
 
-	memcpy(&t, v->deps, sizeof(t));
-	return t;
+	memcpy(&e, v->deps, sizeof(e));
+	if (fk->ttl_usec > 0 &&
+		(e.fresh_until == 0 || e.computed + fk->ttl_usec < e.fresh_until))
+		return e.computed + fk->ttl_usec;
+	return e.fresh_until;
+}
+
+/* Does the entry suit the caller's options?  (See QcEnvelope.) */
+static bool
+qc_fetch_suits(const QcFetchKey *fk, const QcValue *v, TimestampTz now)
+{
+	QcEnvelope	e;
+
+	if (v->depbytes < QC_ENVELOPE)
+		return false;
+	memcpy(&e, v->deps, sizeof(e));
+	if (fk->table_tags && !e.table_tags)
+		return false;
+	if (fk->tagsig != 0 && e.tagsig != fk->tagsig)
+		return false;
+	if (fk->ttl_usec > 0 &&
+		now >= e.computed + fk->ttl_usec + fk->stale_usec)
+		return false;
+	return true;
 }
 
 /*
@@ -457,17 +515,19 @@ qc_fetch_find(QcFetchKey *fk, QcValue *v)
 
 	if (qc_store_get(&fk->shared, now, v) &&
 		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) == QC_ENTRY_FETCH &&
-		qc_fetch_allow(v, false))
+		qc_fetch_suits(fk, v, now) && qc_fetch_allow(v, false))
 		return true;
 	if (qc_store_get(qc_scoped_key(fk, 'r'), now, v) &&
 		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) ==
 		(QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED) &&
-		v->owner == GetUserId() && qc_fetch_allow(v, true))
+		v->owner == GetUserId() && qc_fetch_suits(fk, v, now) &&
+		qc_fetch_allow(v, true))
 		return true;
 	return qc_store_get(qc_scoped_key(fk, 's'), now, v) &&
 		(v->flags & (QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED)) ==
 		(QC_ENTRY_FETCH | QC_ENTRY_ROLE_SCOPED) &&
-		v->owner == GetUserId() && qc_fetch_allow(v, true);
+		v->owner == GetUserId() && qc_fetch_suits(fk, v, now) &&
+		qc_fetch_allow(v, true);
 }
 
 /*
@@ -487,7 +547,7 @@ qc_fetch_lookup(QcFetchKey *fk, bool as_text, TimestampTz *fresh_until)
 	}
 	qc_count(QC_STAT_HITS, 1);
 	if (fresh_until)
-		*fresh_until = qc_fresh_until(&v);
+		*fresh_until = qc_fresh_until(fk, &v);
 	qc_ns_count(&fk->user, QC_NS_HITS);
 	return as_text ? (struct varlena *) qc_value_text(&v) :
 		(struct varlena *) qc_value_jsonb(&v);
@@ -801,22 +861,20 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 		tags.tag[tags.ntags] = given->tag[i];
 		tags.len[tags.ntags++] = given->len[i];
 	}
-	if (table_tags)
+	/* the OID tags always: table_tags => false drops only the table: tags */
+	foreach(lc, deps->relids)
 	{
-		foreach(lc, deps->relids)
-		{
-			Oid			relid = lfirst_oid(lc);
-			char	   *t = qc_table_tag(relid);
+		Oid			relid = lfirst_oid(lc);
+		char	   *t = table_tags ? qc_table_tag(relid) : NULL;
 
-			if (t != NULL)
-			{
-				tags.tag[tags.ntags] = t;
-				tags.len[tags.ntags++] = strlen(t);
-			}
-			t = qc_rel_oid_tag(relid);
+		if (t != NULL)
+		{
 			tags.tag[tags.ntags] = t;
 			tags.len[tags.ntags++] = strlen(t);
 		}
+		t = qc_rel_oid_tag(relid);
+		tags.tag[tags.ntags] = t;
+		tags.len[tags.ntags++] = strlen(t);
 	}
 	foreach(lc, deps->funcs)
 	{
@@ -845,15 +903,31 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 	info.expires = ttl_usec == 0 ? 0 : info.now + ttl_usec + stale_usec;
 	info.owner = GetUserId();
 	{
-		/* the envelope: fresh until, then the dependency list */
+		/* the envelope, then the dependency list */
 		char	   *env = palloc(QC_ENVELOPE + bloblen);
-		TimestampTz fresh = (ttl_usec == 0 || stale_usec == 0) ? 0 :
-		info.now + ttl_usec;
+		QcEnvelope	e;
 
-		memcpy(env, &fresh, QC_ENVELOPE);
+		memset(&e, 0, sizeof(e));
+		e.fresh_until = (ttl_usec == 0 || stale_usec == 0) ? 0 :
+			info.now + ttl_usec;
+		e.computed = info.now;
+		e.tagsig = qc_tag_signature(given);
+		e.table_tags = table_tags;
+		memcpy(env, &e, QC_ENVELOPE);
 		memcpy(env + QC_ENVELOPE, blob, bloblen);
 		info.deps = env;
 		info.depbytes = QC_ENVELOPE + bloblen;
+	}
+	/*
+	 * A transaction that wrote anything may have read its own uncommitted
+	 * writes, which a rollback undoes: what it computes is not shared
+	 * (SPEC 5), whether or not the tables it wrote are watched.
+	 */
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	{
+		qc_count(QC_STAT_SETS_REJECTED, 1);
+		qc_count(QC_STAT_REFUSED_WRITER, 1);
+		return value;
 	}
 	key = &fk->shared;
 	if (deps->session_bound)
@@ -966,6 +1040,10 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 	qc_tags_from_array(PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3), &tags);
 	if (ahead_usec > 0 && stale_usec == 0)
 		stale_usec = 1;			/* an early refresh needs the envelope */
+	fk.ttl_usec = ttl_usec;
+	fk.stale_usec = stale_usec;
+	fk.tagsig = qc_tag_signature(&tags);
+	fk.table_tags = table_tags;
 
 	v = qc_fetch_lookup(&fk, as_text, &fresh_until);
 	if (v != NULL && fresh_until != 0)
@@ -1046,10 +1124,14 @@ qcache_fetch_cached(PG_FUNCTION_ARGS)
 				 (PG_NARGS() > 2 && !PG_ARGISNULL(2)) ? PG_GETARG_ARRAYTYPE_P(2) : NULL,
 				 &fk);
 	qc_fetch_check(&fk);
+	/* the options of qcache_fetch's defaults */
+	fk.ttl_usec = qc_expiry(true, 0, 0);
+	fk.table_tags = true;
 	if (!qc_enabled || !qc_fetch_find(&fk, &v))
 		PG_RETURN_NULL();
 	/* past its ttl, only a caller that allows staleness is served */
-	if (qc_fresh_until(&v) != 0 && GetCurrentTimestamp() >= qc_fresh_until(&v))
+	if (qc_fresh_until(&fk, &v) != 0 &&
+		GetCurrentTimestamp() >= qc_fresh_until(&fk, &v))
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(qc_value_jsonb(&v));
 }
