@@ -429,6 +429,7 @@ qc_ddl_ext_function(const char *name, int nargs)
 	Oid			extoid;
 	char	   *nspname;
 	Oid			argtypes[2] = {REGCLASSOID, REGCLASSOID};
+	List	   *names;
 
 	extoid = get_extension_oid("qcache", true);
 	if (!OidIsValid(extoid))
@@ -436,8 +437,8 @@ qc_ddl_ext_function(const char *name, int nargs)
 	nspname = get_namespace_name(qc_ddl_extension_schema(extoid));
 	if (nspname == NULL)
 		return InvalidOid;
-	return LookupFuncName(list_make2(makeString(nspname), makeString(pstrdup(name))),
-						  nargs, argtypes, true);
+	names = lappend(list_make1(makeString(nspname)), makeString(pstrdup(name)));
+	return LookupFuncName(names, nargs, argtypes, true);
 }
 
 /*

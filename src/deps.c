@@ -515,7 +515,7 @@ qc_planner(Query *parse, const char *query_string, int cursorOptions,
 		if (top)
 		{
 			QcDeps	   *rec = recording;
-			PlannedStmt *ps;
+			PlannedStmt *volatile ps = NULL;
 
 			rec->in_top_planning = true;
 			PG_TRY();
