@@ -23,64 +23,14 @@ T=${T:-3}
 R=${R:-5}
 CLIENTS=${CLIENTS:-"1 8"}
 PORT=${NS_PORT:-25481}
-PGC=/usr/lib/postgresql/15/bin/pg_config
-W=$(mktemp -d /tmp/qcache-nsbench.XXXXXX)
-chmod 755 "$W"
-log() { printf '[%(%H:%M:%S)T] namespaces bench: %s\n' -1 "$*" >&2; }
-
-pids=()
-cleanup() {
-	for d in "$W"/base/data "$W"/new/data; do
-		[ -f "$d/postmaster.pid" ] || continue
-		kill -INT "$(head -1 "$d/postmaster.pid")" 2>/dev/null || true
-	done
-	sleep 1
-	rm -rf "$W"
-}
-trap cleanup EXIT
-
-need=(postgresql-15 postgresql-server-dev-15 libhiredis-dev make gcc)
-missing=()
-for p in "${need[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-# build <side> <source dir>: a relocated PostgreSQL with that side's qcache in it
-build() {
-	local side=$1 src=$2 root="$W/$1/root"
-	mkdir -p "$root/usr/lib/postgresql" "$root/usr/share/postgresql"
-	cp -a /usr/lib/postgresql/15 "$root/usr/lib/postgresql/"
-	cp -a /usr/share/postgresql/15 "$root/usr/share/postgresql/"
-	make -s -C "$src" PG_CONFIG=$PGC >/dev/null
-	make -s -C "$src" PG_CONFIG=$PGC DESTDIR="$root" install >/dev/null
-	log "$side built from $(cd "$src" && git describe --always --dirty 2>/dev/null || echo "$src")"
-}
-
-mkdir -p "$W/base/src" "$W/new/src"
-git -C "$REPO" archive "$BASE" | tar -C "$W/base/src" -xf -
-tar -C "$REPO" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
-	--exclude=bench/results -cf - . | tar -C "$W/new/src" -xf -
-build base "$W/base/src"
-build new "$W/new/src"
-chown -R postgres:postgres "$W"
+AB_NAME=namespaces
+. "$HERE/ab_lib.sh"
+ab_setup
 
 # start <side> <port>
 start() {
 	local side=$1 port=$2 bin="$W/$1/root/usr/lib/postgresql/15/bin"
-	runuser -u postgres -- "$bin/initdb" -D "$W/$side/data" -A trust -U postgres >/dev/null
-	cat >>"$W/$side/data/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $port
-unix_socket_directories = '$W/$side'
-shared_preload_libraries = 'qcache'
-shared_buffers = 128MB
-max_connections = 50
-EOF
-	runuser -u postgres -- "$bin/pg_ctl" -D "$W/$side/data" -l "$W/$side/log" -w start >/dev/null
+	ab_start "$side" "$port"
 	runuser -u postgres -- "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 <<EOF >/dev/null
 CREATE EXTENSION qcache;
 SELECT qcache_set('user:42', to_jsonb(repeat('x', 1000)), 0);
