@@ -838,6 +838,18 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 		value = (struct varlena *)
 			cstring_to_text(JsonbToCString(NULL, &result->root, VARSIZE(result)));
 
+	/*
+	 * A transaction that wrote anything may have read its own uncommitted
+	 * writes, which a rollback undoes: what it computes is not shared
+	 * (SPEC 5), whether or not the tables it wrote are watched.
+	 */
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	{
+		qc_count(QC_STAT_SETS_REJECTED, 1);
+		qc_count(QC_STAT_REFUSED_WRITER, 1);
+		return value;
+	}
+
 	blob = qc_deps_serialize(deps, &bloblen);
 	max = given->ntags + 2 * list_length(deps->relids) +
 		list_length(deps->funcs) + 1;
@@ -917,17 +929,6 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 		memcpy(env + QC_ENVELOPE, blob, bloblen);
 		info.deps = env;
 		info.depbytes = QC_ENVELOPE + bloblen;
-	}
-	/*
-	 * A transaction that wrote anything may have read its own uncommitted
-	 * writes, which a rollback undoes: what it computes is not shared
-	 * (SPEC 5), whether or not the tables it wrote are watched.
-	 */
-	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
-	{
-		qc_count(QC_STAT_SETS_REJECTED, 1);
-		qc_count(QC_STAT_REFUSED_WRITER, 1);
-		return value;
 	}
 	key = &fk->shared;
 	if (deps->session_bound)
@@ -1064,6 +1065,7 @@ qc_fetch_common(FunctionCallInfo fcinfo, bool as_text)
 	}
 	if (v != NULL)
 		return v;
+	/* a bad query fails here, before other sessions wait for it */
 	qc_fetch_check(&fk);
 	if (!qc_enabled)
 		return qc_fetch_compute(&fk, &tags, ttl_usec, stale_usec, as_text, table_tags);
