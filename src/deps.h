@@ -73,6 +73,8 @@ extern uint64 qc_local_ddl_count;
 extern void qc_security_register(void);
 extern uint64 qc_fetch_digest(const char *query, int nparams, char **params,
 							  char kind);
+extern bool qc_fetch_l2_digest(const char *query, int nparams, char **params,
+							   uint8 *out);
 extern uint64 qc_base_settings_digest(void);
 extern bool qc_deps_allow(const char *blob, uint32 len, bool scoped);
 

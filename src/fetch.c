@@ -54,7 +54,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "common/hashfn.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -302,6 +304,10 @@ typedef struct QcFetchKey
 	QcKey		scoped;			/* key \0 'r' digest; len 0 until built */
 	QcKey		session;		/* key \0 's' digest; len 0 until built */
 	QcKey		flight;			/* for single flight: the shared variant */
+	QcKey		l2;				/* the shared variant's name in Redis (key
+								 * \0 'Q' SHA-256); len 0: none */
+	bool		l2_tried;		/* l2 was built, or cannot be */
+	uint8		l2_digest[PG_SHA256_DIGEST_LENGTH];
 	/* the caller's options, which an entry must suit (qc_fetch_suits) */
 	TimestampTz ttl_usec;		/* 0: no limit of the caller's */
 	TimestampTz stale_usec;
@@ -340,6 +346,38 @@ qc_scoped_key(QcFetchKey *fk, char kind)
 					   qc_fetch_digest(fk->query, fk->nparams, fk->params, kind),
 					   k);
 	return k;
+}
+
+/*
+ * The shared variant's name in Redis, built on first use: the key, a zero
+ * byte, 'Q' and the hex SHA-256 digest of qc_fetch_l2_digest.  NULL when
+ * the result may not be shared through Redis (this session has a
+ * temporary schema).
+ */
+static const QcKey *
+qc_l2_fetch_key(QcFetchKey *fk)
+{
+	if (!fk->l2_tried)
+	{
+		fk->l2_tried = true;
+		if (qc_fetch_l2_digest(fk->query, fk->nparams, fk->params,
+							   fk->l2_digest))
+		{
+			StringInfoData buf;
+			int			i;
+
+			initStringInfo(&buf);
+			appendBinaryStringInfo(&buf, fk->user.data, fk->user.len);
+			appendStringInfoChar(&buf, '\0');
+			appendStringInfoChar(&buf, 'Q');
+			for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+				appendStringInfo(&buf, "%02x", fk->l2_digest[i]);
+			fk->l2 = fk->user;
+			fk->l2.data = buf.data;
+			fk->l2.len = buf.len;
+		}
+	}
+	return fk->l2.len > 0 ? &fk->l2 : NULL;
 }
 
 /*
@@ -503,6 +541,253 @@ qc_fetch_suits(const QcFetchKey *fk, const QcValue *v, TimestampTz now)
 	return true;
 }
 
+/* ---------- fetch results through Redis ---------- */
+
+/*
+ * The x field of a fetch result's metadata in Redis: what a reader needs
+ * to check that the entry is the one it would compute and may be served,
+ * and to copy it into its L1 as an entry of the same rule.  "qf1:" and the
+ * hex (JSON-safe, no zero byte) of:
+ *
+ *		uint64 system identifier | Oid database | char kind ('q') |
+ *		uint8 digest[32] | uint8 flags | Oid owner |
+ *		uint16 n | n x (uint16 len, bytes): the entry's node-internal tags |
+ *		uint32 len, bytes: the envelope and dependency list (QcEnvelope)
+ *
+ * Native byte order: only nodes of one cluster read it, and a standby runs
+ * on the primary's architecture.  Whatever does not parse, or does not
+ * match what the reader computed for its own caller, is a miss.
+ */
+#define QC_L2_X_MAGIC	"qf1:"
+
+static void
+qc_x_put(StringInfo buf, const void *p, size_t n)
+{
+	const uint8 *b = (const uint8 *) p;
+	size_t		i;
+
+	for (i = 0; i < n; i++)
+		appendStringInfo(buf, "%02x", b[i]);
+}
+
+static char *
+qc_fetch_l2_x(const QcFetchKey *fk, uint8 flags, Oid owner,
+			  const QcTags *internal, const char *deps, uint32 depbytes)
+{
+	StringInfoData buf;
+	uint64		sysid = GetSystemIdentifier();
+	char		kind = 'q';
+	uint16		n = (uint16) internal->ntags;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, QC_L2_X_MAGIC);
+	qc_x_put(&buf, &sysid, sizeof(sysid));
+	qc_x_put(&buf, &MyDatabaseId, sizeof(Oid));
+	qc_x_put(&buf, &kind, 1);
+	qc_x_put(&buf, fk->l2_digest, PG_SHA256_DIGEST_LENGTH);
+	qc_x_put(&buf, &flags, 1);
+	qc_x_put(&buf, &owner, sizeof(Oid));
+	qc_x_put(&buf, &n, sizeof(n));
+	for (i = 0; i < internal->ntags; i++)
+	{
+		uint16		len = (uint16) internal->len[i];
+
+		qc_x_put(&buf, &len, sizeof(len));
+		qc_x_put(&buf, internal->tag[i], len);
+	}
+	qc_x_put(&buf, &depbytes, sizeof(depbytes));
+	qc_x_put(&buf, deps, depbytes);
+	return buf.data;
+}
+
+/* A lower-case hex digit's value, or -1. */
+static int
+qc_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Take n bytes off a decoded x field. */
+static bool
+qc_x_get(const uint8 **p, const uint8 *end, void *dst, size_t n)
+{
+	if ((size_t) (end - *p) < n)
+		return false;
+	memcpy(dst, *p, n);
+	*p += n;
+	return true;
+}
+
+/*
+ * Parse and check the x field of a fetch result read from Redis under
+ * fk's name: this cluster, this database, the shared kind, the digest the
+ * caller computed, flags of a shared fetch result.  Fills v's flags, owner
+ * and dependency data, and internal with the entry's node-internal tags.
+ * False for anything else, never an error.
+ */
+static bool
+qc_fetch_l2_x_parse(const QcFetchKey *fk, const char *x, size_t xlen,
+					QcValue *v, QcTags *internal)
+{
+	size_t		mlen = strlen(QC_L2_X_MAGIC);
+	size_t		blen;
+	uint8	   *bin;
+	const uint8 *p;
+	const uint8 *end;
+	uint64		sysid;
+	Oid			db;
+	char		kind;
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	uint16		n;
+	uint32		depbytes;
+	size_t		i;
+
+	if (x == NULL || xlen < mlen || memcmp(x, QC_L2_X_MAGIC, mlen) != 0 ||
+		(xlen - mlen) % 2 != 0 || strlen(x) != xlen)
+		return false;
+	blen = (xlen - mlen) / 2;
+	bin = palloc(Max(blen, 1));
+	for (i = 0; i < blen; i++)
+	{
+		int			hi = qc_hexval(x[mlen + 2 * i]);
+		int			lo = qc_hexval(x[mlen + 2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		bin[i] = (uint8) (hi << 4 | lo);
+	}
+	p = bin;
+	end = bin + blen;
+	if (!qc_x_get(&p, end, &sysid, sizeof(sysid)) ||
+		!qc_x_get(&p, end, &db, sizeof(db)) ||
+		!qc_x_get(&p, end, &kind, 1) ||
+		!qc_x_get(&p, end, digest, sizeof(digest)) ||
+		!qc_x_get(&p, end, &v->flags, 1) ||
+		!qc_x_get(&p, end, &v->owner, sizeof(Oid)) ||
+		!qc_x_get(&p, end, &n, sizeof(n)))
+		return false;
+	if (sysid != GetSystemIdentifier() || db != MyDatabaseId || kind != 'q' ||
+		memcmp(digest, fk->l2_digest, sizeof(digest)) != 0 ||
+		(v->flags & ~QC_ENTRY_JSON_TEXT) != QC_ENTRY_FETCH ||
+		n > QC_MAX_ENTRY_TAGS)
+		return false;
+	internal->ntags = 0;
+	internal->tag = palloc(sizeof(char *) * Max(n, 1));
+	internal->len = palloc(sizeof(uint32) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		uint16		len;
+		char	   *t;
+
+		if (!qc_x_get(&p, end, &len, sizeof(len)) || len == 0 ||
+			len > QC_MAX_TAG_LEN || (size_t) (end - p) < len ||
+			memchr(p, '\0', len) != NULL || p[0] != QC_INTERNAL_TAG_BYTE)
+			return false;
+		t = palloc(len + 1);
+		memcpy(t, p, len);
+		t[len] = '\0';
+		p += len;
+		internal->tag[internal->ntags] = t;
+		internal->len[internal->ntags++] = len;
+	}
+	if (!qc_x_get(&p, end, &depbytes, sizeof(depbytes)) ||
+		depbytes < QC_ENVELOPE || depbytes > PG_UINT16_MAX ||
+		(size_t) (end - p) != depbytes)
+		return false;
+	v->deps = palloc(depbytes);
+	memcpy(v->deps, p, depbytes);
+	v->depbytes = depbytes;
+	return true;
+}
+
+/*
+ * Find the shared result in Redis, under the rule of an L1 hit: its x
+ * field names this cluster, this database and the variant the caller
+ * computed; no invalidation this node knows of (its node-internal tags
+ * included) came after its build point; it suits the caller's options;
+ * and the caller passes every privilege check its execution made.  With
+ * count, an L2 hit is counted only when it is served (an L2 miss
+ * otherwise), and the entry is copied into L1 with its flags, owner,
+ * dependency list and tags, so that later L1 hits check the same.
+ */
+static bool
+qc_fetch_find_l2(QcFetchKey *fk, QcValue *v, bool count)
+{
+	const QcKey *k;
+	QcL2Value	lv;
+	QcTags		internal;
+	uint64		removals;
+	bool		ok;
+
+	if (!qc_l2_usable() || (k = qc_l2_fetch_key(fk)) == NULL)
+		return false;
+	removals = pg_atomic_read_u64(&qc_shared->l2_removals);
+	memset(v, 0, sizeof(*v));
+	ok = qc_l2_get_uncounted(k, &lv) &&
+		qc_fetch_l2_x_parse(fk, lv.x, lv.x_len, v, &internal) &&
+		qc_l2_value_fresh(MyDatabaseId, &internal, lv.build) &&
+		qc_fetch_suits(fk, v, GetCurrentTimestamp()) &&
+		qc_fetch_allow(v, false) &&
+		qc_l2_json_valid(lv.json, lv.len);
+	if (ok)
+	{
+		if (v->flags & QC_ENTRY_JSON_TEXT)
+			v->value = cstring_to_text_with_len(lv.json, lv.len);
+		else
+			v->value = qc_l2_json_to_jsonb(lv.json, lv.len);
+		ok = v->value != NULL;
+	}
+	if (count)
+		qc_count(ok ? QC_STAT_L2_HITS : QC_STAT_L2_MISSES, 1);
+	if (!ok || !count)
+		return ok;
+
+	/* into L1: the public tags Redis checked, and the node-internal ones */
+	if (pg_atomic_read_u64(&qc_shared->l2_removals) == removals)
+	{
+		QcTags		tags;
+		QcSetInfo	info;
+		int			i;
+
+		tags.ntags = 0;
+		tags.tag = palloc(sizeof(char *) * (lv.tags.ntags + internal.ntags + 1));
+		tags.len = palloc(sizeof(uint32) * (lv.tags.ntags + internal.ntags + 1));
+		for (i = 0; i < lv.tags.ntags; i++)
+			if (!qc_tag_is_local(lv.tags.tag[i]))
+			{
+				tags.tag[tags.ntags] = lv.tags.tag[i];
+				tags.len[tags.ntags++] = lv.tags.len[i];
+			}
+		for (i = 0; i < internal.ntags; i++)
+		{
+			tags.tag[tags.ntags] = internal.tag[i];
+			tags.len[tags.ntags++] = internal.len[i];
+		}
+		memset(&info, 0, sizeof(info));
+		info.now = GetCurrentTimestamp();
+		info.expires = lv.pttl_ms > 0 ?
+			info.now + (TimestampTz) lv.pttl_ms * 1000 : 0;
+		info.build = lv.build;
+		info.owner = v->owner;
+		info.flags = v->flags;
+		info.deps = v->deps;
+		info.depbytes = v->depbytes;
+		info.from_l2 = true;
+		if (tags.ntags <= QC_MAX_ENTRY_TAGS)
+			(void) qc_store(&fk->shared, (struct varlena *) v->value, &tags,
+							&info);
+		pg_memory_barrier();
+		if (pg_atomic_read_u64(&qc_shared->l2_removals) != removals)
+			(void) qc_store_remove(&fk->shared);
+	}
+	return true;
+}
+
 /*
  * Find the entry a fetch may serve the caller: the shared result if the
  * caller passes its checks, or else the caller's own scoped one (its role
@@ -539,11 +824,23 @@ qc_fetch_lookup(QcFetchKey *fk, bool as_text, TimestampTz *fresh_until)
 {
 	QcValue		v;
 
-	if (!qc_enabled || !qc_fetch_find(fk, &v))
+	if (!qc_enabled)
 	{
 		qc_count(QC_STAT_MISSES, 1);
 		qc_ns_count(&fk->user, QC_NS_MISSES);
 		return NULL;
+	}
+	if (!qc_fetch_find(fk, &v))
+	{
+		/* as qcache_get: an L1 miss, then an L2 hit or miss */
+		qc_count(QC_STAT_MISSES, 1);
+		qc_ns_count(&fk->user, QC_NS_MISSES);
+		if (!qc_fetch_find_l2(fk, &v, true))
+			return NULL;
+		if (fresh_until)
+			*fresh_until = qc_fresh_until(fk, &v);
+		return as_text ? (struct varlena *) qc_value_text(&v) :
+			(struct varlena *) qc_value_jsonb(&v);
 	}
 	qc_count(QC_STAT_HITS, 1);
 	if (fresh_until)
@@ -806,6 +1103,97 @@ qc_run_query(QcFetchKey *fk, QcDeps **deps)
 }
 
 /*
+ * Name a shared fetch result for Redis (info->l2_*), if it may go there.
+ *
+ * Who reads it.  Its dependency list names relations, functions, roles
+ * and schemas by OID, which mean the same objects within one cluster
+ * only: a primary and its streaming standbys (same system identifier),
+ * in the same database.  The name's digest and the x field cover both, so
+ * a node of another cluster never finds it, and would refuse it if it did.
+ * Scoped ('r') results do not go: their digest covers every setting not at
+ * its default (port, primary_conninfo, cluster_name...), which no other
+ * node shares, so they would cost a Redis write per miss for nothing, and
+ * they are the results that hold one role's or one tenant's rows.  Session
+ * results ('s') and those of a session with a temporary schema are the
+ * session's own.
+ *
+ * Invalidation (SPEC 5, 7.1).  Redis checks the stamps of the tags it is
+ * given, and the node that reads checks its own stamps of the tags the
+ * entry carries; both must cover every tag of the L1 entry.  The given
+ * tags go as they are.  Relation OID tags stay on this node, but every
+ * write and every DDL that stamps one stamps the relation's table: tag
+ * too (qcache_watch's triggers, ddl.c), and a statement on a parent stamps
+ * its own table: tag, which entries over a child carry as an ancestor's:
+ * so the result goes with the table: tag of every relation it read, even
+ * with table_tags => false (extra invalidations only), and does not go if
+ * one has no name.  The names tag and the function OID tags go as they
+ * are: DDL stamps them in Redis too (qc_tag_l2_stamped).  Families need
+ * nothing: with a Redis level a TRUNCATE stamps the database instead.  The
+ * build point is the transaction's start, as for every value (qc_store).
+ */
+static void
+qc_fetch_l2_info(QcFetchKey *fk, const QcDeps *deps, const QcTags *given,
+				 const QcTags *tags, QcSetInfo *info)
+{
+	const QcKey *k = qc_l2_fetch_key(fk);
+	QcTags	   *l2tags;
+	QcTags		internal;
+	ListCell   *lc;
+	int			max;
+	int			i;
+
+	if (k == NULL || deps->session_bound || deps->caller_dependent)
+		return;
+	max = given->ntags + list_length(deps->relids) + tags->ntags;
+	l2tags = palloc(sizeof(QcTags));
+	l2tags->ntags = 0;
+	l2tags->tag = palloc(sizeof(char *) * (max + 1));
+	l2tags->len = palloc(sizeof(uint32) * (max + 1));
+	for (i = 0; i < given->ntags; i++)
+	{
+		l2tags->tag[l2tags->ntags] = given->tag[i];
+		l2tags->len[l2tags->ntags++] = given->len[i];
+	}
+	foreach(lc, deps->relids)
+	{
+		char	   *t = qc_table_tag(lfirst_oid(lc));
+		int			j;
+		bool		dup = false;
+
+		if (t == NULL || strlen(t) > QC_MAX_TAG_LEN)
+			return;				/* no public tag reaches it: not in Redis */
+		for (j = 0; j < l2tags->ntags && !dup; j++)
+			dup = strcmp(l2tags->tag[j], t) == 0;
+		if (dup)
+			continue;
+		l2tags->tag[l2tags->ntags] = t;
+		l2tags->len[l2tags->ntags++] = strlen(t);
+	}
+	internal.ntags = 0;
+	internal.tag = palloc(sizeof(char *) * (tags->ntags + 1));
+	internal.len = palloc(sizeof(uint32) * (tags->ntags + 1));
+	for (i = 0; i < tags->ntags; i++)
+	{
+		if (!qc_tag_is_local(tags->tag[i]))
+			continue;
+		internal.tag[internal.ntags] = tags->tag[i];
+		internal.len[internal.ntags++] = tags->len[i];
+		if (qc_tag_l2_stamped(tags->tag[i]))
+		{
+			l2tags->tag[l2tags->ntags] = tags->tag[i];
+			l2tags->len[l2tags->ntags++] = tags->len[i];
+		}
+	}
+	/* a reader must take every tag into its L1 copy */
+	if (l2tags->ntags + internal.ntags > QC_MAX_ENTRY_TAGS)
+		return;
+	info->l2_key = k;
+	info->l2_tags = l2tags;
+	info->l2_x = qc_fetch_l2_x(fk, info->flags, info->owner, &internal,
+							   info->deps, info->depbytes);
+}
+
+/*
  * Run the query and store its result under the shared or the scoped
  * variant (see security.c), with the given tags plus, unless table_tags is
  * false, the tags of what its execution read.  With as_text the entry
@@ -947,6 +1335,8 @@ qc_fetch_compute(QcFetchKey *fk, const QcTags *given, TimestampTz ttl_usec,
 		info.flags |= QC_ENTRY_ROLE_SCOPED;
 		key = &fk->scoped;
 	}
+	if (key == &fk->shared && qc_l2_active() && !RecoveryInProgress())
+		qc_fetch_l2_info(fk, deps, given, &tags, &info);
 	(void) qc_store(key, value, &tags, &info);
 	return value;
 }
@@ -1129,7 +1519,8 @@ qcache_fetch_cached(PG_FUNCTION_ARGS)
 	/* the options of qcache_fetch's defaults */
 	fk.ttl_usec = qc_expiry(true, 0, 0);
 	fk.table_tags = true;
-	if (!qc_enabled || !qc_fetch_find(&fk, &v))
+	if (!qc_enabled ||
+		(!qc_fetch_find(&fk, &v) && !qc_fetch_find_l2(&fk, &v, false)))
 		PG_RETURN_NULL();
 	/* past its ttl, only a caller that allows staleness is served */
 	if (qc_fresh_until(&fk, &v) != 0 &&

@@ -26,8 +26,11 @@
  *   relation its execution read and all their ancestors (pg_inherits),
  *   "\001fn:<oid>" for the functions it called, and "\001names", which
  *   every DDL that can change what a name resolves to stamps (ddl.c).
- *   They are not shown by qcache_entries, not sent to Redis (an OID means
- *   nothing on another node) and not accepted from users.
+ *   They are not shown by qcache_entries and not accepted from users.
+ *   Only the names tag and function OID tags go to Redis (commit stamps,
+ *   messages), for the qcache_fetch results there (fetch.c); the others
+ *   stay on this node (a relation's OID tag is stamped with its public
+ *   table: tag, which Redis carries).
  *
  * - Families.  A TRUNCATE cannot see the rows it removes, so a template
  *   with columns ('item:{id}') cannot be expanded; it stamps the
@@ -1381,21 +1384,28 @@ qc_inval_table_name_at_commit(Oid relid)
 		qc_inval_tag_string_at_commit(tag);
 }
 
-/* Invalidate a function's OID tag at commit. */
+/*
+ * Invalidate a function's OID tag at commit; with a Redis level, there too
+ * (qc_tag_l2_stamped: qcache_fetch results in Redis carry it).
+ */
 void
 qc_inval_func_at_commit(Oid funcid)
 {
 	char		buf[32];
 
+	if (qc_shared == NULL || !OidIsValid(MyDatabaseId))
+		return;
 	snprintf(buf, sizeof(buf), "\001fn:%u", funcid);
-	qc_inval_internal_at_commit(buf);
+	qc_inval_tag_string_at_commit(buf);
 }
 
-/* Invalidate the names tag at commit. */
+/* Invalidate the names tag at commit, in Redis too (as functions'). */
 void
 qc_inval_names_at_commit(void)
 {
-	qc_inval_internal_at_commit(qc_names_tag());
+	if (qc_shared == NULL || !OidIsValid(MyDatabaseId))
+		return;
+	qc_inval_tag_string_at_commit(qc_names_tag());
 }
 
 /*
@@ -1497,7 +1507,8 @@ qc_inval_tag_string_at_commit(const char *tag)
 	size_t		len = strlen(tag);
 
 	qc_inval_tag_at_commit(MyDatabaseId, qc_hash_tag(tag, len));
-	if (!qc_l2_active() || qc_tag_is_internal(tag, len))
+	if (!qc_l2_active() ||
+		(qc_tag_is_internal(tag, len) && !qc_tag_l2_stamped(tag)))
 		return;
 	if (l2_db == NULL)
 		l2_db = qc_l2_dbname();

@@ -371,6 +371,10 @@ typedef struct QcSetInfo
 	uint32		depbytes;
 	const char *deps;			/* a fetch result's dependency list */
 	bool		from_l2;		/* a copy of a Redis value: not written back */
+	/* a qcache_fetch result that may go to Redis (fetch.c); else NULL */
+	const QcKey *l2_key;		/* its name in Redis */
+	const QcTags *l2_tags;		/* the tags Redis checks */
+	const char *l2_x;			/* the metadata's x field */
 } QcSetInfo;
 
 /* Result of qc_store_set(). */
@@ -534,6 +538,7 @@ extern bool qc_l2_active(void);
 extern bool qc_l2_usable(void);
 extern const char *qc_l2_dbname(void);
 extern bool qc_l2_get(const QcKey *key, QcL2Value *out);
+extern bool qc_l2_get_uncounted(const QcKey *key, QcL2Value *out);
 extern bool qc_l2_json_valid(const char *json, size_t len);
 extern Jsonb *qc_l2_json_to_jsonb(const char *json, size_t len);
 typedef enum QcL2SetResult
@@ -544,7 +549,7 @@ typedef enum QcL2SetResult
 } QcL2SetResult;
 extern QcL2SetResult qc_l2_set(const QcKey *key, const char *json,
 							   const QcTags *tags, int64 ttl_ms,
-							   TimestampTz build);
+							   TimestampTz build, const char *x);
 extern void qc_l2_lost_write(const QcKey *key);
 extern bool qc_l2_invalidate_key(const QcKey *key);
 extern void qc_l2_invalidate_tag(const char *tag, uint32 len,
@@ -571,6 +576,21 @@ static inline bool
 qc_tag_is_local(const char *tag)
 {
 	return tag[0] == '\001';
+}
+
+/*
+ * The node-internal tags that Redis carries all the same (redis.c): the
+ * names tag and function OID tags, which qcache_fetch results in Redis
+ * depend on and no public tag covers.  Stamped in Redis by the DDL that
+ * stamps them here; an OID names the same function on every node that may
+ * read such a result (one cluster: fetch.c), and on other clusters a
+ * stamp of it only costs extra misses.
+ */
+static inline bool
+qc_tag_l2_stamped(const char *tag)
+{
+	return tag[0] == '\001' &&
+		(strcmp(tag + 1, "names") == 0 || strncmp(tag + 1, "fn:", 3) == 0);
 }
 
 /* ---------- the sweeper (worker.c) ---------- */

@@ -13,6 +13,12 @@
  *		P#m:D:<key>		its metadata, JSON: b build point, t tags, g d s
  *						the stamps it was checked against, l its length,
  *						h a hash of it, x an opaque field for the caller
+ *		P:D:<key>\0Q<hex>	a shared qcache_fetch result (fetch.c): the key,
+ *						a zero byte, 'Q' and the SHA-256 variant digest
+ *						(security.c); x holds what a reader checks
+ *		P#v:D:<key>		the set of the key's fetch results, so that
+ *						qcache_invalidate(key) reaches them; lives as
+ *						long as its longest-lived member
  *		P#t:D:<tag>		a tag's invalidation stamp (microseconds)
  *		P#i:D:<tag>		the tag's index: a set of the value keys stored
  *						with the tag, so an invalidation can delete them;
@@ -25,7 +31,12 @@
  * Keys, tags and values are sent in UTF-8, converted from and to each
  * database's encoding; every name is built by length, so a key may hold
  * any byte, a zero byte included.  Node-internal tags (qc_tag_is_local)
- * never go to Redis.
+ * never go to Redis, except the two that qcache_fetch results there
+ * depend on and no public tag covers (qc_tag_l2_stamped: the names tag and
+ * function OID tags): they are stamped in Redis by the DDL that stamps
+ * them on its node, they have no index (their stamps decide; the names
+ * tag would otherwise index every fetch result), and another cluster's
+ * stamps of them only cost extra misses.
  *
  * Correctness rests on the stamps, as in L1 (invalidate.c): a value is
  * served only if it was built after the last invalidation of each of its
@@ -136,7 +147,8 @@ static const char *qc_script_get =
 "return {v, redis.call('PTTL', KEYS[1]), meta.b, tags, tostring(meta.h or ''), tostring(meta.x or '')}\n";
 
 /*
- * set: KEYS = value, meta, global stamp, database stamp, floor; ARGV =
+ * set: KEYS = value, meta, global stamp, database stamp, floor [, the
+ * key's set of fetch results, for a fetch result]; ARGV =
  * json, ttl in ms (0: none), build, now, tag stamp prefix, tag index
  * prefix, most index members, hash, x, tags...
  * Returns 1 (stored), 0 (refused: a stamp is at or after the build point)
@@ -146,7 +158,8 @@ static const char *qc_script_get =
  * so a value built before an invalidation whose stamp Redis lost is
  * refused.  A stamp key of the wrong type (written by someone else) is
  * replaced like a missing one.  Keeps every tag stamp alive at least as
- * long as the value; the global and database stamps have no TTL.
+ * long as the value; the global and database stamps have no TTL.  Tags
+ * that start with byte 0x01 get a stamp but no index.
  */
 static const char *qc_script_set =
 "local ttl = tonumber(ARGV[2])\n"
@@ -189,9 +202,11 @@ static const char *qc_script_set =
 "end\n"
 "local maxidx = tonumber(ARGV[7])\n"
 "local isnew = {}\n"
+"local function indexed(t) return string.byte(t, 1) ~= 1 end\n"
 "for i = 1, #tags do\n"
 "  local ik = ARGV[6] .. tags[i]\n"
-"  local n = redis.pcall('SCARD', ik)\n"
+"  local n = 0\n"
+"  if indexed(tags[i]) then n = redis.pcall('SCARD', ik) end\n"
 "  if type(n) ~= 'number' then redis.call('DEL', ik); n = 0 end\n"
 "  isnew[i] = n == 0\n"
 "  if n >= maxidx and redis.call('SISMEMBER', ik, KEYS[1]) == 0 then\n"
@@ -205,12 +220,19 @@ static const char *qc_script_set =
 "    end\n"
 "  end\n"
 "end\n"
-"for i = 1, #tags do\n"
-"  local ik = ARGV[6] .. tags[i]\n"
+"local function addto(ik, new)\n"
 "  redis.call('SADD', ik, KEYS[1])\n"
 "  if ttl == 0 then redis.call('PERSIST', ik)\n"
-"  elseif isnew[i] then redis.call('PEXPIRE', ik, ttl)\n"
+"  elseif new then redis.call('PEXPIRE', ik, ttl)\n"
 "  else redis.call('PEXPIRE', ik, ttl, 'GT') end\n"
+"end\n"
+"for i = 1, #tags do\n"
+"  if indexed(tags[i]) then addto(ARGV[6] .. tags[i], isnew[i]) end\n"
+"end\n"
+"if KEYS[6] then\n"
+"  local n = redis.pcall('SCARD', KEYS[6])\n"
+"  if type(n) ~= 'number' then redis.call('DEL', KEYS[6]); n = 0 end\n"
+"  addto(KEYS[6], n == 0)\n"
 "end\n"
 "local meta = cjson.encode({b = ARGV[3], g = g, d = d, t = tags, s = stamps, l = #ARGV[1], h = ARGV[8], x = ARGV[9]})\n"
 "if ttl > 0 then\n"
@@ -270,11 +292,35 @@ static const char *qc_script_stamp =
 "redis.call('SET', KEYS[1], string.format('%d', f))\n"
 "return gone\n";
 
+/*
+ * delkey: KEYS = value, meta, the key's set of fetch results; ARGV =
+ * length of the value keys' head "P:", the meta keys' head "P#m:".
+ * Deletes the value and its metadata, every fetch result of the key and
+ * theirs, and the set.  Returns the number of keys deleted.
+ */
+static const char *qc_script_delkey =
+"local gone = redis.call('UNLINK', KEYS[1], KEYS[2])\n"
+"local vh = tonumber(ARGV[1])\n"
+"if redis.call('TYPE', KEYS[3]).ok == 'set' then\n"
+"  local mem = redis.call('SMEMBERS', KEYS[3])\n"
+"  for j = 1, #mem, 500 do\n"
+"    local batch = {}\n"
+"    for q = j, math.min(j + 499, #mem) do\n"
+"      batch[#batch + 1] = mem[q]\n"
+"      batch[#batch + 1] = ARGV[2] .. string.sub(mem[q], vh + 1)\n"
+"    end\n"
+"    gone = gone + redis.call('UNLINK', unpack(batch))\n"
+"  end\n"
+"end\n"
+"redis.call('DEL', KEYS[3])\n"
+"return gone\n";
+
 typedef enum QcScript
 {
 	QC_SCRIPT_GET,
 	QC_SCRIPT_SET,
 	QC_SCRIPT_STAMP,
+	QC_SCRIPT_DELKEY,
 	QC_NUM_SCRIPTS
 } QcScript;
 
@@ -286,6 +332,7 @@ qc_scripts(void)
 	s[QC_SCRIPT_GET] = qc_script_get;
 	s[QC_SCRIPT_SET] = qc_script_set;
 	s[QC_SCRIPT_STAMP] = qc_script_stamp;
+	s[QC_SCRIPT_DELKEY] = qc_script_delkey;
 	return s;
 }
 
@@ -534,6 +581,8 @@ typedef struct QcL2Keys
 	size_t		idxpfx_len;
 	char	   *floor;
 	size_t		floor_len;
+	char	   *varset;			/* the key's set of fetch results */
+	size_t		varset_len;
 } QcL2Keys;
 
 /* Names of a key of the current database (key in the server encoding). */
@@ -551,6 +600,8 @@ qc_l2_keys(const QcKey *key, QcL2Keys *k)
 	k->tagpfx = qc_l2_name("#t:", db, "", 0, &k->tagpfx_len);
 	k->idxpfx = qc_l2_name("#i:", db, "", 0, &k->idxpfx_len);
 	k->floor = qc_l2_name("#f", NULL, NULL, 0, &k->floor_len);
+	/* of the user's key: the bytes before a fetch variant's zero byte */
+	k->varset = qc_l2_name("#v:", db, u, strnlen(u, ulen), &k->varset_len);
 }
 
 /*
@@ -710,6 +761,19 @@ qc_l2_hash(const char *s, size_t len, char *out)
 bool
 qc_l2_get(const QcKey *key, QcL2Value *out)
 {
+	bool		hit = qc_l2_get_uncounted(key, out);
+
+	qc_count(hit ? QC_STAT_L2_HITS : QC_STAT_L2_MISSES, 1);
+	return hit;
+}
+
+/*
+ * qc_l2_get without counting: for qcache_fetch, which counts an L2 hit
+ * only when it serves the value to its caller (fetch.c).
+ */
+bool
+qc_l2_get_uncounted(const QcKey *key, QcL2Value *out)
+{
 	QcRedisConn *conn;
 	QcL2Keys	k;
 	QcRedisCmd	cmd;
@@ -745,7 +809,7 @@ qc_l2_get(const QcKey *key, QcL2Value *out)
 		rep->element[1]->type == REDIS_REPLY_INTEGER &&
 		rep->element[2]->type == REDIS_REPLY_STRING &&
 		rep->element[3]->type == REDIS_REPLY_ARRAY &&
-		rep->element[3]->elements <= QC_MAX_TAGS &&
+		rep->element[3]->elements <= QC_MAX_ENTRY_TAGS &&
 		rep->element[4]->type == REDIS_REPLY_STRING &&
 		rep->element[5]->type == REDIS_REPLY_STRING)
 	{
@@ -791,7 +855,6 @@ qc_l2_get(const QcKey *key, QcL2Value *out)
 	else if (rep->type == REDIS_REPLY_ERROR)
 		qc_l2_warn(WARNING, "Redis refused a lookup", rep->str);
 	qc_redis_free_replies(1, r);
-	qc_count(hit ? QC_STAT_L2_HITS : QC_STAT_L2_MISSES, 1);
 	return hit;
 }
 
@@ -848,7 +911,7 @@ qc_l2_owe_key(const QcKey *key)
  */
 QcL2SetResult
 qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
-		  int64 ttl_ms, TimestampTz build)
+		  int64 ttl_ms, TimestampTz build, const char *x)
 {
 	QcRedisConn *conn;
 	QcL2Keys	k;
@@ -861,6 +924,7 @@ qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
 	char	   *uj;
 	size_t		ujlen;
 	QcL2SetResult res;
+	bool		fetch;
 	int			i;
 
 	if ((conn = qc_l2_write_conn()) == NULL)
@@ -875,14 +939,17 @@ qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
 	snprintf(bbuf, sizeof(bbuf), INT64_FORMAT, (int64) build);
 	snprintf(nowbuf, sizeof(nowbuf), INT64_FORMAT, (int64) GetCurrentTimestamp());
 
-	qc_cmd_init(&cmd, 17 + tags->ntags);
+	fetch = memchr(key->data, '\0', key->len) != NULL;
+	qc_cmd_init(&cmd, 18 + tags->ntags);
 	cmd.argc = 2;
-	qc_cmd_str(&cmd, "5");
+	qc_cmd_str(&cmd, fetch ? "6" : "5");
 	qc_cmd_arg(&cmd, k.value, k.value_len);
 	qc_cmd_arg(&cmd, k.meta, k.meta_len);
 	qc_cmd_arg(&cmd, k.gstamp, k.gstamp_len);
 	qc_cmd_arg(&cmd, k.db, k.db_len);
 	qc_cmd_arg(&cmd, k.floor, k.floor_len);
+	if (fetch)
+		qc_cmd_arg(&cmd, k.varset, k.varset_len);
 	qc_cmd_arg(&cmd, uj, ujlen);
 	qc_cmd_str(&cmd, ttlbuf);
 	qc_cmd_str(&cmd, bbuf);
@@ -891,13 +958,13 @@ qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
 	qc_cmd_arg(&cmd, k.idxpfx, k.idxpfx_len);
 	qc_cmd_str(&cmd, QC_L2_INDEX_MAX);
 	qc_cmd_str(&cmd, hash);
-	qc_cmd_str(&cmd, "");		/* x: an opaque field for the caller */
+	qc_cmd_str(&cmd, x ? x : "");	/* x: an opaque field for the caller */
 	for (i = 0; i < tags->ntags; i++)
 	{
 		size_t		tl;
 		char	   *t;
 
-		if (qc_tag_is_local(tags->tag[i]))
+		if (qc_tag_is_local(tags->tag[i]) && !qc_tag_l2_stamped(tags->tag[i]))
 			continue;
 		t = qc_utf8(tags->tag[i], tags->len[i], &tl);
 		qc_cmd_arg(&cmd, t, tl);
@@ -930,12 +997,44 @@ qc_l2_set(const QcKey *key, const char *json, const QcTags *tags,
 	return res;
 }
 
-/* Remove a key from Redis and tell the other nodes; true if it was there. */
+/*
+ * The delkey script's call for a key of database db (UTF-8, the user's
+ * key: no fetch variant), into cmd (EVALSHA and the SHA are filled in by
+ * qc_redis_script).
+ */
+static void
+qc_l2_delkey_cmd(QcRedisCmd *cmd, const char *db, const char *u, size_t ulen)
+{
+	size_t		vl;
+	size_t		ml;
+	size_t		sl;
+	size_t		vhl;
+	size_t		mhl;
+	char	   *v = qc_l2_name(":", db, u, ulen, &vl);
+	char	   *m = qc_l2_name("#m:", db, u, ulen, &ml);
+	char	   *set = qc_l2_name("#v:", db, u, ulen, &sl);
+	char	   *mh = qc_l2_name("#m:", NULL, NULL, 0, &mhl);
+	char	   *vh = psprintf("%zu", (size_t) strlen(qc_redis_prefix) + 1);
+
+	(void) qc_l2_name(":", NULL, NULL, 0, &vhl);
+	qc_cmd_init(cmd, 8);
+	cmd->argc = 2;				/* EVALSHA sha */
+	qc_cmd_str(cmd, "3");
+	qc_cmd_arg(cmd, v, vl);
+	qc_cmd_arg(cmd, m, ml);
+	qc_cmd_arg(cmd, set, sl);
+	qc_cmd_str(cmd, vh);
+	qc_cmd_arg(cmd, mh, mhl);
+}
+
+/*
+ * Remove a key from Redis, with the qcache_fetch results stored under it,
+ * and tell the other nodes; true if anything was there.
+ */
 bool
 qc_l2_invalidate_key(const QcKey *key)
 {
 	QcRedisConn *conn;
-	QcL2Keys	k;
 	QcRedisCmd	cmds[2];
 	StringInfoData msg;
 	redisReply *r[2];
@@ -948,14 +1047,10 @@ qc_l2_invalidate_key(const QcKey *key)
 		qc_l2_owe_key(key);
 		return false;
 	}
-	qc_l2_keys(key, &k);
 	u = qc_utf8(key->data, key->len, &ulen);
-	qc_cmd_init(&cmds[0], 3);
-	qc_cmd_str(&cmds[0], "UNLINK");
-	qc_cmd_arg(&cmds[0], k.value, k.value_len);
-	qc_cmd_arg(&cmds[0], k.meta, k.meta_len);
+	qc_l2_delkey_cmd(&cmds[0], qc_l2_dbname(), u, ulen);
 	qc_l2_publish_cmd(&cmds[1], &msg, 'k', 0, qc_l2_dbname(), u, ulen);
-	if (!qc_redis_run(conn, 2, cmds, r))
+	if (!qc_redis_script(conn, QC_SCRIPT_DELKEY, &cmds[0], &cmds[1], r))
 	{
 		qc_l2_failed(conn, "Redis invalidation failed");
 		qc_l2_owe_key(key);
@@ -1056,7 +1151,9 @@ qc_l2_stamp_tags(QcRedisConn *conn, const char *db, const char *tags,
 	for (p = tags; p < tags + len && i < n; p += strlen(p) + 1)
 	{
 		keys[i] = qc_l2_name("#t:", db, p, strlen(p), &keylens[i]);
-		idx[i] = qc_l2_name("#i:", db, p, strlen(p), &idxlens[i]);
+		/* qc_tag_l2_stamped: a stamp, no index */
+		idx[i] = qc_tag_is_local(p) ? NULL :
+			qc_l2_name("#i:", db, p, strlen(p), &idxlens[i]);
 		i++;
 	}
 	if (i == 0)
@@ -1306,11 +1403,11 @@ qc_l2_commit_body(const char *db, const char *tags, size_t len, int ntags,
 
 	if (!wildcard)
 	{
-		/* to UTF-8, without the node-internal tags */
+		/* to UTF-8, without the node-internal tags Redis does not carry */
 		initStringInfo(&u);
 		for (p = tags; p < tags + len && n < ntags; p += strlen(p) + 1)
 		{
-			if (qc_tag_is_local(p))
+			if (qc_tag_is_local(p) && !qc_tag_l2_stamped(p))
 				continue;
 			qc_append_utf8(&u, p, strlen(p));
 			appendStringInfoChar(&u, '\0');
@@ -1397,17 +1494,10 @@ qc_l2_pay(QcRedisConn *conn, const QcL2Debt *items, int n, bool owes_all)
 					QcRedisCmd	cmds[2];
 					StringInfoData msg;
 					redisReply *r[2];
-					size_t		vl;
-					size_t		ml;
-					char	   *v = qc_l2_name(":", d->db, d->str, d->len, &vl);
-					char	   *m = qc_l2_name("#m:", d->db, d->str, d->len, &ml);
 
-					qc_cmd_init(&cmds[0], 3);
-					qc_cmd_str(&cmds[0], "UNLINK");
-					qc_cmd_arg(&cmds[0], v, vl);
-					qc_cmd_arg(&cmds[0], m, ml);
+					qc_l2_delkey_cmd(&cmds[0], d->db, d->str, d->len);
 					qc_l2_publish_cmd(&cmds[1], &msg, 'k', 0, d->db, d->str, d->len);
-					ok = qc_redis_run(conn, 2, cmds, r);
+					ok = qc_redis_script(conn, QC_SCRIPT_DELKEY, &cmds[0], &cmds[1], r);
 					if (ok)
 					{
 						ok = r[0]->type != REDIS_REPLY_ERROR &&

@@ -55,7 +55,10 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_auth_members.h"
 #include "catalog/pg_authid.h"
+#include "access/xlog.h"
+#include "common/cryptohash.h"
 #include "common/hashfn.h"
+#include "common/sha2.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -426,6 +429,72 @@ qc_base_settings_digest(void)
 	return qc_siphash(qc_shared->digest_key, (const uint8 *) buf.data, buf.len);
 }
 
+/* Append a fetch key variant's digest input (see qc_fetch_digest) to buf. */
+static void
+qc_fetch_digest_input(StringInfo buf, const char *query, int nparams,
+					  char **params, char kind)
+{
+	List	   *path;
+	ListCell   *lc;
+	Oid			tmp;
+	Oid			tmptoast;
+	uint32		len;
+	int			i;
+
+	if (!qc_base_gucs_found)
+		qc_find_base_gucs();
+	appendStringInfoChar(buf, kind);
+	len = strlen(query);
+	appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
+	appendBinaryStringInfo(buf, query, len);
+	appendBinaryStringInfo(buf, (char *) &nparams, sizeof(nparams));
+	for (i = 0; i < nparams; i++)
+	{
+		if (params[i] == NULL)
+		{
+			appendStringInfoChar(buf, 'n');
+			continue;
+		}
+		len = strlen(params[i]);
+		appendStringInfoChar(buf, 'p');
+		appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
+		appendBinaryStringInfo(buf, params[i], len);
+	}
+	for (i = 0; qc_base_guc_names[i] != NULL; i++)
+		if (qc_base_gucs[i] != NULL)
+			qc_put_guc(buf, qc_base_gucs[i]);
+
+	path = fetch_search_path(true);
+	appendStringInfoChar(buf, 'P');
+	foreach(lc, path)
+	{
+		Oid			nsp = lfirst_oid(lc);
+
+		appendBinaryStringInfo(buf, (char *) &nsp, sizeof(nsp));
+	}
+	list_free(path);
+
+	GetTempNamespaceState(&tmp, &tmptoast);
+	if (OidIsValid(tmp) || kind == 's')
+	{
+		appendStringInfoChar(buf, 'S');
+		appendBinaryStringInfo(buf, (char *) &MyProcPid, sizeof(MyProcPid));
+		appendBinaryStringInfo(buf, (char *) &MyStartTimestamp, sizeof(MyStartTimestamp));
+		appendBinaryStringInfo(buf, (char *) &qc_local_ddl_count, sizeof(qc_local_ddl_count));
+	}
+	if (kind != 'q')
+	{
+		Oid			user = GetUserId();
+		Oid			session_user = GetSessionUserId();
+
+		appendStringInfoChar(buf, 'R');
+		appendBinaryStringInfo(buf, (char *) &user, sizeof(user));
+		appendBinaryStringInfo(buf, (char *) &session_user, sizeof(session_user));
+		qc_put_roles(buf);
+		qc_put_settings(buf);
+	}
+}
+
 /*
  * The digest of a fetch key's variant, a keyed SipHash (the key is secret
  * and random per cluster start, in shared memory) of everything the
@@ -445,67 +514,53 @@ uint64
 qc_fetch_digest(const char *query, int nparams, char **params, char kind)
 {
 	StringInfoData buf;
-	List	   *path;
-	ListCell   *lc;
+
+	initStringInfo(&buf);
+	qc_fetch_digest_input(&buf, query, nparams, params, kind);
+	return qc_siphash(qc_shared->digest_key, (const uint8 *) buf.data, buf.len);
+}
+
+/*
+ * The digest of a shared ('q') fetch result's variant in Redis (fetch.c):
+ * SHA-256, unkeyed, of this cluster's system identifier, the database's
+ * OID and the same input as qc_fetch_digest's 'q' digest.  Unkeyed
+ * because every node that may read the entry must compute it: the
+ * per-start SipHash key is secret to one node.  Collision resistance
+ * stands in for the key: nobody can choose a query, parameters or
+ * settings whose variant names another's.  The system identifier and the
+ * database make a node of another cluster compute another name (its OIDs
+ * name other objects), though the reader checks both again (the x field).
+ * False, and nothing to share, when the input is this session's own (it
+ * has a temporary schema) or SHA-256 is not available.
+ */
+bool
+qc_fetch_l2_digest(const char *query, int nparams, char **params,
+				   uint8 *out)
+{
+	StringInfoData buf;
 	Oid			tmp;
 	Oid			tmptoast;
-	uint32		len;
-	int			i;
-
-	if (!qc_base_gucs_found)
-		qc_find_base_gucs();
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, kind);
-	len = strlen(query);
-	appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
-	appendBinaryStringInfo(&buf, query, len);
-	appendBinaryStringInfo(&buf, (char *) &nparams, sizeof(nparams));
-	for (i = 0; i < nparams; i++)
-	{
-		if (params[i] == NULL)
-		{
-			appendStringInfoChar(&buf, 'n');
-			continue;
-		}
-		len = strlen(params[i]);
-		appendStringInfoChar(&buf, 'p');
-		appendBinaryStringInfo(&buf, (char *) &len, sizeof(len));
-		appendBinaryStringInfo(&buf, params[i], len);
-	}
-	for (i = 0; qc_base_guc_names[i] != NULL; i++)
-		if (qc_base_gucs[i] != NULL)
-			qc_put_guc(&buf, qc_base_gucs[i]);
-
-	path = fetch_search_path(true);
-	appendStringInfoChar(&buf, 'P');
-	foreach(lc, path)
-	{
-		Oid			nsp = lfirst_oid(lc);
-
-		appendBinaryStringInfo(&buf, (char *) &nsp, sizeof(nsp));
-	}
-	list_free(path);
+	uint64		sysid = GetSystemIdentifier();
+	pg_cryptohash_ctx *ctx;
+	bool		ok;
 
 	GetTempNamespaceState(&tmp, &tmptoast);
-	if (OidIsValid(tmp) || kind == 's')
-	{
-		appendStringInfoChar(&buf, 'S');
-		appendBinaryStringInfo(&buf, (char *) &MyProcPid, sizeof(MyProcPid));
-		appendBinaryStringInfo(&buf, (char *) &MyStartTimestamp, sizeof(MyStartTimestamp));
-		appendBinaryStringInfo(&buf, (char *) &qc_local_ddl_count, sizeof(qc_local_ddl_count));
-	}
-	if (kind != 'q')
-	{
-		Oid			user = GetUserId();
-		Oid			session_user = GetSessionUserId();
-
-		appendStringInfoChar(&buf, 'R');
-		appendBinaryStringInfo(&buf, (char *) &user, sizeof(user));
-		appendBinaryStringInfo(&buf, (char *) &session_user, sizeof(session_user));
-		qc_put_roles(&buf);
-		qc_put_settings(&buf);
-	}
-	return qc_siphash(qc_shared->digest_key, (const uint8 *) buf.data, buf.len);
+	if (OidIsValid(tmp))
+		return false;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "qcache fetch l2 v1");
+	appendStringInfoChar(&buf, '\0');
+	appendBinaryStringInfo(&buf, (char *) &sysid, sizeof(sysid));
+	appendBinaryStringInfo(&buf, (char *) &MyDatabaseId, sizeof(Oid));
+	qc_fetch_digest_input(&buf, query, nparams, params, 'q');
+	ctx = pg_cryptohash_create(PG_SHA256);
+	ok = ctx != NULL &&
+		pg_cryptohash_init(ctx) == 0 &&
+		pg_cryptohash_update(ctx, (const uint8 *) buf.data, buf.len) == 0 &&
+		pg_cryptohash_final(ctx, out, PG_SHA256_DIGEST_LENGTH) == 0;
+	pg_cryptohash_free(ctx);
+	pfree(buf.data);
+	return ok;
 }
 
 /* ---------- the check on a hit ---------- */

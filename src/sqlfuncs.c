@@ -172,13 +172,13 @@ qc_expiry(bool ttl_isnull, int32 ttl, TimestampTz now)
  */
 static QcL2SetResult
 qc_l2_set_guarded(const QcKey *key, const char *json, const QcTags *tags,
-				  int64 ttl_ms, TimestampTz build)
+				  int64 ttl_ms, TimestampTz build, const char *x)
 {
 	volatile QcL2SetResult r = QC_L2_FAILED;
 
 	PG_TRY();
 	{
-		r = qc_l2_set(key, json, tags, ttl_ms, build);
+		r = qc_l2_set(key, json, tags, ttl_ms, build, x);
 	}
 	PG_CATCH();
 	{
@@ -442,10 +442,13 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 
 	/*
 	 * Redis first: if it knows of an invalidation after this value's build
-	 * point (one this node's slots have not heard of), nobody keeps it.
+	 * point (one this node's slots have not heard of), nobody keeps it.  A
+	 * qcache_fetch result goes only if fetch.c named it for Redis
+	 * (l2_key), under that name, with its tags and x field.
 	 */
 	if (qc_l2_active() && !info->from_l2 &&
-		!(info->flags & (QC_ENTRY_ROLE_SCOPED | QC_ENTRY_FETCH)) &&
+		(!(info->flags & (QC_ENTRY_ROLE_SCOPED | QC_ENTRY_FETCH)) ||
+		 info->l2_key != NULL) &&
 		VARSIZE_ANY_EXHDR(value) <= (Size) qc_max_entry_size)
 	{
 		int64		ttl_ms = 0;
@@ -459,7 +462,12 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 		else
 			json = JsonbToCString(NULL, &((Jsonb *) value)->root,
 								  VARSIZE(value));
-		l2 = qc_l2_set_guarded(key, json, l2_tags, ttl_ms, info->build);
+		if (info->l2_key != NULL)
+			l2 = qc_l2_set_guarded(info->l2_key, json, info->l2_tags, ttl_ms,
+								   info->build, info->l2_x);
+		else
+			l2 = qc_l2_set_guarded(key, json, l2_tags, ttl_ms, info->build,
+								   NULL);
 		if (l2 == QC_L2_STALE)
 		{
 			qc_store_remove(key);
