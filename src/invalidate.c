@@ -631,7 +631,17 @@ qc_twophase_shmem_startup(void)
 	if (found || IsUnderPostmaster)
 		return;
 
-	/* the postmaster, at shared memory creation: read back the files */
+	/*
+	 * The postmaster, at shared memory creation: read back the files.  Not
+	 * on a standby, whose files are a base backup's copies: its reaper
+	 * does not run during recovery, so their tags would stay in flight
+	 * until a promotion; with qcache.wal_invalidation the primary's STATE
+	 * records announce its prepared transactions instead (walinval.c), and
+	 * after a promotion COMMIT PREPARED of a transaction without a record
+	 * stamps the database's wildcard.
+	 */
+	if (access(STANDBY_SIGNAL_FILE, F_OK) == 0)
+		return;
 	dir = AllocateDir(QC_2PC_DIR);
 	if (dir == NULL)
 		return;

@@ -50,11 +50,20 @@
  * standby (TransactionIdIsInProgress reads the standby's known-assigned
  * xids, from which T leaves only when its commit or abort is replayed, or
  * when a shutdown checkpoint or running-xacts record of a restarted primary
- * says it is gone).  The reaper runs in the sweeper every second and at
- * each STATE replay; at the end of recovery (promotion) every remembered
- * mark is stamped and unmarked: the old primary's transactions in flight
- * never commit on the new timeline.  Prepared transactions stay in
- * progress on a standby until COMMIT/ROLLBACK PREPARED is replayed.
+ * says it is gone), so its stamp, taken after, is no earlier than the
+ * commit's visibility: the argument above holds with the reaper in place
+ * of STAMP.  The reaper runs in the sweeper every second, at each STATE
+ * replay, when the table of marks is full, and in any session that meets
+ * a tag in flight once replay has moved since the last reap
+ * (qc_wal_help_reap).  The last matters: the primary flushes a STAMP with
+ * its next commit (or within wal_writer_delay), so under a steady write
+ * load a tag would otherwise be in flight on the standby nearly all the
+ * time.  A session that triggers the reap cannot store what it computed
+ * (its start is older than the stamp); the next transaction can.  At the
+ * end of recovery (promotion) every remembered mark is stamped and
+ * unmarked: the old primary's transactions in flight never commit on the
+ * new timeline.  Prepared transactions stay in progress on a standby until
+ * COMMIT/ROLLBACK PREPARED is replayed.
  *
  * What a standby missed.  A standby that starts (or restarts: its cache is
  * then empty) begins replay at a checkpoint, past MARK records of
@@ -93,9 +102,12 @@
  * (QcWalSlot, one per PGPROC, written only by its owner) and insert MARK,
  * and while they clear the slot; the STATE writer holds it exclusively.
  * On a standby it protects the table of remembered marks (the startup
- * process's redo, the sweeper's reaper).  It is taken alone, never with a
- * partition lock or another LWLock of qcache; the slots' in-flight counts
- * and stamps are atomics (invalidate.c).
+ * process's redo, the reapers).  It is taken alone, never with a partition
+ * lock or another LWLock of qcache (store.c's removals in redo run after
+ * it is released; sessions reap after their partition lock is released);
+ * the reaper takes ProcArrayLock, shared, while holding it, and nothing
+ * takes them in the other order.  The slots' in-flight counts and stamps
+ * are atomics (invalidate.c).
  *
  *-------------------------------------------------------------------------
  */
