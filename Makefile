@@ -13,6 +13,7 @@ OBJS = \
 	src/flight.o \
 	src/nsstats.o \
 	src/invalidate.o \
+	src/walinval.o \
 	src/ddl.o \
 	src/worker.o \
 	src/redis.o \

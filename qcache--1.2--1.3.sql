@@ -602,3 +602,18 @@ $$;
 -- ======================================================================
 -- end of issue 10's block
 -- ======================================================================
+
+-- ---------- issue 15: hot standbys, with invalidations in the WAL (SPEC 12) ----------
+
+-- Where this server stands with invalidations carried in the WAL
+-- (qcache.wal_invalidation on the primary):
+--   'off'      a primary that does not write them;
+--   'writing'  a primary that writes them;
+--   'waiting'  a standby that has not heard the primary's state since it
+--              started (or heard 'off'): it stores no value with tags and
+--              no qcache_fetch result;
+--   'hearing'  a standby that stores them, under the same guarantee.
+CREATE FUNCTION qcache_wal_status()
+RETURNS text
+AS 'MODULE_PATHNAME', 'qcache_wal_status'
+LANGUAGE C STRICT VOLATILE PARALLEL SAFE;

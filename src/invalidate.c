@@ -171,6 +171,7 @@ static uint64 *pending = NULL;
 static int	pending_size = 0;	/* power of 2 */
 static int	pending_count = 0;
 static bool pending_marked = false; /* slots marked in flight? */
+static TransactionId pending_xid = InvalidTransactionId;	/* in the WAL */
 static bool snapshot_imported = false;	/* SET TRANSACTION SNAPSHOT ran */
 
 /* With a Redis level: the pending tag strings, NUL-separated, deduplicated */
@@ -311,6 +312,30 @@ qc_pending_reset(void)
 		memset(pending, 0, sizeof(uint64) * pending_size);
 	pending_count = 0;
 	pending_marked = false;
+	pending_xid = InvalidTransactionId;
+}
+
+/*
+ * At PRE_COMMIT: the pending keys into the WAL, for standbys (walinval.c),
+ * after this backend marked them.  A transaction without an xid changed no
+ * data and writes nothing.
+ */
+static void
+qc_pending_wal_mark(void)
+{
+	uint64	   *keys;
+	int			n = 0;
+	int			i;
+
+	pending_xid = GetTopTransactionIdIfAny();
+	if (!TransactionIdIsValid(pending_xid))
+		return;
+	keys = palloc(sizeof(uint64) * pending_count);
+	for (i = 0; i < pending_size; i++)
+		if (pending[i] != 0)
+			keys[n++] = pending[i];
+	qc_wal_mark(pending_xid, keys, n);
+	pfree(keys);
 }
 
 /* Mark (+1) or unmark (-1) the slots of every pending tag. */
@@ -455,6 +480,7 @@ typedef struct QcTwoPhase
 
 static QcTwoPhase *qc_2pc = NULL;
 static bool twophase_finishing = false; /* COMMIT/ROLLBACK PREPARED ran */
+static TransactionId unknown_xid = InvalidTransactionId;	/* unknown_begin's */
 
 /* Records: every prepared transaction, and as many again being reaped. */
 static int
@@ -495,6 +521,83 @@ qc_keys_mark(const uint64 *keys, int nkeys, int delta)
 	}
 }
 
+/* qc_keys_mark for walinval.c's replay. */
+void
+qc_inval_keys_mark(const uint64 *keys, int nkeys, int delta)
+{
+	qc_keys_mark(keys, nkeys, delta);
+}
+
+/* Stamp the slots of (database, tag hash) keys; walinval.c's replay. */
+void
+qc_inval_keys_stamp(const uint64 *keys, int nkeys, TimestampTz stamp)
+{
+	int			i;
+
+	for (i = 0; i < nkeys; i++)
+		qc_slot_stamp(qc_slot_of(qc_pending_db(keys[i]), (uint32) keys[i]),
+					  stamp);
+	pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
+}
+
+/*
+ * The standby epoch: the stamp of the slot of (InvalidOid, 0), which no
+ * database's tag uses.  Entries a standby computed (QC_ENTRY_STANDBY) built
+ * before it are stale: the standby stopped hearing invalidations then
+ * (walinval.c).
+ */
+static inline QcTagSlot *
+qc_standby_slot(void)
+{
+	return qc_slot_of(InvalidOid, 0);
+}
+
+void
+qc_inval_standby_epoch(TimestampTz stamp)
+{
+	qc_slot_stamp(qc_standby_slot(), stamp);
+	pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
+}
+
+/*
+ * Append the marks of the active prepared transactions with keys to a
+ * STATE record (walinval.c, which holds its lock exclusively: a record
+ * being activated under it shared is either seen here or written after).
+ * Returns how many.
+ */
+int
+qc_twophase_append_marks(StringInfo buf)
+{
+	int			i;
+	int			n = 0;
+
+	if (qc_2pc == NULL)
+		return 0;
+	for (i = 0; i < qc_2pc->nrecs; i++)
+	{
+		QcPreparedRec *rec = &qc_2pc->recs[i];
+
+		if (pg_atomic_read_u32(&rec->state) != QC_2PC_ACTIVE)
+			continue;
+		pg_read_barrier();
+		if (rec->nkeys == 0)
+			continue;
+		qc_wal_append_mark(buf, rec->xid, rec->keys, rec->nkeys);
+		n++;
+	}
+	return n;
+}
+
+/* Make a filled record visible (qc_wal_mark_prepared's callback). */
+static void
+qc_twophase_activate(void *arg)
+{
+	QcPreparedRec *rec = (QcPreparedRec *) arg;
+
+	pg_write_barrier();
+	pg_atomic_write_u32(&rec->state, QC_2PC_ACTIVE);
+}
+
 /* The file of a prepared transaction's record. */
 static void
 qc_twophase_path(char *path, size_t size, TransactionId xid, bool tmp)
@@ -531,7 +634,17 @@ qc_twophase_shmem_startup(void)
 	if (found || IsUnderPostmaster)
 		return;
 
-	/* the postmaster, at shared memory creation: read back the files */
+	/*
+	 * The postmaster, at shared memory creation: read back the files.  Not
+	 * on a standby, whose files are a base backup's copies: its reaper
+	 * does not run during recovery, so their tags would stay in flight
+	 * until a promotion; with qcache.wal_invalidation the primary's STATE
+	 * records announce its prepared transactions instead (walinval.c), and
+	 * after a promotion COMMIT PREPARED of a transaction without a record
+	 * stamps the database's wildcard.
+	 */
+	if (access(STANDBY_SIGNAL_FILE, F_OK) == 0)
+		return;
 	dir = AllocateDir(QC_2PC_DIR);
 	if (dir == NULL)
 		return;
@@ -646,10 +759,12 @@ qc_twophase_prepare(void)
 	rec->xid = xid;
 	rec->nkeys = nkeys;
 
-	/* in flight from now until the reaper finds it finished */
+	/*
+	 * In flight from now until the reaper finds it finished; active and in
+	 * the WAL for standbys (walinval.c), in that order, under its lock.
+	 */
 	qc_keys_mark(rec->keys, nkeys, +1);
-	pg_write_barrier();
-	pg_atomic_write_u32(&rec->state, QC_2PC_ACTIVE);
+	qc_wal_mark_prepared(xid, rec->keys, nkeys, qc_twophase_activate, rec);
 
 	/* durable before the prepare record is */
 	(void) MakePGDirectory(QC_2PC_DIR);
@@ -778,7 +893,13 @@ qc_twophase_unknown_begin(const char *gid)
 	}
 	SPI_finish();
 	if (OidIsValid(dbid))
+	{
+		uint64		wildcard = qc_pending_key(dbid, 0);
+
 		pg_atomic_fetch_add_u32(&qc_slot_of(dbid, 0)->inflight, 1);
+		unknown_xid = xid;
+		qc_wal_mark(xid, &wildcard, 1);
+	}
 	return dbid;
 }
 
@@ -800,6 +921,11 @@ qc_twophase_unknown_end(Oid dbid, bool committed)
 			qc_l2_owe('g', NULL, NULL, 0);	/* which databases: unknown here */
 	}
 	pg_atomic_fetch_sub_u32(&slot->inflight, 1);
+	if (committed)
+		qc_wal_stamp(unknown_xid);
+	else
+		qc_wal_forget(unknown_xid);
+	unknown_xid = InvalidTransactionId;
 }
 
 /*
@@ -837,6 +963,8 @@ qc_twophase_reap(void)
 									 (uint32) rec->keys[k]), stamp);
 		pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
 		qc_keys_mark(rec->keys, rec->nkeys, -1);
+		if (rec->nkeys > 0)
+			qc_wal_stamp(rec->xid);
 		if (rec->nkeys > 0 && qc_l2_active())
 			qc_l2_owe('g', NULL, NULL, 0);	/* which databases: unknown here */
 		qc_twophase_path(path, sizeof(path), rec->xid, false);
@@ -873,6 +1001,8 @@ qc_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 			qc_pending_mark(+1);
 			pending_marked = true;
+			if (qc_wal_invalidation)
+				qc_pending_wal_mark();
 			break;
 		case XACT_EVENT_COMMIT:
 			{
@@ -881,6 +1011,9 @@ qc_xact_callback(XactEvent event, void *arg)
 				qc_pending_stamp(stamp);
 				if (pending_marked)
 					qc_pending_mark(-1);
+				/* after the commit record: the standbys' stamp */
+				if (TransactionIdIsValid(pending_xid))
+					qc_wal_stamp(pending_xid);
 				/* then Redis and the other nodes; bounded, never raises */
 				if (qc_l2_active() && l2_db != NULL)
 					qc_l2_commit(l2_db, l2_tags ? l2_tags->data : NULL,
@@ -894,6 +1027,9 @@ qc_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 			if (pending_marked)
 				qc_pending_mark(-1);
+			/* a standby reaps the mark when it replays the abort */
+			if (TransactionIdIsValid(pending_xid))
+				qc_wal_forget(pending_xid);
 			qc_pending_reset();
 			break;
 		case XACT_EVENT_PRE_PREPARE:
@@ -972,6 +1108,26 @@ qc_inval_snapshot_imported(void)
 	snapshot_imported = true;
 }
 
+/*
+ * Did a test since the last qc_inval_help_standby find a slot in flight?
+ * On a standby, the commit it waits for may have been replayed already.
+ */
+static bool saw_inflight = false;
+
+/*
+ * On a hot standby, after a lookup or a set that met a tag in flight: let
+ * walinval.c stamp the transactions whose commit has been replayed.
+ * Returns true if a second look is worth it.
+ */
+bool
+qc_inval_help_standby(void)
+{
+	bool		saw = saw_inflight;
+
+	saw_inflight = false;
+	return saw && qc_wal_help_reap();
+}
+
 /* Is a slot in flight or stamped at or after `build`? */
 static inline bool
 qc_slot_stale(QcTagSlot *slot, TimestampTz build, bool inflight_counts)
@@ -979,7 +1135,10 @@ qc_slot_stale(QcTagSlot *slot, TimestampTz build, bool inflight_counts)
 	if (inflight_counts)
 	{
 		if (pg_atomic_read_u32(&slot->inflight) > 0)
+		{
+			saw_inflight = true;
 			return true;
+		}
 
 		/*
 		 * The writer stamps, then unmarks (both full barriers): having seen
@@ -1003,6 +1162,9 @@ qc_entry_fresh(const QcEntry *e)
 	int			i;
 
 	if (qc_slot_stale(qc_slot_of(e->dbid, 0), QcEntryBuild(e), true))
+		return false;
+	if ((e->flags & QC_ENTRY_STANDBY) &&
+		qc_slot_stale(qc_standby_slot(), QcEntryBuild(e), false))
 		return false;
 	if (pending_count > 0 &&
 		qc_pending_contains(qc_pending_key(e->dbid, 0)))
@@ -1056,6 +1218,9 @@ qc_entry_dead(const QcEntry *e)
 	int			i;
 
 	if (qc_slot_stale(qc_slot_of(e->dbid, 0), QcEntryBuild(e), false))
+		return true;
+	if ((e->flags & QC_ENTRY_STANDBY) &&
+		qc_slot_stale(qc_standby_slot(), QcEntryBuild(e), false))
 		return true;
 	for (i = 0; i < e->ntags; i++)
 		if (qc_slot_stale(qc_slot_of(e->dbid, hashes[i]), QcEntryBuild(e), false))

@@ -51,6 +51,7 @@ qcache_shmem_request(void)
 	qc_shmem_request();
 	qc_l2_shmem_request();
 	qc_twophase_shmem_request();
+	qc_wal_shmem_request();
 }
 
 /* Chains qc_shmem_startup behind any previous shmem_startup hook. */
@@ -62,6 +63,7 @@ qcache_shmem_startup(void)
 	qc_shmem_startup();
 	qc_l2_shmem_startup();
 	qc_twophase_shmem_startup();
+	qc_wal_shmem_startup();
 }
 
 /*
@@ -78,6 +80,7 @@ qcache_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	{
 		qc_require_loaded();
 		(void) qc_store_remove_matching(objectId, QC_MATCH_ALL, NULL, 0);
+		qc_wal_explicit_match(QC_MATCH_ALL, objectId, NULL, 0);
 	}
 
 	/*
@@ -323,6 +326,30 @@ _PG_init(void)
 							qc_redis_timeout_assign,
 							NULL);
 
+	DefineCustomBoolVariable("qcache.wal_invalidation",
+							 "Write invalidations to the WAL, so that hot standbys cache under the same guarantee.",
+							 "Every standby then needs qcache in shared_preload_libraries: it replays qcache's WAL records (resource manager 128).",
+							 &qc_wal_invalidation,
+							 false,
+							 PGC_POSTMASTER,
+							 0,
+							 NULL,
+							 NULL,
+							 NULL);
+
+	DefineCustomIntVariable("qcache.debug_wal_stamp_delay",
+							"For tests only: a pause between a commit and its STAMP record (qcache.wal_invalidation).",
+							NULL,
+							&qc_debug_wal_stamp_delay,
+							0,
+							0,
+							60 * 1000,
+							PGC_SUSET,
+							GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							NULL,
+							NULL,
+							NULL);
+
 	MarkGUCPrefixReserved("qcache");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -337,6 +364,7 @@ _PG_init(void)
 	qc_register_worker("qcache sweeper", "qcache_sweeper_main");
 	qc_register_worker("qcache redis subscriber", "qcache_l2_main");
 	qc_inval_register();
+	qc_wal_register();
 	qc_deps_register();
 	qc_security_register();
 	qc_l2_install_log_filter();

@@ -17,6 +17,7 @@
 #define QCACHE_H
 
 #include "catalog/objectaccess.h"
+#include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "port/atomics.h"
 #include "storage/lwlock.h"
@@ -328,6 +329,10 @@ typedef struct QcEntry
 #define QC_ENTRY_NAMESPACE		0x08	/* the key has a namespace (a ':'):
 										 * links[ntags] is its index link
 										 * (set by store.c) */
+#define QC_ENTRY_STANDBY		0x10	/* computed on a hot standby, with
+										 * tags or as a fetch result: dies
+										 * when the standby stops hearing
+										 * invalidations (walinval.c) */
 
 /* Bytes the DSA allocator really takes for a request (dsa_classes.h). */
 extern Size qc_alloc_size(Size size);
@@ -488,6 +493,33 @@ extern Oid	qc_twophase_unknown_begin(const char *gid);
 extern void qc_twophase_unknown_end(Oid dbid, bool committed);
 extern bool qc_tags_with_families(const QcTags *in, QcTags *out);
 extern const QcTags *qc_tags_public(const QcTags *in, QcTags *buf);
+extern void qc_inval_keys_mark(const uint64 *keys, int nkeys, int delta);
+extern void qc_inval_keys_stamp(const uint64 *keys, int nkeys, TimestampTz stamp);
+extern void qc_inval_standby_epoch(TimestampTz stamp);
+extern int	qc_twophase_append_marks(StringInfo buf);
+
+/* ---------- invalidations in the WAL, for hot standbys (walinval.c) ---------- */
+extern bool qc_wal_invalidation;
+extern int	qc_debug_wal_stamp_delay;
+extern void qc_wal_shmem_request(void);
+extern void qc_wal_shmem_startup(void);
+extern void qc_wal_register(void);
+extern void qc_wal_mark(TransactionId xid, const uint64 *keys, int nkeys);
+extern void qc_wal_mark_prepared(TransactionId xid, const uint64 *keys,
+								 int nkeys, void (*activate) (void *),
+								 void *arg);
+extern void qc_wal_stamp(TransactionId xid);
+extern void qc_wal_forget(TransactionId xid);
+extern void qc_wal_append_mark(StringInfo buf, TransactionId xid,
+							   const uint64 *keys, int nkeys);
+extern void qc_wal_explicit_match(QcMatchKind kind, Oid dbid, const char *str,
+								  uint32 len);
+extern void qc_wal_explicit_key(const QcKey *key);
+extern void qc_wal_tick(void);
+extern void qc_wal_reap(bool all);
+extern bool qc_wal_help_reap(void);
+extern bool qc_inval_help_standby(void);
+extern bool qc_wal_standby_may_store(TimestampTz build);
 
 /* ---------- DDL (ddl.c) ---------- */
 extern void qc_ddl_object_access(ObjectAccessType access, Oid classId,

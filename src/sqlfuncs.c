@@ -338,7 +338,7 @@ static const char *const qc_refusal_text[] = {
 	"An invalidation of one of its tags committed, or is committing, after this transaction started.",
 	"The transaction that computed it started more than 71 minutes ago.",
 	"Redis refused it as stale, or did not take it while qcache.l1_ttl is 0.",
-	"This server is a hot standby, which stores no value with tags and no qcache_fetch result.",
+	"This server is a hot standby that does not hear the primary's invalidations (qcache.wal_invalidation is off there, or this standby has not yet replayed its state record since it started, or the value was built before that).",
 	"The query result cannot be cached.",
 	"qcache.enabled is off.",
 };
@@ -416,16 +416,23 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	tags = &all_tags;
 
 	/*
-	 * On a hot standby the snapshot lags the primary by an unknown delay, so
-	 * a value computed here cannot be given a build point that the primary's
-	 * invalidation stamps can be compared with.  Values with tags (and
-	 * qcache_fetch results) are not stored; copies of values computed on a
-	 * primary (from Redis) are.
+	 * On a hot standby a value with tags, or a qcache_fetch result, computed
+	 * here is stored only while the primary writes its invalidations to the
+	 * WAL (qcache.wal_invalidation) and this standby has heard them since
+	 * before the value's build point (walinval.c); it is marked so that it
+	 * dies if they stop.  Copies of values computed on a primary (from
+	 * Redis) are checked as on any node.
 	 */
 	if (!info->from_l2 && (tags->ntags > 0 || (info->flags & QC_ENTRY_FETCH)) &&
 		RecoveryInProgress())
-		return qc_refuse(key, QC_STAT_REFUSED_STANDBY);
-	if (!qc_set_allowed(key->dbid, tags, info->build))
+	{
+		if (!qc_wal_standby_may_store(info->build))
+			return qc_refuse(key, QC_STAT_REFUSED_STANDBY);
+		info->flags |= QC_ENTRY_STANDBY;
+	}
+	if (!qc_set_allowed(key->dbid, tags, info->build) &&
+		!(qc_inval_help_standby() &&
+		  qc_set_allowed(key->dbid, tags, info->build)))
 	{
 		qc_store_remove(key);
 		return qc_refuse(key, qc_inval_is_writer() ?
@@ -447,6 +454,7 @@ qc_store(const QcKey *key, struct varlena *value, const QcTags *tags,
 	 * (l2_key), under that name, with its tags and x field.
 	 */
 	if (qc_l2_active() && !info->from_l2 &&
+		!(info->flags & QC_ENTRY_STANDBY) &&
 		(!(info->flags & (QC_ENTRY_ROLE_SCOPED | QC_ENTRY_FETCH)) ||
 		 info->l2_key != NULL) &&
 		VARSIZE_ANY_EXHDR(value) <= (Size) qc_max_entry_size)
@@ -619,6 +627,7 @@ qcache_invalidate(PG_FUNCTION_ARGS)
 	removed = qc_store_remove(&key);
 	if (removed)
 		qc_count(QC_STAT_INVALIDATIONS, 1);
+	qc_wal_explicit_key(&key);	/* and on the standbys */
 	if (qc_l2_active() && qc_l2_invalidate_key_guarded(&key))
 		removed = true;
 	PG_RETURN_BOOL(removed);
@@ -643,6 +652,7 @@ qc_invalidate_matching(QcMatchKind kind, text *arg)
 							  qc_hash_tag(str, len));
 
 	n = qc_store_remove_matching(MyDatabaseId, kind, str, len);
+	qc_wal_explicit_match(kind, MyDatabaseId, str, len);	/* and on standbys */
 	if (n > 0)
 		qc_count(QC_STAT_INVALIDATIONS, n);
 

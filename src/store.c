@@ -531,8 +531,19 @@ qc_bucket_link(dsa_pointer dp, const QcEntry *e)
  * an invalidation made stale (qc_entry_fresh), is a miss.  Takes the key's partition lock
  * in shared mode; the caller must hold no qcache lock.
  */
+static bool qc_store_get_once(const QcKey *key, TimestampTz now, QcValue *out);
+
 bool
 qc_store_get(const QcKey *key, TimestampTz now, QcValue *out)
+{
+	if (qc_store_get_once(key, now, out))
+		return true;
+	/* a hot standby's tag in flight whose commit has been replayed */
+	return qc_inval_help_standby() && qc_store_get_once(key, now, out);
+}
+
+static bool
+qc_store_get_once(const QcKey *key, TimestampTz now, QcValue *out)
 {
 	uint32		bucket = qc_bucket_of(key->hash);
 	uint32		h32 = (uint32) key->hash;

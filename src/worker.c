@@ -95,6 +95,7 @@ qcache_sweeper_main(Datum arg)
 		MemoryContextSwitchTo(cxt);
 		(void) qc_store_sweep(GetCurrentTimestamp());
 		qc_twophase_reap();		/* finished prepared transactions */
+		qc_wal_tick();			/* standbys: STATE; a standby: its reaper */
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(cxt);
 	}
