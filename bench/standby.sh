@@ -201,14 +201,13 @@ for r in $(seq 1 "$R"); do
 			[ "$("${S[@]}" -c "SELECT pg_last_wal_receive_lsn() >= '$target'")" = t ] && break
 			sleep 0.02
 		done
-		t0=$(date +%s.%N)
-		"${S[@]}" -c 'SELECT pg_wal_replay_resume()' >/dev/null
-		for _ in $(seq 1 30000); do
-			[ "$("${S[@]}" -c "SELECT pg_last_wal_replay_lsn() >= '$target'")" = t ] && break
-			sleep 0.005
-		done
-		t1=$(date +%s.%N)
-		rate=$(echo "scale=1; $N_TX / ($t1 - $t0)" | bc)
+		# resume and time the replay inside the standby, polling every 0.5 ms
+		secs=$("${S[@]}" -c "DO \$\$ DECLARE t0 timestamptz; BEGIN
+			PERFORM pg_wal_replay_resume(); t0 := clock_timestamp();
+			WHILE pg_last_wal_replay_lsn() < '$target' LOOP PERFORM pg_sleep(0.0005); END LOOP;
+			RAISE NOTICE 'elapsed %', extract(epoch FROM clock_timestamp() - t0); END \$\$" 2>&1 |
+			sed -n 's/.*elapsed \([0-9.]*\).*/\1/p')
+		rate=$(echo "scale=1; $N_TX / $secs" | bc)
 		rep[$mode]+="$rate "
 		log "replay, setting $mode, round $r: $rate transactions/s"
 	done

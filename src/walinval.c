@@ -194,10 +194,13 @@ typedef struct QcWalSlot
 	uint64		keys[QC_WAL_KEYS];
 } QcWalSlot;
 
-/* A mark a standby replayed and has not stamped yet. */
+/*
+ * The keys of a mark a standby replayed and has not stamped yet; its xid is
+ * in a dense array of its own (txids[], InvalidTransactionId: free), which
+ * the redo of every STAMP scans up to the high-water mark.
+ */
 typedef struct QcWalTrack
 {
-	TransactionId xid;			/* InvalidTransactionId: free */
 	int			nkeys;
 	uint64		keys[QC_WAL_KEYS];
 } QcWalTrack;
@@ -209,13 +212,14 @@ typedef struct QcWalShared
 	bool		active;			/* replayed a STATE(on) since start */
 	TimestampTz active_since;	/* stores need build >= this */
 	int			ntrack;			/* entries of track[] in use */
+	int			hwm;			/* 1 + the highest index in use */
 	pg_atomic_uint64 reaped_at; /* replay position of the last reap */
 	/* primary sweeper only */
 	XLogRecPtr	state_redo;		/* checkpoint redo of the last STATE */
 	bool		state_started;	/* STATE written since start */
 	int			nslots;
 	int			ntracks;
-	/* slots[nslots] then track[ntracks] */
+	/* slots[nslots], txids[ntracks] (MAXALIGNed), track[ntracks] */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } QcWalShared;
 
@@ -227,10 +231,17 @@ qc_wal_slots(void)
 	return (QcWalSlot *) qc_wal->data;
 }
 
+static inline TransactionId *
+qc_wal_txids(void)
+{
+	return (TransactionId *) (qc_wal->data + sizeof(QcWalSlot) * qc_wal->nslots);
+}
+
 static inline QcWalTrack *
 qc_wal_tracks(void)
 {
-	return (QcWalTrack *) (qc_wal->data + sizeof(QcWalSlot) * qc_wal->nslots);
+	return (QcWalTrack *) ((char *) qc_wal_txids() +
+						   MAXALIGN(sizeof(TransactionId) * qc_wal->ntracks));
 }
 
 static int
@@ -252,6 +263,7 @@ qc_wal_size(void)
 	Size		s = offsetof(QcWalShared, data);
 
 	s = add_size(s, mul_size(qc_wal_nslots(), sizeof(QcWalSlot)));
+	s = add_size(s, MAXALIGN(mul_size(qc_wal_ntracks(), sizeof(TransactionId))));
 	s = add_size(s, mul_size(qc_wal_ntracks(), sizeof(QcWalTrack)));
 	return s;
 }
@@ -284,7 +296,7 @@ qc_wal_shmem_startup(void)
 		for (i = 0; i < qc_wal->nslots; i++)
 			qc_wal_slots()[i].xid = InvalidTransactionId;
 		for (i = 0; i < qc_wal->ntracks; i++)
-			qc_wal_tracks()[i].xid = InvalidTransactionId;
+			qc_wal_txids()[i] = InvalidTransactionId;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -615,17 +627,18 @@ static void
 qc_wal_track(TransactionId xid, const uint64 *keys, int nkeys)
 {
 	QcWalTrack *t = qc_wal_tracks();
+	TransactionId *x = qc_wal_txids();
 	int			i;
 
 	for (i = 0; i < qc_wal->ntracks; i++)
-		if (!TransactionIdIsValid(t[i].xid))
+		if (!TransactionIdIsValid(x[i]))
 			break;
 	if (i == qc_wal->ntracks && qc_wal_can_reap() &&
 		qc_wal_reap_locked(false) > 0)
 	{
 		/* committed ones whose STAMP has not come yet: room again */
 		for (i = 0; i < qc_wal->ntracks; i++)
-			if (!TransactionIdIsValid(t[i].xid))
+			if (!TransactionIdIsValid(x[i]))
 				break;
 	}
 	if (i == qc_wal->ntracks)
@@ -647,19 +660,25 @@ qc_wal_track(TransactionId xid, const uint64 *keys, int nkeys)
 	t[i].nkeys = Min(nkeys, QC_WAL_KEYS);
 	memcpy(t[i].keys, keys, sizeof(uint64) * t[i].nkeys);
 	qc_inval_keys_mark(t[i].keys, t[i].nkeys, +1);
-	pg_write_barrier();
-	t[i].xid = xid;
+	x[i] = xid;
 	qc_wal->ntrack++;
+	if (i >= qc_wal->hwm)
+		qc_wal->hwm = i + 1;
 }
 
-/* Stamp and unmark a remembered mark, and free it; under the lock. */
+/* Stamp and unmark remembered mark i, and free it; under the lock. */
 static void
-qc_wal_untrack(QcWalTrack *t)
+qc_wal_untrack(int i)
 {
+	QcWalTrack *t = &qc_wal_tracks()[i];
+	TransactionId *x = qc_wal_txids();
+
 	qc_inval_keys_stamp(t->keys, t->nkeys, GetCurrentTimestamp());
 	qc_inval_keys_mark(t->keys, t->nkeys, -1);
-	t->xid = InvalidTransactionId;
+	x[i] = InvalidTransactionId;
 	qc_wal->ntrack--;
+	while (qc_wal->hwm > 0 && !TransactionIdIsValid(x[qc_wal->hwm - 1]))
+		qc_wal->hwm--;
 }
 
 /*
@@ -681,17 +700,17 @@ qc_wal_can_reap(void)
 static int
 qc_wal_reap_locked(bool all)
 {
-	QcWalTrack *t = qc_wal_tracks();
+	TransactionId *x = qc_wal_txids();
 	int			n = 0;
 	int			i;
 
-	for (i = 0; i < qc_wal->ntracks && qc_wal->ntrack > 0; i++)
+	for (i = qc_wal->hwm - 1; i >= 0; i--)
 	{
-		if (!TransactionIdIsValid(t[i].xid))
+		if (!TransactionIdIsValid(x[i]))
 			continue;
-		if (all || !TransactionIdIsInProgress(t[i].xid))
+		if (all || !TransactionIdIsInProgress(x[i]))
 		{
-			qc_wal_untrack(&t[i]);
+			qc_wal_untrack(i);
 			n++;
 		}
 	}
@@ -741,11 +760,11 @@ qc_wal_help_reap(void)
 static bool
 qc_wal_tracked(TransactionId xid)
 {
-	QcWalTrack *t = qc_wal_tracks();
+	TransactionId *x = qc_wal_txids();
 	int			i;
 
-	for (i = 0; i < qc_wal->ntracks; i++)
-		if (t[i].xid == xid)
+	for (i = 0; i < qc_wal->hwm; i++)
+		if (x[i] == xid)
 			return true;
 	return false;
 }
@@ -868,16 +887,16 @@ qc_wal_redo(XLogReaderState *record)
 		case XLOG_QC_STAMP:
 			{
 				xl_qc_stamp s;
-				QcWalTrack *t = qc_wal_tracks();
+				TransactionId *x = qc_wal_txids();
 				int			i;
 
 				if (len < sizeof(s))
 					elog(PANIC, "qcache: malformed STAMP record");
 				memcpy(&s, data, sizeof(s));
 				LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
-				for (i = 0; i < qc_wal->ntracks && qc_wal->ntrack > 0; i++)
-					if (t[i].xid == s.xid)
-						qc_wal_untrack(&t[i]);
+				for (i = qc_wal->hwm - 1; i >= 0; i--)
+					if (x[i] == s.xid)
+						qc_wal_untrack(i);
 				LWLockRelease(qc_wal->lock);
 				break;
 			}
