@@ -78,16 +78,25 @@
  * without knowing its keys.
  *
  * Turning it off.  qcache.wal_invalidation is a postmaster setting, so
- * that every backend of a primary writes the records or none does.  The
- * primary keeps a file (pg_qcache/wal_invalidation) while it is on; a start
- * with the setting off that finds the file writes STATE(off) and removes
- * it.  A standby that replays STATE(off), or whose table of marks
- * overflows, stops storing and kills what it stored itself: such entries
- * carry QC_ENTRY_STANDBY and die when standby_epoch passes their build
- * point (invalidate.c).  Removing qcache from the primary's
- * shared_preload_libraries while it is on skips this step (nothing of
- * qcache runs there to write it): the README says to turn the setting off
- * and restart first.
+ * that every backend of a primary writes the records or none does.  A
+ * server keeps a file, pg_qcache/wal_invalidation, while standbys may be
+ * hearing invalidations from it: a primary while the setting is on, and a
+ * standby from its first replay of STATE(on) (its own standbys hear the
+ * same records, and it may be promoted).  A server out of recovery with the
+ * setting off that has the file owes its standbys STATE(off): it writes it,
+ * flushed, before anything it invalidates could reach them unmarked (at a
+ * writer's PRE_COMMIT and PRE_PREPARE, an explicit invalidation, COMMIT
+ * PREPARED of an unknown transaction, and the sweeper's tick), then removes
+ * the file (qc_wal_pay_off).  So a restart with the setting off, and a
+ * promotion of a standby whose setting is off, both tell the standbys
+ * before their first unmarked commit.  A standby that replays STATE(off),
+ * or whose table of marks overflows, stops storing and kills what it
+ * stored itself: such entries carry QC_ENTRY_STANDBY and die when
+ * standby_epoch passes their build point (invalidate.c).  Removing qcache
+ * from a primary's shared_preload_libraries while it is on skips this
+ * step (nothing of qcache runs there to write it): the README says to turn
+ * the setting off and restart first.  And a standby without qcache made
+ * from such a server's backup before it paid would fail on that STATE(off).
  *
  * A standby never sends a value it computed itself to Redis: Redis
  * compares build points with the primary's stamps, and a standby's
@@ -217,6 +226,9 @@ typedef struct QcWalShared
 	/* primary sweeper only */
 	XLogRecPtr	state_redo;		/* checkpoint redo of the last STATE */
 	bool		state_started;	/* STATE written since start */
+	bool		off_owed;		/* STATE(off) owed before any unmarked
+								 * invalidation: pg_qcache/wal_invalidation
+								 * exists (under lock) */
 	int			nslots;
 	int			ntracks;
 	/* slots[nslots], txids[ntracks] (MAXALIGNed), track[ntracks] */
@@ -224,6 +236,8 @@ typedef struct QcWalShared
 } QcWalShared;
 
 static QcWalShared *qc_wal = NULL;
+
+static bool qc_wal_file_exists(void);
 
 static inline QcWalSlot *
 qc_wal_slots(void)
@@ -297,6 +311,7 @@ qc_wal_shmem_startup(void)
 			qc_wal_slots()[i].xid = InvalidTransactionId;
 		for (i = 0; i < qc_wal->ntracks; i++)
 			qc_wal_txids()[i] = InvalidTransactionId;
+		qc_wal->off_owed = qc_wal_file_exists();
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -334,11 +349,10 @@ qc_wal_collapse(const uint64 *keys, int nkeys, uint64 *dst)
 				break;
 		if (j < n)
 			continue;
+		/* one transaction's keys are of one database: never full */
+		Assert(n < QC_WAL_KEYS);
 		if (n == QC_WAL_KEYS)
-		{
-			/* 64 databases in one transaction: the oldest one's wildcard */
 			break;
-		}
 		dst[n++] = w;
 	}
 	return n;
@@ -371,7 +385,10 @@ qc_wal_mark(TransactionId xid, const uint64 *keys, int nkeys)
 	QcWalSlot  *slot;
 
 	if (!qc_wal_writing() || !TransactionIdIsValid(xid))
+	{
+		qc_wal_pay_off();
 		return;
+	}
 	slot = &qc_wal_slots()[MyProc->pgprocno];
 	LWLockAcquire(qc_wal->lock, LW_SHARED);
 	slot->nkeys = qc_wal_collapse(keys, nkeys, slot->keys);
@@ -395,6 +412,7 @@ qc_wal_mark_prepared(TransactionId xid, const uint64 *keys, int nkeys,
 
 	if (!qc_wal_writing() || !TransactionIdIsValid(xid))
 	{
+		qc_wal_pay_off();
 		activate(arg);
 		return;
 	}
@@ -457,7 +475,10 @@ qc_wal_explicit(uint8 kind, Oid dbid, uint32 hash, const char *text,
 	XLogRecPtr	lsn;
 
 	if (!qc_wal_writing())
+	{
+		qc_wal_pay_off();
 		return;
+	}
 	memset(&hdr, 0, offsetof(xl_qc_explicit, text));
 	hdr.kind = kind;
 	hdr.dbid = dbid;
@@ -575,6 +596,43 @@ qc_wal_write_state(bool on)
 }
 
 /*
+ * A server out of recovery with the setting off, whose data directory says
+ * that standbys may hear invalidations from it (it ran with the setting on,
+ * or it was a standby that heard them and has been promoted): write
+ * STATE(off), flushed, before anything it invalidates can reach a standby
+ * unmarked.  Called by every path that would write MARK or EXPLICIT with
+ * the setting on (a writer's PRE_COMMIT and PRE_PREPARE, an explicit
+ * invalidation, COMMIT PREPARED of an unknown transaction), and by the
+ * sweeper.  Cheap when nothing is owed.
+ */
+void
+qc_wal_pay_off(void)
+{
+	if (qc_wal == NULL || !qc_wal->off_owed || qc_wal_invalidation ||
+		RecoveryInProgress())
+		return;
+	LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
+	if (qc_wal->off_owed)
+	{
+		xl_qc_state hdr;
+		XLogRecPtr	lsn;
+
+		hdr.on = false;
+		hdr.nmarks = 0;
+		XLogBeginInsert();
+		XLogRegisterData((char *) &hdr, sizeof(hdr));
+		lsn = XLogInsert(QC_RMGR_ID, XLOG_QC_STATE);
+		XLogFlush(lsn);
+		if (unlink(QC_WAL_FILE) != 0 && errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not remove file \"%s\": %m", QC_WAL_FILE)));
+		qc_wal->off_owed = false;
+	}
+	LWLockRelease(qc_wal->lock);
+}
+
+/*
  * The sweeper's tick.  On a primary with the setting on: STATE at start
  * and after each checkpoint; with it off: STATE(off) once if the last run
  * had it on.  On a standby: the reaper.
@@ -593,18 +651,7 @@ qc_wal_tick(void)
 	}
 	if (!qc_wal_invalidation)
 	{
-		if (!qc_wal->state_started)
-		{
-			qc_wal->state_started = true;
-			if (qc_wal_file_exists())
-			{
-				qc_wal_write_state(false);
-				if (unlink(QC_WAL_FILE) != 0 && errno != ENOENT)
-					ereport(WARNING,
-							(errcode_for_file_access(),
-							 errmsg("could not remove file \"%s\": %m", QC_WAL_FILE)));
-			}
-		}
+		qc_wal_pay_off();
 		return;
 	}
 	redo = GetRedoRecPtr();
@@ -612,6 +659,7 @@ qc_wal_tick(void)
 		return;
 	if (!qc_wal->state_started && !qc_wal_file_exists())
 		qc_wal_file_create();
+	qc_wal->off_owed = true;	/* only this process writes it while on */
 	qc_wal->state_started = true;
 	qc_wal->state_redo = redo;
 	qc_wal_write_state(true);
@@ -777,12 +825,30 @@ qc_wal_redo_state(const xl_qc_state *hdr, const char *p, const char *end)
 	if (!hdr->on)
 	{
 		/* the primary stopped writing: forget everything stored here */
+		if (unlink(QC_WAL_FILE) != 0 && errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not remove file \"%s\": %m", QC_WAL_FILE)));
 		LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
+		qc_wal->off_owed = false;
 		qc_wal->active = false;
 		qc_inval_standby_epoch(GetCurrentTimestamp());
 		LWLockRelease(qc_wal->lock);
 		qc_wal_reap(true);
 		return;
+	}
+
+	/*
+	 * Standbys of this one (cascades) hear the primary too: if this server
+	 * is promoted with the setting off, it owes them STATE(off).
+	 */
+	if (!qc_wal->off_owed)
+	{
+		if (!qc_wal_file_exists())
+			qc_wal_file_create();
+		LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
+		qc_wal->off_owed = true;
+		LWLockRelease(qc_wal->lock);
 	}
 	if (standbyState < STANDBY_SNAPSHOT_READY)
 		return;					/* in-progress tests unreliable yet */
