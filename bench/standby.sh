@@ -83,6 +83,7 @@ wal_level = replica
 max_wal_senders = 4
 max_wal_size = 4GB
 checkpoint_timeout = 30min
+autovacuum = off
 qcache.wal_invalidation = off
 EOF
 echo "host replication postgres 127.0.0.1/32 trust" >>"$W/primary/pg_hba.conf"
@@ -112,6 +113,9 @@ as_pg "$BIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$W/standby" -
 cat >>"$W/standby/postgresql.conf" <<EOF
 port = $SPORT
 hot_standby = on
+# the replay timer below polls from inside one statement: no cancellation
+hot_standby_feedback = on
+max_standby_streaming_delay = -1
 EOF
 as_pg "$BIN/pg_ctl" -D "$W/standby" -l "$W/standby.log" -w start >/dev/null ||
 	{ cat "$W/standby.log"; exit 1; }
@@ -119,11 +123,11 @@ as_pg "$BIN/pg_ctl" -D "$W/standby" -l "$W/standby.log" -w start >/dev/null ||
 catchup() {
 	local target
 	target=$("${P[@]}" -c 'SELECT pg_current_wal_lsn()')
-	for _ in $(seq 1 3000); do
+	for _ in $(seq 1 1000); do
 		[ "$("${S[@]}" -c "SELECT pg_last_wal_replay_lsn() >= '$target'")" = t ] && return 0
 		sleep 0.02
 	done
-	log "the standby did not catch up"; exit 1
+	log "the standby did not catch up"; tail -20 "$W/standby.log" >&2; exit 1
 }
 set_wal() {
 	sed -i "s/^qcache.wal_invalidation = .*/qcache.wal_invalidation = $1/" "$W/primary/postgresql.conf"
@@ -154,6 +158,9 @@ chmod 644 "$W"/*.sql
 declare -A walb
 for mode in off on; do
 	set_wal $mode
+	# full-page images after the checkpoint would weigh on the first mode run
+	"${P[@]}" -c CHECKPOINT
+	as_pg "$BIN/pgbench" -n -c 1 -t 2000 -f "$W/upd.sql" -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null
 	a=$("${P[@]}" -c 'SELECT pg_current_wal_lsn()')
 	as_pg "$BIN/pgbench" -n -c 1 -t "$N_UPD" -f "$W/upd.sql" -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null
 	b=$("${P[@]}" -c 'SELECT pg_current_wal_lsn()')
@@ -201,14 +208,18 @@ for r in $(seq 1 "$R"); do
 			[ "$("${S[@]}" -c "SELECT pg_last_wal_receive_lsn() >= '$target'")" = t ] && break
 			sleep 0.02
 		done
-		t0=$(date +%s.%N)
-		"${S[@]}" -c 'SELECT pg_wal_replay_resume()' >/dev/null
-		for _ in $(seq 1 30000); do
-			[ "$("${S[@]}" -c "SELECT pg_last_wal_replay_lsn() >= '$target'")" = t ] && break
-			sleep 0.005
-		done
-		t1=$(date +%s.%N)
-		rate=$(echo "scale=1; $N_TX / ($t1 - $t0)" | bc)
+		# resume and time the replay inside the standby, polling every 0.5 ms
+		cat >"$W/replay.sql" <<SQL
+SELECT pg_wal_replay_resume();
+SELECT clock_timestamp() AS t0 \gset
+DO \$\$ BEGIN
+	WHILE pg_last_wal_replay_lsn() < '$target' LOOP PERFORM pg_sleep(0.0005); END LOOP;
+END \$\$;
+SELECT extract(epoch FROM clock_timestamp() - :'t0');
+SQL
+		chmod 644 "$W/replay.sql"
+		secs=$("${S[@]}" -f "$W/replay.sql" | tail -1)
+		rate=$(echo "scale=1; $N_TX / $secs" | bc)
 		rep[$mode]+="$rate "
 		log "replay, setting $mode, round $r: $rate transactions/s"
 	done

@@ -1003,6 +1003,8 @@ qc_xact_callback(XactEvent event, void *arg)
 			pending_marked = true;
 			if (qc_wal_invalidation)
 				qc_pending_wal_mark();
+			else
+				qc_wal_pay_off();	/* a promoted standby's standbys */
 			break;
 		case XACT_EVENT_COMMIT:
 			{

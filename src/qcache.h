@@ -516,6 +516,7 @@ extern void qc_wal_explicit_match(QcMatchKind kind, Oid dbid, const char *str,
 								  uint32 len);
 extern void qc_wal_explicit_key(const QcKey *key);
 extern void qc_wal_tick(void);
+extern void qc_wal_pay_off(void);
 extern void qc_wal_reap(bool all);
 extern bool qc_wal_help_reap(void);
 extern bool qc_inval_help_standby(void);

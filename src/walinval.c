@@ -78,16 +78,25 @@
  * without knowing its keys.
  *
  * Turning it off.  qcache.wal_invalidation is a postmaster setting, so
- * that every backend of a primary writes the records or none does.  The
- * primary keeps a file (pg_qcache/wal_invalidation) while it is on; a start
- * with the setting off that finds the file writes STATE(off) and removes
- * it.  A standby that replays STATE(off), or whose table of marks
- * overflows, stops storing and kills what it stored itself: such entries
- * carry QC_ENTRY_STANDBY and die when standby_epoch passes their build
- * point (invalidate.c).  Removing qcache from the primary's
- * shared_preload_libraries while it is on skips this step (nothing of
- * qcache runs there to write it): the README says to turn the setting off
- * and restart first.
+ * that every backend of a primary writes the records or none does.  A
+ * server keeps a file, pg_qcache/wal_invalidation, while standbys may be
+ * hearing invalidations from it: a primary while the setting is on, and a
+ * standby from its first replay of STATE(on) (its own standbys hear the
+ * same records, and it may be promoted).  A server out of recovery with the
+ * setting off that has the file owes its standbys STATE(off): it writes it,
+ * flushed, before anything it invalidates could reach them unmarked (at a
+ * writer's PRE_COMMIT and PRE_PREPARE, an explicit invalidation, COMMIT
+ * PREPARED of an unknown transaction, and the sweeper's tick), then removes
+ * the file (qc_wal_pay_off).  So a restart with the setting off, and a
+ * promotion of a standby whose setting is off, both tell the standbys
+ * before their first unmarked commit.  A standby that replays STATE(off),
+ * or whose table of marks overflows, stops storing and kills what it
+ * stored itself: such entries carry QC_ENTRY_STANDBY and die when
+ * standby_epoch passes their build point (invalidate.c).  Removing qcache
+ * from a primary's shared_preload_libraries while it is on skips this
+ * step (nothing of qcache runs there to write it): the README says to turn
+ * the setting off and restart first.  And a standby without qcache made
+ * from such a server's backup before it paid would fail on that STATE(off).
  *
  * A standby never sends a value it computed itself to Redis: Redis
  * compares build points with the primary's stamps, and a standby's
@@ -194,10 +203,13 @@ typedef struct QcWalSlot
 	uint64		keys[QC_WAL_KEYS];
 } QcWalSlot;
 
-/* A mark a standby replayed and has not stamped yet. */
+/*
+ * The keys of a mark a standby replayed and has not stamped yet; its xid is
+ * in a dense array of its own (txids[], InvalidTransactionId: free), which
+ * the redo of every STAMP scans up to the high-water mark.
+ */
 typedef struct QcWalTrack
 {
-	TransactionId xid;			/* InvalidTransactionId: free */
 	int			nkeys;
 	uint64		keys[QC_WAL_KEYS];
 } QcWalTrack;
@@ -209,17 +221,23 @@ typedef struct QcWalShared
 	bool		active;			/* replayed a STATE(on) since start */
 	TimestampTz active_since;	/* stores need build >= this */
 	int			ntrack;			/* entries of track[] in use */
+	int			hwm;			/* 1 + the highest index in use */
 	pg_atomic_uint64 reaped_at; /* replay position of the last reap */
 	/* primary sweeper only */
 	XLogRecPtr	state_redo;		/* checkpoint redo of the last STATE */
 	bool		state_started;	/* STATE written since start */
+	bool		off_owed;		/* STATE(off) owed before any unmarked
+								 * invalidation: pg_qcache/wal_invalidation
+								 * exists (under lock) */
 	int			nslots;
 	int			ntracks;
-	/* slots[nslots] then track[ntracks] */
+	/* slots[nslots], txids[ntracks] (MAXALIGNed), track[ntracks] */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } QcWalShared;
 
 static QcWalShared *qc_wal = NULL;
+
+static bool qc_wal_file_exists(void);
 
 static inline QcWalSlot *
 qc_wal_slots(void)
@@ -227,10 +245,17 @@ qc_wal_slots(void)
 	return (QcWalSlot *) qc_wal->data;
 }
 
+static inline TransactionId *
+qc_wal_txids(void)
+{
+	return (TransactionId *) (qc_wal->data + sizeof(QcWalSlot) * qc_wal->nslots);
+}
+
 static inline QcWalTrack *
 qc_wal_tracks(void)
 {
-	return (QcWalTrack *) (qc_wal->data + sizeof(QcWalSlot) * qc_wal->nslots);
+	return (QcWalTrack *) ((char *) qc_wal_txids() +
+						   MAXALIGN(sizeof(TransactionId) * qc_wal->ntracks));
 }
 
 static int
@@ -252,6 +277,7 @@ qc_wal_size(void)
 	Size		s = offsetof(QcWalShared, data);
 
 	s = add_size(s, mul_size(qc_wal_nslots(), sizeof(QcWalSlot)));
+	s = add_size(s, MAXALIGN(mul_size(qc_wal_ntracks(), sizeof(TransactionId))));
 	s = add_size(s, mul_size(qc_wal_ntracks(), sizeof(QcWalTrack)));
 	return s;
 }
@@ -284,7 +310,8 @@ qc_wal_shmem_startup(void)
 		for (i = 0; i < qc_wal->nslots; i++)
 			qc_wal_slots()[i].xid = InvalidTransactionId;
 		for (i = 0; i < qc_wal->ntracks; i++)
-			qc_wal_tracks()[i].xid = InvalidTransactionId;
+			qc_wal_txids()[i] = InvalidTransactionId;
+		qc_wal->off_owed = qc_wal_file_exists();
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -322,11 +349,10 @@ qc_wal_collapse(const uint64 *keys, int nkeys, uint64 *dst)
 				break;
 		if (j < n)
 			continue;
+		/* one transaction's keys are of one database: never full */
+		Assert(n < QC_WAL_KEYS);
 		if (n == QC_WAL_KEYS)
-		{
-			/* 64 databases in one transaction: the oldest one's wildcard */
 			break;
-		}
 		dst[n++] = w;
 	}
 	return n;
@@ -359,7 +385,10 @@ qc_wal_mark(TransactionId xid, const uint64 *keys, int nkeys)
 	QcWalSlot  *slot;
 
 	if (!qc_wal_writing() || !TransactionIdIsValid(xid))
+	{
+		qc_wal_pay_off();
 		return;
+	}
 	slot = &qc_wal_slots()[MyProc->pgprocno];
 	LWLockAcquire(qc_wal->lock, LW_SHARED);
 	slot->nkeys = qc_wal_collapse(keys, nkeys, slot->keys);
@@ -383,6 +412,7 @@ qc_wal_mark_prepared(TransactionId xid, const uint64 *keys, int nkeys,
 
 	if (!qc_wal_writing() || !TransactionIdIsValid(xid))
 	{
+		qc_wal_pay_off();
 		activate(arg);
 		return;
 	}
@@ -445,7 +475,10 @@ qc_wal_explicit(uint8 kind, Oid dbid, uint32 hash, const char *text,
 	XLogRecPtr	lsn;
 
 	if (!qc_wal_writing())
+	{
+		qc_wal_pay_off();
 		return;
+	}
 	memset(&hdr, 0, offsetof(xl_qc_explicit, text));
 	hdr.kind = kind;
 	hdr.dbid = dbid;
@@ -563,6 +596,43 @@ qc_wal_write_state(bool on)
 }
 
 /*
+ * A server out of recovery with the setting off, whose data directory says
+ * that standbys may hear invalidations from it (it ran with the setting on,
+ * or it was a standby that heard them and has been promoted): write
+ * STATE(off), flushed, before anything it invalidates can reach a standby
+ * unmarked.  Called by every path that would write MARK or EXPLICIT with
+ * the setting on (a writer's PRE_COMMIT and PRE_PREPARE, an explicit
+ * invalidation, COMMIT PREPARED of an unknown transaction), and by the
+ * sweeper.  Cheap when nothing is owed.
+ */
+void
+qc_wal_pay_off(void)
+{
+	if (qc_wal == NULL || !qc_wal->off_owed || qc_wal_invalidation ||
+		RecoveryInProgress())
+		return;
+	LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
+	if (qc_wal->off_owed)
+	{
+		xl_qc_state hdr;
+		XLogRecPtr	lsn;
+
+		hdr.on = false;
+		hdr.nmarks = 0;
+		XLogBeginInsert();
+		XLogRegisterData((char *) &hdr, sizeof(hdr));
+		lsn = XLogInsert(QC_RMGR_ID, XLOG_QC_STATE);
+		XLogFlush(lsn);
+		if (unlink(QC_WAL_FILE) != 0 && errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not remove file \"%s\": %m", QC_WAL_FILE)));
+		qc_wal->off_owed = false;
+	}
+	LWLockRelease(qc_wal->lock);
+}
+
+/*
  * The sweeper's tick.  On a primary with the setting on: STATE at start
  * and after each checkpoint; with it off: STATE(off) once if the last run
  * had it on.  On a standby: the reaper.
@@ -581,18 +651,7 @@ qc_wal_tick(void)
 	}
 	if (!qc_wal_invalidation)
 	{
-		if (!qc_wal->state_started)
-		{
-			qc_wal->state_started = true;
-			if (qc_wal_file_exists())
-			{
-				qc_wal_write_state(false);
-				if (unlink(QC_WAL_FILE) != 0 && errno != ENOENT)
-					ereport(WARNING,
-							(errcode_for_file_access(),
-							 errmsg("could not remove file \"%s\": %m", QC_WAL_FILE)));
-			}
-		}
+		qc_wal_pay_off();
 		return;
 	}
 	redo = GetRedoRecPtr();
@@ -600,6 +659,7 @@ qc_wal_tick(void)
 		return;
 	if (!qc_wal->state_started && !qc_wal_file_exists())
 		qc_wal_file_create();
+	qc_wal->off_owed = true;	/* only this process writes it while on */
 	qc_wal->state_started = true;
 	qc_wal->state_redo = redo;
 	qc_wal_write_state(true);
@@ -615,17 +675,18 @@ static void
 qc_wal_track(TransactionId xid, const uint64 *keys, int nkeys)
 {
 	QcWalTrack *t = qc_wal_tracks();
+	TransactionId *x = qc_wal_txids();
 	int			i;
 
 	for (i = 0; i < qc_wal->ntracks; i++)
-		if (!TransactionIdIsValid(t[i].xid))
+		if (!TransactionIdIsValid(x[i]))
 			break;
 	if (i == qc_wal->ntracks && qc_wal_can_reap() &&
 		qc_wal_reap_locked(false) > 0)
 	{
 		/* committed ones whose STAMP has not come yet: room again */
 		for (i = 0; i < qc_wal->ntracks; i++)
-			if (!TransactionIdIsValid(t[i].xid))
+			if (!TransactionIdIsValid(x[i]))
 				break;
 	}
 	if (i == qc_wal->ntracks)
@@ -647,19 +708,25 @@ qc_wal_track(TransactionId xid, const uint64 *keys, int nkeys)
 	t[i].nkeys = Min(nkeys, QC_WAL_KEYS);
 	memcpy(t[i].keys, keys, sizeof(uint64) * t[i].nkeys);
 	qc_inval_keys_mark(t[i].keys, t[i].nkeys, +1);
-	pg_write_barrier();
-	t[i].xid = xid;
+	x[i] = xid;
 	qc_wal->ntrack++;
+	if (i >= qc_wal->hwm)
+		qc_wal->hwm = i + 1;
 }
 
-/* Stamp and unmark a remembered mark, and free it; under the lock. */
+/* Stamp and unmark remembered mark i, and free it; under the lock. */
 static void
-qc_wal_untrack(QcWalTrack *t)
+qc_wal_untrack(int i)
 {
+	QcWalTrack *t = &qc_wal_tracks()[i];
+	TransactionId *x = qc_wal_txids();
+
 	qc_inval_keys_stamp(t->keys, t->nkeys, GetCurrentTimestamp());
 	qc_inval_keys_mark(t->keys, t->nkeys, -1);
-	t->xid = InvalidTransactionId;
+	x[i] = InvalidTransactionId;
 	qc_wal->ntrack--;
+	while (qc_wal->hwm > 0 && !TransactionIdIsValid(x[qc_wal->hwm - 1]))
+		qc_wal->hwm--;
 }
 
 /*
@@ -681,17 +748,17 @@ qc_wal_can_reap(void)
 static int
 qc_wal_reap_locked(bool all)
 {
-	QcWalTrack *t = qc_wal_tracks();
+	TransactionId *x = qc_wal_txids();
 	int			n = 0;
 	int			i;
 
-	for (i = 0; i < qc_wal->ntracks && qc_wal->ntrack > 0; i++)
+	for (i = qc_wal->hwm - 1; i >= 0; i--)
 	{
-		if (!TransactionIdIsValid(t[i].xid))
+		if (!TransactionIdIsValid(x[i]))
 			continue;
-		if (all || !TransactionIdIsInProgress(t[i].xid))
+		if (all || !TransactionIdIsInProgress(x[i]))
 		{
-			qc_wal_untrack(&t[i]);
+			qc_wal_untrack(i);
 			n++;
 		}
 	}
@@ -741,11 +808,11 @@ qc_wal_help_reap(void)
 static bool
 qc_wal_tracked(TransactionId xid)
 {
-	QcWalTrack *t = qc_wal_tracks();
+	TransactionId *x = qc_wal_txids();
 	int			i;
 
-	for (i = 0; i < qc_wal->ntracks; i++)
-		if (t[i].xid == xid)
+	for (i = 0; i < qc_wal->hwm; i++)
+		if (x[i] == xid)
 			return true;
 	return false;
 }
@@ -758,12 +825,30 @@ qc_wal_redo_state(const xl_qc_state *hdr, const char *p, const char *end)
 	if (!hdr->on)
 	{
 		/* the primary stopped writing: forget everything stored here */
+		if (unlink(QC_WAL_FILE) != 0 && errno != ENOENT)
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not remove file \"%s\": %m", QC_WAL_FILE)));
 		LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
+		qc_wal->off_owed = false;
 		qc_wal->active = false;
 		qc_inval_standby_epoch(GetCurrentTimestamp());
 		LWLockRelease(qc_wal->lock);
 		qc_wal_reap(true);
 		return;
+	}
+
+	/*
+	 * Standbys of this one (cascades) hear the primary too: if this server
+	 * is promoted with the setting off, it owes them STATE(off).
+	 */
+	if (!qc_wal->off_owed)
+	{
+		if (!qc_wal_file_exists())
+			qc_wal_file_create();
+		LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
+		qc_wal->off_owed = true;
+		LWLockRelease(qc_wal->lock);
 	}
 	if (standbyState < STANDBY_SNAPSHOT_READY)
 		return;					/* in-progress tests unreliable yet */
@@ -868,16 +953,16 @@ qc_wal_redo(XLogReaderState *record)
 		case XLOG_QC_STAMP:
 			{
 				xl_qc_stamp s;
-				QcWalTrack *t = qc_wal_tracks();
+				TransactionId *x = qc_wal_txids();
 				int			i;
 
 				if (len < sizeof(s))
 					elog(PANIC, "qcache: malformed STAMP record");
 				memcpy(&s, data, sizeof(s));
 				LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
-				for (i = 0; i < qc_wal->ntracks && qc_wal->ntrack > 0; i++)
-					if (t[i].xid == s.xid)
-						qc_wal_untrack(&t[i]);
+				for (i = qc_wal->hwm - 1; i >= 0; i--)
+					if (x[i] == s.xid)
+						qc_wal_untrack(i);
 				LWLockRelease(qc_wal->lock);
 				break;
 			}

@@ -115,6 +115,22 @@ sq($primary, 'UPDATE other SET v = v + 1');
 catchup();
 is(served($standby), '11|11|cached', 'an UPDATE of another table leaves it cached');
 
+# ---------- 1b. the same privilege rules on the standby ----------
+sq($primary, q{
+CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
+GRANT SELECT ON items TO alice;
+SELECT qcache_grant_reader('alice'); SELECT qcache_grant_reader('bob');
+});
+catchup();
+my $aq = q{SELECT qcache_fetch('priv', 'SELECT sum(v) AS s FROM items', 0)->0->>'s'};
+my $sum = sq($standby, 'SELECT sum(v) FROM items');
+is($standby->safe_psql('postgres', "SET ROLE alice; $aq"), $sum, 'alice fetches on the standby');
+is($standby->safe_psql('postgres', "SET ROLE alice; $aq"), $sum, 'alice hits on the standby');
+my ($rc, $out, $err) = $standby->psql('postgres', "SET ROLE bob; $aq");
+isnt($rc, 0, 'bob, without SELECT on items, is not served alice\'s cached result on the standby');
+like($err, qr/permission denied for table items/, 'he gets his own error, from running the query');
+is($out, '', 'and no rows');
+
 # ---------- 2. tagged sets and explicit invalidations ----------
 is(sq($standby, q{SELECT qcache_set('t:1', '"a"', 0, ARRAY['item:1'])}), 't',
 	'the standby stores a value with tags');
