@@ -117,10 +117,10 @@ typedef struct QcStatSlot
 /* ---------- shared state (shmem.c) ---------- */
 
 /*
- * An index partition: the LWLock that guards a slice of the bucket array,
- * the partition's logical clock, which orders its entries for eviction,
- * a lower bound of its entries' expiry times, which lets the sweeper
- * skip it (0: no entry expires), the eviction and sweep cursors, and the
+ * An index partition: the LWLock that guards a slice of the bucket array
+ * (and the partition's expiry wheel, store.c), the partition's logical
+ * clock, which orders its entries for eviction, how far the sweeper has
+ * swept its wheel, the eviction and sweep cursors, and the
  * number of its entries per database hash, which lets a clear skip it.
  * All are written under the lock in exclusive mode (dbcount is also read
  * without it, store.c).  Padded to cache lines so that two partitions
@@ -132,12 +132,13 @@ typedef struct QcPartitionData
 	uint32		clock;
 	uint32		evict_cursor;	/* next bucket (within the partition) the
 								 * eviction hand looks at */
-	TimestampTz next_expiry;
-	TimestampTz sweep_min;		/* least expiry seen by the sweeper's
-								 * current pass, or set since it began */
-	uint32		sweep_cursor;	/* next bucket of the sweeper's pass */
-	bool		sweep_dead;		/* the pass also frees dead entries... */
-	TimestampTz sweep_dead_cutoff;	/* ...made so by stamps up to this time */
+	uint64		wheel_done;		/* the expiry wheel's slots are swept up to
+								 * this second since QcShared.started
+								 * (store.c) */
+	uint32		sweep_cursor;	/* next bucket of a pass for dead entries */
+	bool		sweep_dead;		/* such a pass is under way; it frees the
+								 * entries... */
+	TimestampTz sweep_dead_cutoff;	/* ...made stale by stamps up to this */
 	uint32		dbcount[QC_DB_SLOTS];	/* entries of the partition per
 										 * database hash (store.c) */
 } QcPartitionData;
@@ -160,6 +161,11 @@ typedef union QcPartition
  *   so is every entry link (QcLink) in a chain hanging off those heads.
  *   Lock order: a partition lock, then one index lock; never a partition
  *   lock while holding an index lock, never two index locks (store.c).
+ * - Each partition's expiry wheel heads (wheel_off) and the wheel links
+ *   of its entries are protected by the partition's lock, like its
+ *   buckets; wheel_done too.
+ * - The stale-tag queue (stale_off) is protected by its own spinlock, held
+ *   for a few instructions and with no other lock taken under it.
  * - The presence counters (presence_off) are atomics, changed under the
  *   partition lock of the entry linked or unlinked, read without a lock.
  * - The DSA area has its own internal locks; we never call dsa_allocate or
@@ -222,6 +228,10 @@ typedef struct QcShared
 	Size		tagslots_off;	/* invalidation points, invalidate.c */
 	Size		flights_off;	/* single-flight slots, flight.c */
 	Size		ns_off;			/* per-namespace counters, nsstats.c */
+	Size		wheel_off;		/* uint32[QC_NUM_PARTITIONS][QC_WHEEL_HEADS]:
+								 * expiry wheels (store.c) */
+	Size		stale_off;		/* QcStaleQueue: tags stamped at commit,
+								 * for the sweeper (store.c) */
 	Size		dsa_off;		/* the DSA area, dsa_size bytes */
 } QcShared;
 
@@ -230,6 +240,33 @@ extern dsa_area *qc_dsa;
 extern dsa_pointer *qc_buckets;
 extern uint32 *qc_idxheads;
 extern pg_atomic_uint32 *qc_presence;
+extern uint32 *qc_wheel;
+
+/*
+ * The expiry wheel of each partition (store.c): QC_WHEEL_LEVELS levels of
+ * QC_WHEEL_SLOTS list heads, level L's slots QC_WHEEL_SLOTS apart by
+ * 8^L seconds.
+ */
+#define QC_WHEEL_SLOTS			64
+#define QC_WHEEL_LEVELS			11
+#define QC_WHEEL_HEADS			(QC_WHEEL_SLOTS * QC_WHEEL_LEVELS)
+
+/*
+ * Tags stamped by commits, waiting for the sweeper (store.c): a ring of
+ * (database, tag hash) keys, deduplicated by a direct-mapped filter of the
+ * keys in it, under a spinlock.
+ */
+#define QC_STALE_RING			4096
+#define QC_STALE_FILTER			8192
+
+typedef struct QcStaleQueue
+{
+	slock_t		lock;
+	uint32		n;				/* keys in ring[] */
+	bool		overflow;		/* a key did not fit: sweep everything */
+	uint64		ring[QC_STALE_RING];
+	uint64		filter[QC_STALE_FILTER];	/* a key in ring[] or 0 */
+} QcStaleQueue;
 
 extern Size qc_shmem_size(void);
 extern void qc_shmem_request(void);
@@ -242,13 +279,17 @@ extern void qc_require_loaded(void);
 /*
  * One cache entry: a single DSA chunk laid out as
  *
- *		QcEntry | QcLink links[QcEntryNLinks] | uint32 taghash[ntags] |
+ *		QcEntry | QcLink links[QcEntryNLinks] | QcLink wheel (if timed) |
+ *		uint32 taghash[ntags] |
  *		deps[depbytes] | key | value | tag strings
  *
  * links[i] (i < ntags) chains the entry into the index of its tag i, and
  * links[ntags], present when the flag QC_ENTRY_NAMESPACE is set, into the
  * index of its key's namespace (store.c); they are protected by the
  * entry's partition lock, exclusive to change, like the bucket chain.
+ * wheel, present when the flag QC_ENTRY_TIMED is set (the entry has a
+ * ttl), chains it into a slot of its partition's expiry wheel (store.c),
+ * under the partition lock.
  * deps is a fetch result's dependency data (fetch.c's envelope around
  * deps.c's list), which a hit re-checks.
  *
@@ -306,13 +347,16 @@ typedef struct QcEntry
 #define QcEntryNLinks(e) \
 	((e)->ntags + (((e)->flags & QC_ENTRY_NAMESPACE) ? 1 : 0))
 #define QcEntryLinks(e)		((QcLink *) ((char *) (e) + sizeof(QcEntry)))
-#define QcEntryTagHashes(e)	((uint32 *) (QcEntryLinks(e) + QcEntryNLinks(e)))
+#define QcEntryNAllLinks(e) \
+	(QcEntryNLinks(e) + (((e)->flags & QC_ENTRY_TIMED) ? 1 : 0))
+#define QcEntryWheelLink(e)	(QcEntryLinks(e) + QcEntryNLinks(e))
+#define QcEntryTagHashes(e)	((uint32 *) (QcEntryLinks(e) + QcEntryNAllLinks(e)))
 #define QcEntryDeps(e)		((char *) (QcEntryTagHashes(e) + (e)->ntags))
 #define QcEntryKey(e)		(QcEntryDeps(e) + (e)->depbytes)
 #define QcEntryValue(e)		(QcEntryKey(e) + (e)->keylen)
 #define QcEntryTags(e)		(QcEntryValue(e) + (e)->vallen)
 #define QcEntrySize(e) \
-	(sizeof(QcEntry) + sizeof(QcLink) * QcEntryNLinks(e) + \
+	(sizeof(QcEntry) + sizeof(QcLink) * QcEntryNAllLinks(e) + \
 	 sizeof(uint32) * (e)->ntags + \
 	 (e)->depbytes + (e)->keylen + (e)->vallen + (e)->tagbytes)
 
@@ -328,6 +372,10 @@ typedef struct QcEntry
 #define QC_ENTRY_NAMESPACE		0x08	/* the key has a namespace (a ':'):
 										 * links[ntags] is its index link
 										 * (set by store.c) */
+#define QC_ENTRY_TIMED			0x10	/* the entry has a ttl: the link
+										 * after the index links is its
+										 * place in the expiry wheel (set by
+										 * store.c) */
 
 /* Bytes the DSA allocator really takes for a request (dsa_classes.h). */
 extern Size qc_alloc_size(Size size);
@@ -418,6 +466,7 @@ extern bool qc_store_remove(const QcKey *key);
 extern uint64 qc_store_remove_matching(Oid dbid, QcMatchKind kind,
 									   const char *arg, uint32 arglen);
 extern uint64 qc_store_sweep(TimestampTz now);
+extern void qc_store_note_stale(Oid dbid, uint32 taghash);
 extern List *qc_store_list(Oid dbid);
 
 /* ---------- counters (stats.c) ---------- */
