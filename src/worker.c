@@ -14,9 +14,10 @@
  * nothing due costs it one lock held for a few reads; an expired entry's
  * memory comes back within about a second of its expiry (later for long
  * ttls, by at most an eighth of the ttl), read or not.  It is registered
- * by library and function name, connects to no database (so that it shows in pg_stat_activity, backend_type "qcache
- * sweeper"), follows the latch loop of worker_spi and autoprewarm, and is
- * restarted by the postmaster if it fails.
+ * by library and function name, connects to no database (so that it
+ * shows in pg_stat_activity, backend_type "qcache sweeper"), follows the
+ * latch loop of worker_spi and autoprewarm, and is restarted by the
+ * postmaster if it fails.
  *
  *-------------------------------------------------------------------------
  */
