@@ -237,7 +237,7 @@ typedef struct QcShared
 
 extern QcShared *qc_shared;
 extern dsa_area *qc_dsa;
-extern dsa_pointer *qc_buckets;
+extern uint32 *qc_buckets;		/* QcRef of each bucket's first entry */
 extern uint32 *qc_idxheads;
 extern pg_atomic_uint32 *qc_presence;
 extern uint32 *qc_wheel;
@@ -279,9 +279,9 @@ extern void qc_require_loaded(void);
 /*
  * One cache entry: a single DSA chunk laid out as
  *
- *		QcEntry | QcLink links[QcEntryNLinks] | QcLink wheel (if timed) |
- *		uint32 taghash[ntags] |
- *		deps[depbytes] | key | value | tag strings
+ *		QcEntry | QcRef tail (if split) | QcLink links[QcEntryNLinks] |
+ *		QcLink wheel (if timed) | uint32 taghash[ntags] |
+ *		deps[depbytes] | key | tag strings | value
  *
  * links[i] (i < ntags) chains the entry into the index of its tag i, and
  * links[ntags], present when the flag QC_ENTRY_NAMESPACE is set, into the
@@ -294,7 +294,11 @@ extern void qc_require_loaded(void);
  * deps.c's list), which a hit re-checks.
  *
  * where the value is the whole jsonb varlena and each tag string is NUL
- * terminated.  Nothing is aligned past the header: values are copied out
+ * terminated.  The value comes last so that, when the allocator's size
+ * classes would waste much of the chunk, its end can live in a second
+ * chunk (flag QC_ENTRY_SPLIT, tail: store.c, qc_split_head); the entry's
+ * first chunk holds the layout's first bytes, everything but the value's
+ * end.  Nothing is aligned past the header: values are copied out
  * before use.  An entry is immutable once linked, except for clock and
  * hits, which readers update atomically under a shared partition lock, and
  * its links.  links[i] (i < ntags) chains the entry into the index chain
@@ -304,6 +308,29 @@ extern void qc_require_loaded(void);
  * partition lock is also held (or by a neighbour's link or unlink, under
  * that index lock).
  */
+/*
+ * A QcRef names an entry by its offset in the DSA area divided by 8, in 32
+ * bits: the area is created in place with a size limit equal to its own
+ * size, so it has one segment (segment 0, whose dsa_pointers are plain
+ * offsets), chunks are 8-byte aligned, and qcache.memory is at most
+ * QC_MAX_MEMORY (32 GB), so offsets fit 35 bits.  0 is no entry: no chunk
+ * starts at offset 0, where the area's control block lives.
+ */
+typedef uint32 QcRef;
+
+static inline QcRef
+qc_ref(dsa_pointer dp)
+{
+	Assert((uint64) dp % 8 == 0 && (uint64) dp < QC_MAX_MEMORY);
+	return (QcRef) ((uint64) dp >> 3);
+}
+
+static inline dsa_pointer
+qc_ref_dp(QcRef r)
+{
+	return (dsa_pointer) ((uint64) r << 3);
+}
+
 /*
  * An entry's place in one chain of the tag and namespace index (store.c):
  * doubly linked, so that an entry leaves it in constant time.  next and
@@ -319,7 +346,7 @@ typedef struct QcLink
 
 typedef struct QcEntry
 {
-	dsa_pointer next;			/* next entry of the bucket chain */
+	QcRef		next;			/* next entry of the bucket chain */
 	uint32		hash;			/* low 32 bits of the key hash: bucket bits */
 	Oid			dbid;			/* database the key belongs to */
 	Oid			owner;			/* role that stored the entry */
@@ -330,7 +357,9 @@ typedef struct QcEntry
 	uint8		flags;			/* QC_ENTRY_* */
 	uint16		depbytes;		/* bytes of a fetch result's dependency
 								 * list (deps.c), which a hit re-checks */
-	TimestampTz created;
+	uint32		created_lo;		/* created: a TimestampTz in two halves, */
+	int32		created_hi;		/* so that the header needs 4-byte
+								 * alignment only (52 bytes, not 56) */
 	uint32		ttl;			/* seconds from created to expiry; 0: never */
 	uint32		build_age;		/* microseconds from the build point
 								 * (invalidate.c) to created; a transaction
@@ -340,23 +369,30 @@ typedef struct QcEntry
 	pg_atomic_uint32 hits;
 } QcEntry;
 
+#define QcEntryCreated(e) \
+	((TimestampTz) ((uint64) (uint32) (e)->created_hi << 32 | (e)->created_lo))
 #define QcEntryExpires(e) \
 	((e)->ttl == 0 ? (TimestampTz) 0 : \
-	 (e)->created + (TimestampTz) (e)->ttl * USECS_PER_SEC)
-#define QcEntryBuild(e)		((e)->created - (TimestampTz) (e)->build_age)
+	 QcEntryCreated(e) + (TimestampTz) (e)->ttl * USECS_PER_SEC)
+#define QcEntryBuild(e)		(QcEntryCreated(e) - (TimestampTz) (e)->build_age)
 #define QcEntryNLinks(e) \
 	((e)->ntags + (((e)->flags & QC_ENTRY_NAMESPACE) ? 1 : 0))
-#define QcEntryLinks(e)		((QcLink *) ((char *) (e) + sizeof(QcEntry)))
+#define QcEntryTailRef(e)	((QcRef *) ((char *) (e) + sizeof(QcEntry)))
+#define QcEntryLinks(e) \
+	((QcLink *) ((char *) (e) + sizeof(QcEntry) + \
+				 (((e)->flags & QC_ENTRY_SPLIT) ? sizeof(QcRef) : 0)))
 #define QcEntryNAllLinks(e) \
 	(QcEntryNLinks(e) + (((e)->flags & QC_ENTRY_TIMED) ? 1 : 0))
 #define QcEntryWheelLink(e)	(QcEntryLinks(e) + QcEntryNLinks(e))
 #define QcEntryTagHashes(e)	((uint32 *) (QcEntryLinks(e) + QcEntryNAllLinks(e)))
 #define QcEntryDeps(e)		((char *) (QcEntryTagHashes(e) + (e)->ntags))
 #define QcEntryKey(e)		(QcEntryDeps(e) + (e)->depbytes)
-#define QcEntryValue(e)		(QcEntryKey(e) + (e)->keylen)
-#define QcEntryTags(e)		(QcEntryValue(e) + (e)->vallen)
+#define QcEntryTags(e)		(QcEntryKey(e) + (e)->keylen)
+#define QcEntryValue(e)		(QcEntryTags(e) + (e)->tagbytes)
+/* the entry's bytes (its logical layout), not what the allocator takes */
 #define QcEntrySize(e) \
-	(sizeof(QcEntry) + sizeof(QcLink) * QcEntryNAllLinks(e) + \
+	(sizeof(QcEntry) + (((e)->flags & QC_ENTRY_SPLIT) ? sizeof(QcRef) : 0) + \
+	 sizeof(QcLink) * QcEntryNAllLinks(e) + \
 	 sizeof(uint32) * (e)->ntags + \
 	 (e)->depbytes + (e)->keylen + (e)->vallen + (e)->tagbytes)
 
@@ -372,6 +408,8 @@ typedef struct QcEntry
 #define QC_ENTRY_NAMESPACE		0x08	/* the key has a namespace (a ':'):
 										 * links[ntags] is its index link
 										 * (set by store.c) */
+#define QC_ENTRY_SPLIT			0x20	/* the value's end is in a second
+										 * chunk, tail (store.c) */
 #define QC_ENTRY_TIMED			0x10	/* the entry has a ttl: the link
 										 * after the index links is its
 										 * place in the expiry wheel (set by

@@ -36,7 +36,7 @@
 
 QcShared   *qc_shared = NULL;
 dsa_area   *qc_dsa = NULL;
-dsa_pointer *qc_buckets = NULL;
+uint32	   *qc_buckets = NULL;
 uint32	   *qc_idxheads = NULL;
 pg_atomic_uint32 *qc_presence = NULL;
 uint32	   *qc_wheel = NULL;
@@ -75,7 +75,7 @@ qc_fixed_size(void)
 	size = MAXALIGN(sizeof(QcShared));
 	size = add_size(size, MAXALIGN(qc_stats_size(qc_num_slots())));
 	size = add_size(size, MAXALIGN(mul_size(qc_num_buckets(),
-											sizeof(dsa_pointer))));
+											sizeof(uint32))));
 	size = add_size(size, MAXALIGN(mul_size(qc_num_buckets(),
 											sizeof(uint32))));
 	size = add_size(size, MAXALIGN(mul_size(QC_PRESENCE_SLOTS,
@@ -158,7 +158,7 @@ qc_shmem_startup(void)
 		s->slots_off = off;
 		off += MAXALIGN(qc_stats_size(s->nslots));
 		s->buckets_off = off;
-		off += MAXALIGN(mul_size(s->nbuckets, sizeof(dsa_pointer)));
+		off += MAXALIGN(mul_size(s->nbuckets, sizeof(uint32)));
 		s->idxheads_off = off;
 		off += MAXALIGN(mul_size(s->nbuckets, sizeof(uint32)));
 		s->presence_off = off;
@@ -208,9 +208,9 @@ qc_shmem_startup(void)
 				   sizeof(s->partitions[i].d.dbcount));
 		}
 
-		qc_buckets = (dsa_pointer *) (base + s->buckets_off);
+		qc_buckets = (uint32 *) (base + s->buckets_off);
 		for (i = 0; i < (int) s->nbuckets; i++)
-			qc_buckets[i] = InvalidDsaPointer;
+			qc_buckets[i] = 0;
 		qc_idxheads = (uint32 *) (base + s->idxheads_off);
 		for (i = 0; i < (int) s->nbuckets; i++)
 			qc_idxheads[i] = 0;
@@ -244,7 +244,7 @@ qc_shmem_startup(void)
 		dsa_pin(area);
 		dsa_detach(area);
 	}
-	qc_buckets = (dsa_pointer *) (base + qc_shared->buckets_off);
+	qc_buckets = (uint32 *) (base + qc_shared->buckets_off);
 	qc_idxheads = (uint32 *) (base + qc_shared->idxheads_off);
 	qc_presence = (pg_atomic_uint32 *) (base + qc_shared->presence_off);
 	qc_wheel = (uint32 *) (base + qc_shared->wheel_off);

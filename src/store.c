@@ -147,8 +147,8 @@
 /* Least amount that one eviction round for memory tries to free. */
 #define QC_EVICT_MIN_BYTES		(64 * 1024)
 
-/* 56 bytes: a 100-byte entry fits the allocator's 160-byte class. */
-StaticAssertDecl(sizeof(QcEntry) == 56, "QcEntry must stay 56 bytes");
+/* 52 bytes, 4-byte aligned: every field is 32 bits or less. */
+StaticAssertDecl(sizeof(QcEntry) == 52, "QcEntry must stay 52 bytes");
 StaticAssertDecl(sizeof(QcLink) == 8, "QcLink is two 32-bit references");
 
 /* Bit shift from a bucket number to its partition number. */
@@ -205,6 +205,67 @@ qc_alloc_size(Size size)
 			lo = mid + 1;
 	}
 	return qc_dsa_size_classes[lo];
+}
+
+/* An entry split in two saves at least this many bytes, or is not split. */
+#define QC_SPLIT_MIN_SAVING		32
+
+/*
+ * The size of the first chunk of an entry whose layout takes `size` bytes
+ * (the tail reference included) and whose bytes before the value's take
+ * `prefix`, if it is to be split in two, or 0.  The allocator rounds a
+ * request up to its size class (about 12.5% apart up to 8 kB: a 1 KB
+ * value with its header takes the 1,280-byte class) or, past 8 kB, to
+ * whole 4 kB pages: so the first chunk takes the largest class (or whole
+ * pages) that the layout fills, and the value's end goes into a second,
+ * small chunk, when that saves at least QC_SPLIT_MIN_SAVING bytes, the
+ * tail reference counted.  A function of the two sizes only, so that a
+ * free finds the same split.  The price: a second allocation and free per
+ * entry, and a second copy per read, of those entries only.
+ */
+static Size
+qc_split_head(Size size, Size prefix)
+{
+	Size		whole = qc_alloc_size(size - sizeof(QcRef));
+	Size		head;
+	int			i;
+
+	if (size > QC_SMALL_ALLOC)
+		head = size & ~((Size) QC_DSA_PAGE_SIZE - 1);
+	else
+	{
+		head = 0;
+		for (i = 0; i < (int) lengthof(qc_dsa_size_classes); i++)
+			if (qc_dsa_size_classes[i] < size)
+				head = qc_dsa_size_classes[i];
+	}
+	if (head <= prefix || head >= size)
+		return 0;
+	if (qc_alloc_size(head) + qc_alloc_size(size - head) + QC_SPLIT_MIN_SAVING >
+		whole)
+		return 0;
+	return head;
+}
+
+/* Bytes before an entry's value in its layout. */
+static inline Size
+qc_entry_prefix(const QcEntry *e)
+{
+	return QcEntryValue(e) - (const char *) e;
+}
+
+/* Bytes the allocator takes for an entry, both chunks if split. */
+static Size
+qc_entry_bytes(const QcEntry *e)
+{
+	Size		size = QcEntrySize(e);
+	Size		head;
+
+	if (!(e->flags & QC_ENTRY_SPLIT))
+		return qc_alloc_size(size);
+	head = qc_split_head(size, qc_entry_prefix(e));
+	Assert(head > 0);
+	return qc_alloc_size(head) + qc_alloc_size(size - head);
 }
 
 /*
@@ -268,7 +329,11 @@ qc_free_entries(dsa_pointer *dps, int n)
 
 	for (i = 0; i < n; i++)
 	{
-		bytes += qc_alloc_size(QcEntrySize(qc_entry(dps[i])));
+		QcEntry    *e = qc_entry(dps[i]);
+
+		bytes += qc_entry_bytes(e);
+		if (e->flags & QC_ENTRY_SPLIT)
+			dsa_free(qc_dsa, qc_ref_dp(*QcEntryTailRef(e)));
 		dsa_free(qc_dsa, dps[i]);
 	}
 	if (n > 0)
@@ -279,29 +344,6 @@ qc_free_entries(dsa_pointer *dps, int n)
 }
 
 /* ---------- the tag and namespace index ---------- */
-
-/*
- * A QcRef names an entry by its offset in the DSA area divided by 8, in 32
- * bits: the area is created in place with a size limit equal to its own
- * size, so it has one segment (segment 0, whose dsa_pointers are plain
- * offsets), chunks are 8-byte aligned, and qcache.memory is at most
- * QC_MAX_MEMORY (32 GB), so offsets fit 35 bits.  0 is no entry: no chunk
- * starts at offset 0, where the area's control block lives.
- */
-typedef uint32 QcRef;
-
-static inline QcRef
-qc_ref(dsa_pointer dp)
-{
-	Assert((uint64) dp % 8 == 0 && (uint64) dp < QC_MAX_MEMORY);
-	return (QcRef) ((uint64) dp >> 3);
-}
-
-static inline dsa_pointer
-qc_ref_dp(QcRef r)
-{
-	return (dsa_pointer) ((uint64) r << 3);
-}
 
 /* What an index chain or presence counter is about. */
 typedef enum QcIdxKind
@@ -474,7 +516,7 @@ qc_wheel_sec(TimestampTz t)
 static int
 qc_wheel_head(const QcEntry *e)
 {
-	uint64		c = qc_wheel_sec(e->created);
+	uint64		c = qc_wheel_sec(QcEntryCreated(e));
 	uint64		x = qc_wheel_sec(QcEntryExpires(e) + USECS_PER_SEC - 1);
 	int			level;
 
@@ -620,9 +662,9 @@ qc_index_unlink(dsa_pointer dp, QcEntry *e)
  * releasing the lock).  Returns the entry's dsa_pointer.
  */
 static dsa_pointer
-qc_unlink(int partition, dsa_pointer *link)
+qc_unlink(int partition, QcRef *link)
 {
-	dsa_pointer dp = *link;
+	dsa_pointer dp = qc_ref_dp(*link);
 	QcEntry    *e = qc_entry(dp);
 
 	*link = e->next;
@@ -631,17 +673,38 @@ qc_unlink(int partition, dsa_pointer *link)
 }
 
 /* The bucket chain link that points to an entry; caller holds its lock. */
-static dsa_pointer *
+static QcRef *
 qc_bucket_link(dsa_pointer dp, const QcEntry *e)
 {
-	dsa_pointer *link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
+	QcRef *link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
 
-	while (*link != dp)
+	while (*link != qc_ref(dp))
 	{
-		Assert(DsaPointerIsValid(*link));
-		link = &qc_entry(*link)->next;
+		Assert(*link != 0);
+		link = &qc_entry(qc_ref_dp(*link))->next;
 	}
 	return link;
+}
+
+/* Copy an entry's value out, from both chunks if it is split. */
+static void
+qc_entry_copy_value(const QcEntry *e, char *dst)
+{
+	Size		size;
+	Size		head;
+	Size		inhead;
+
+	if (!(e->flags & QC_ENTRY_SPLIT))
+	{
+		memcpy(dst, QcEntryValue(e), e->vallen);
+		return;
+	}
+	size = QcEntrySize(e);
+	head = qc_split_head(size, qc_entry_prefix(e));
+	inhead = head - qc_entry_prefix(e);
+	memcpy(dst, QcEntryValue(e), inhead);
+	memcpy(dst + inhead, dsa_get_address(qc_dsa, qc_ref_dp(*QcEntryTailRef(e))),
+		   e->vallen - inhead);
 }
 
 /*
@@ -660,7 +723,7 @@ qc_store_get(const QcKey *key, TimestampTz now, QcValue *out)
 	bool		found = false;
 
 	LWLockAcquire(lock, LW_SHARED);
-	for (dp = qc_buckets[bucket]; DsaPointerIsValid(dp);)
+	for (dp = qc_ref_dp(qc_buckets[bucket]); DsaPointerIsValid(dp);)
 	{
 		QcEntry    *e = qc_entry(dp);
 
@@ -669,7 +732,7 @@ qc_store_get(const QcKey *key, TimestampTz now, QcValue *out)
 			if (!qc_entry_expired(e, now) && qc_entry_fresh(e))
 			{
 				out->value = palloc(e->vallen);
-				memcpy(out->value, QcEntryValue(e), e->vallen);
+				qc_entry_copy_value(e, out->value);
 				out->expires = QcEntryExpires(e);
 				out->owner = e->owner;
 				out->flags = e->flags;
@@ -688,7 +751,7 @@ qc_store_get(const QcKey *key, TimestampTz now, QcValue *out)
 			}
 			break;
 		}
-		dp = e->next;
+		dp = qc_ref_dp(e->next);
 	}
 	LWLockRelease(lock);
 	return found;
@@ -735,7 +798,7 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 	{
 		dsa_pointer dp;
 
-		for (dp = qc_buckets[b]; DsaPointerIsValid(dp);)
+		for (dp = qc_ref_dp(qc_buckets[b]); DsaPointerIsValid(dp);)
 		{
 			QcEntry    *e = qc_entry(dp);
 
@@ -744,7 +807,7 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 				any = true;
 				break;
 			}
-			dp = e->next;
+			dp = qc_ref_dp(e->next);
 		}
 	}
 	LWLockRelease(lock);
@@ -757,11 +820,11 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 		LWLockAcquire(lock, LW_EXCLUSIVE);
 		for (b = first; b < first + nper && nout < QC_UNLINK_BATCH; b++)
 		{
-			dsa_pointer *link = &qc_buckets[b];
+			QcRef *link = &qc_buckets[b];
 
-			while (DsaPointerIsValid(*link) && nout < QC_UNLINK_BATCH)
+			while (*link != 0 && nout < QC_UNLINK_BATCH)
 			{
-				QcEntry    *e = qc_entry(*link);
+				QcEntry    *e = qc_entry(qc_ref_dp(*link));
 
 				if (match(e, arg))
 					out[nout++] = qc_unlink(partition, link);
@@ -908,7 +971,7 @@ qc_remove_indexed(const QcMatchArg *a)
 			QcEntry    *e = qc_entry(dp);
 			int			partition;
 			LWLock	   *plock;
-			dsa_pointer *link;
+			QcRef *link;
 
 			partition = qc_partition_of_entry(e);
 			plock = qc_partition_lock(partition);
@@ -916,9 +979,9 @@ qc_remove_indexed(const QcMatchArg *a)
 			if (qc_partition_of_entry(e) == partition)
 			{
 				link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
-				while (DsaPointerIsValid(*link) && *link != dp)
-					link = &qc_entry(*link)->next;
-				if (DsaPointerIsValid(*link) && qc_entry_matches(e, a))
+				while (*link != 0 && *link != qc_ref(dp))
+					link = &qc_entry(qc_ref_dp(*link))->next;
+				if (*link != 0 && qc_entry_matches(e, a))
 					out[nout++] = qc_unlink(partition, link);
 			}
 			LWLockRelease(plock);
@@ -1160,11 +1223,11 @@ qc_sweep_dead_step(int partition, TimestampTz start_dead)
 	end = Min(part->sweep_cursor + QC_SWEEP_BUCKETS, nper);
 	for (b = part->sweep_cursor; b < end; b++)
 	{
-		dsa_pointer *link = &qc_buckets[first + b];
+		QcRef *link = &qc_buckets[first + b];
 
-		while (DsaPointerIsValid(*link))
+		while (*link != 0)
 		{
-			QcEntry    *e = qc_entry(*link);
+			QcEntry    *e = qc_entry(qc_ref_dp(*link));
 
 			qc_sweep_visited++;
 			if (qc_entry_dead_before(e, part->sweep_dead_cutoff))
@@ -1425,14 +1488,14 @@ qc_store_remove(const QcKey *key)
 	uint32		h32 = (uint32) key->hash;
 	int			partition = qc_partition_of_bucket(bucket);
 	LWLock	   *lock = qc_partition_lock(partition);
-	dsa_pointer *link;
+	QcRef *link;
 	dsa_pointer victims[QC_UNLINK_BATCH];
 	int			nvictims = 0;
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	for (link = &qc_buckets[bucket]; DsaPointerIsValid(*link);)
+	for (link = &qc_buckets[bucket]; *link != 0;)
 	{
-		QcEntry    *e = qc_entry(*link);
+		QcEntry    *e = qc_entry(qc_ref_dp(*link));
 
 		if (qc_entry_is_key_or_variant(e, key, h32) &&
 			nvictims < QC_UNLINK_BATCH)
@@ -1511,11 +1574,11 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 	for (nb = 0; nb < nper && nb < QC_EVICT_SCAN_BUCKETS &&
 		 nseen < QC_EVICT_SCAN; nb++, b = (b + 1) & (nper - 1))
 	{
-		dsa_pointer *link = &qc_buckets[first + b];
+		QcRef *link = &qc_buckets[first + b];
 
-		while (DsaPointerIsValid(*link))
+		while (*link != 0)
 		{
-			QcEntry    *e = qc_entry(*link);
+			QcEntry    *e = qc_entry(qc_ref_dp(*link));
 			uint32		pos;
 			uint64		score;
 
@@ -1523,7 +1586,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 			if ((qc_entry_expired(e, now) || qc_entry_dead(e)) &&
 				nexpired < QC_UNLINK_BATCH)
 			{
-				freed += qc_alloc_size(QcEntrySize(e));
+				freed += qc_entry_bytes(e);
 				expired[nexpired++] = qc_unlink(partition, link);
 				continue;
 			}
@@ -1555,7 +1618,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 					j--;
 				}
 				scores[j] = score;
-				victims[j] = *link;
+				victims[j] = qc_ref_dp(*link);
 			}
 			link = &e->next;
 		}
@@ -1572,7 +1635,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 		/* a referenced entry only if nothing else goes */
 		if (!(scores[i] >> 32) && nexpired + i > 0)
 			break;
-		freed += qc_alloc_size(QcEntrySize(v));
+		freed += qc_entry_bytes(v);
 		(void) qc_unlink(partition, qc_bucket_link(victims[i], v));
 	}
 	nvictims = i;
@@ -1736,9 +1799,12 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	int			nlinks = tags->ntags + (nslen > 0 ? 1 : 0) +
 		(info->expires != 0 ? 1 : 0);
 	Size		size;
+	Size		head;
+	Size		bytes;
 	dsa_pointer dp;
+	dsa_pointer tail = InvalidDsaPointer;
 	dsa_pointer old = InvalidDsaPointer;
-	dsa_pointer *link;
+	QcRef *link;
 	QcEntry    *e;
 	char	   *p;
 	int			i;
@@ -1769,12 +1835,31 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		return QC_SET_NO_MEMORY;
 	}
 
+	/* split in two chunks if the size classes would waste much (see above) */
+	head = qc_split_head(size + sizeof(QcRef), size - vallen + sizeof(QcRef));
+	if (head > 0)
+	{
+		size += sizeof(QcRef);
+		bytes = qc_alloc_size(head) + qc_alloc_size(size - head);
+	}
+	else
+		bytes = qc_alloc_size(size);
+
 	if (!qc_reserve_entry(now))
 	{
 		qc_store_remove(key);
 		return QC_SET_NO_MEMORY;
 	}
-	dp = qc_allocate(size, now);
+	dp = qc_allocate(head > 0 ? head : size, now);
+	if (DsaPointerIsValid(dp) && head > 0)
+	{
+		tail = qc_allocate(size - head, now);
+		if (!DsaPointerIsValid(tail))
+		{
+			dsa_free(qc_dsa, dp);
+			dp = InvalidDsaPointer;
+		}
+	}
 	if (!DsaPointerIsValid(dp))
 	{
 		pg_atomic_sub_fetch_u32(&qc_shared->nentries, 1);
@@ -1784,7 +1869,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 
 	/* Build the entry completely before anyone can see it. */
 	e = qc_entry(dp);
-	e->next = InvalidDsaPointer;
+	e->next = 0;
 	e->hash = h32;
 	e->dbid = key->dbid;
 	e->owner = info->owner;
@@ -1793,9 +1878,12 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	e->tagbytes = (uint16) tagbytes;
 	e->ntags = (uint8) tags->ntags;
 	e->flags = info->flags | (nslen > 0 ? QC_ENTRY_NAMESPACE : 0) |
-		(expires != 0 ? QC_ENTRY_TIMED : 0);
+		(expires != 0 ? QC_ENTRY_TIMED : 0) | (head > 0 ? QC_ENTRY_SPLIT : 0);
+	if (head > 0)
+		*QcEntryTailRef(e) = qc_ref(tail);
 	e->depbytes = (uint16) info->depbytes;
-	e->created = now;
+	e->created_lo = (uint32) now;
+	e->created_hi = (int32) ((uint64) now >> 32);
 	/* expires is now + a whole number of seconds (qc_expiry) */
 	e->ttl = expires == 0 ? 0 :
 		(uint32) Min((expires - now + USECS_PER_SEC - 1) / USECS_PER_SEC,
@@ -1808,7 +1896,6 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	if (info->depbytes > 0)
 		memcpy(QcEntryDeps(e), info->deps, info->depbytes);
 	memcpy(QcEntryKey(e), key->data, key->len);
-	memcpy(QcEntryValue(e), value, vallen);
 	p = QcEntryTags(e);
 	for (i = 0; i < tags->ntags; i++)
 	{
@@ -1816,13 +1903,24 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		p[tags->len[i]] = '\0';
 		p += tags->len[i] + 1;
 	}
-	pg_atomic_add_fetch_u64(&qc_shared->bytes_used, qc_alloc_size(size));
+	if (head > 0)
+	{
+		Size		inhead = head - (size - vallen);
+
+		Assert(QcEntrySize(e) == size && qc_entry_prefix(e) == size - vallen);
+		memcpy(QcEntryValue(e), value, inhead);
+		memcpy(dsa_get_address(qc_dsa, tail), (const char *) value + inhead,
+			   vallen - inhead);
+	}
+	else
+		memcpy(QcEntryValue(e), value, vallen);
+	pg_atomic_add_fetch_u64(&qc_shared->bytes_used, bytes);
 
 	/* Link it, unlinking the entry it replaces. */
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	for (link = &qc_buckets[bucket]; DsaPointerIsValid(*link);)
+	for (link = &qc_buckets[bucket]; *link != 0;)
 	{
-		QcEntry    *o = qc_entry(*link);
+		QcEntry    *o = qc_entry(qc_ref_dp(*link));
 
 		if (qc_entry_is_key(o, key, h32))
 		{
@@ -1834,7 +1932,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	/* last in its partition's FIFO, unreferenced until read */
 	pg_atomic_write_u32(&e->clock, qc_next_position(partition));
 	e->next = qc_buckets[bucket];
-	qc_buckets[bucket] = dp;
+	qc_buckets[bucket] = qc_ref(dp);
 	qc_index_link(dp, e);
 	LWLockRelease(lock);
 
@@ -1865,7 +1963,7 @@ qc_store_list(Oid dbid)
 			CHECK_FOR_INTERRUPTS();
 			LWLockAcquire(qc_partition_lock(partition), LW_SHARED);
 		}
-		for (dp = qc_buckets[b]; DsaPointerIsValid(dp);)
+		for (dp = qc_ref_dp(qc_buckets[b]); DsaPointerIsValid(dp);)
 		{
 			QcEntry    *e = qc_entry(dp);
 
@@ -1891,15 +1989,15 @@ qc_store_list(Oid dbid)
 					info->tags[i] = pstrdup(t);
 					t += strlen(t) + 1;
 				}
-				info->size = qc_alloc_size(QcEntrySize(e));
-				info->created = e->created;
+				info->size = qc_entry_bytes(e);
+				info->created = QcEntryCreated(e);
 				info->expires = QcEntryExpires(e);
 				info->hits = pg_atomic_read_u32(&e->hits);
 				info->flags = e->flags;
 				info->fresh = qc_entry_fresh(e);
 				result = lappend(result, info);
 			}
-			dp = e->next;
+			dp = qc_ref_dp(e->next);
 		}
 	}
 	LWLockRelease(qc_partition_lock(QC_NUM_PARTITIONS - 1));
