@@ -247,8 +247,8 @@ extern uint32 *qc_wheel;
  * QC_WHEEL_SLOTS list heads, level L's slots QC_WHEEL_SLOTS apart by
  * 8^L seconds.
  */
-#define QC_WHEEL_SLOTS			64
-#define QC_WHEEL_LEVELS			11
+#define QC_WHEEL_SLOTS			32
+#define QC_WHEEL_LEVELS			5
 #define QC_WHEEL_HEADS			(QC_WHEEL_SLOTS * QC_WHEEL_LEVELS)
 
 /*
@@ -256,8 +256,8 @@ extern uint32 *qc_wheel;
  * (database, tag hash) keys, deduplicated by a direct-mapped filter of the
  * keys in it, under a spinlock.
  */
-#define QC_STALE_RING			4096
-#define QC_STALE_FILTER			8192
+#define QC_STALE_RING			1024
+#define QC_STALE_FILTER			2048
 
 typedef struct QcStaleQueue
 {

@@ -97,15 +97,16 @@
  *
  * - The expiry wheel.  Each partition has a hierarchical timer wheel of
  *   QC_WHEEL_LEVELS levels of QC_WHEEL_SLOTS list heads (uint32 QcRefs,
- *   in the fixed part: 2,816 bytes per partition, 352 kB in all), level
+ *   in the fixed part: 640 bytes per partition, 80 kB in all), level
  *   L's slots 8^L seconds apart, and every entry with a ttl is in one slot
  *   through a doubly linked QcLink in its own chunk (8 bytes per timed
  *   entry; none without a ttl), linked and unlinked with the bucket chain
  *   under the partition lock: constant time.  The slot is a function of
  *   the entry's creation and expiry times (qc_wheel_head), its expiry
- *   rounded up by at most 1/7.9 of its ttl, and holds only entries due by
+ *   rounded up by at most 1/3.9 of its ttl, and holds only entries due by
  *   its time, so that the sweeper, which each second takes the slots that
- *   came due since its last pass, frees everything it looks at.  No
+ *   came due since its last pass, frees what it looks at (but for ttls
+ *   past 35 hours, looked at once every 36 hours until due).  No
  *   cascading: an entry never moves.  A min-heap would cost 12 bytes per
  *   entry (8 in the heap, its position in the entry) and log n per set.
  *
@@ -210,6 +211,9 @@ qc_alloc_size(Size size)
 /* An entry split in two saves at least this many bytes, or is not split. */
 #define QC_SPLIT_MIN_SAVING		32
 
+/* Entries are split only in an area of at least this size. */
+#define QC_SPLIT_MIN_AREA		(32 * 1024 * 1024)
+
 /*
  * The size of the first chunk of an entry whose layout takes `size` bytes
  * (the tail reference included) and whose bytes before the value's take
@@ -221,7 +225,12 @@ qc_alloc_size(Size size)
  * small chunk, when that saves at least QC_SPLIT_MIN_SAVING bytes, the
  * tail reference counted.  A function of the two sizes only, so that a
  * free finds the same split.  The price: a second allocation and free per
- * entry, and a second copy per read, of those entries only.
+ * entry, and a second copy per read, of those entries only; and the
+ * tails spread over more size classes, each of which holds at least one
+ * 64 kB superblock while in use (36 classes: 2.3 MB), so only an area of
+ * QC_SPLIT_MIN_AREA or more splits entries (a smaller one would trade the
+ * rounding for whole superblocks; 005_stress, in 2 MB, refused a third of
+ * its sets when it split).
  */
 static Size
 qc_split_head(Size size, Size prefix)
@@ -230,6 +239,8 @@ qc_split_head(Size size, Size prefix)
 	Size		head;
 	int			i;
 
+	if (qc_shared->dsa_size < QC_SPLIT_MIN_AREA)
+		return 0;
 	if (size > QC_SMALL_ALLOC)
 		head = size & ~((Size) QC_DSA_PAGE_SIZE - 1);
 	else
@@ -504,14 +515,16 @@ qc_wheel_sec(TimestampTz t)
  * function of its creation and expiry times only, so that an unlink finds
  * the head its link made.  Its due time is its expiry in whole seconds,
  * rounded up at level L to a multiple of 8^L; L is the least level whose
- * 63 slots ahead reach from the creation to that due time.  A slot due at
- * T is swept when the sweeper's second passes T, and every entry in it is
- * then expired (its expiry is at most T), unless the sweeper lagged more
- * than a slot behind the setter's clock, the one case in which it visits
- * an entry early (and leaves it for the next turn of that level).  An
- * entry goes at most 1/7.9 of its ttl late (8^L against 63 * 8^(L-1)):
- * memory only, since a lookup never returns an expired entry.  Level 10
- * reaches 2^36 seconds, past any ttl (a uint32 of seconds).
+ * QC_WHEEL_SLOTS - 1 slots ahead reach from the creation to that due
+ * time.  A slot due at T is swept when the sweeper's second passes T, and
+ * every entry in it is then expired (its expiry is at most T), except in
+ * two cases, in which the sweeper visits an entry early and leaves it for
+ * the next turn of that level: it lagged more than a slot behind the
+ * setter's clock, or the entry's ttl is longer than the top level reaches
+ * (31 * 8^4 s, 35 hours), and it is in the top level's last slot, visited
+ * once every 36 hours until it is due.  An entry goes at most 1/3.9 of its
+ * ttl late (8^L against 31 * 8^(L-1)): memory only, since a lookup never
+ * returns an expired entry.
  */
 static int
 qc_wheel_head(const QcEntry *e)
@@ -520,17 +533,18 @@ qc_wheel_head(const QcEntry *e)
 	uint64		x = qc_wheel_sec(QcEntryExpires(e) + USECS_PER_SEC - 1);
 	int			level;
 
-	for (level = 0; level < QC_WHEEL_LEVELS - 1; level++)
+	for (level = 0; level < QC_WHEEL_LEVELS; level++)
 	{
 		int			shift = 3 * level;
 		uint64		t = (x + (UINT64CONST(1) << shift) - 1) >> shift;
 
-		if ((t << shift) - c < (UINT64CONST(63) << shift))
+		if ((t << shift) - c < ((uint64) (QC_WHEEL_SLOTS - 1) << shift))
 			return level * QC_WHEEL_SLOTS + (int) (t % QC_WHEEL_SLOTS);
 	}
+	/* past the top level's reach: its last slot ahead of the creation */
+	level = QC_WHEEL_LEVELS - 1;
 	return level * QC_WHEEL_SLOTS +
-		(int) (((x + (UINT64CONST(1) << (3 * level)) - 1) >> (3 * level)) %
-			   QC_WHEEL_SLOTS);
+		(int) (((c >> (3 * level)) + QC_WHEEL_SLOTS - 1) % QC_WHEEL_SLOTS);
 }
 
 static inline uint32 *

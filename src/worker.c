@@ -13,7 +13,7 @@
  * bounded per partition), whatever the cache's size, and a partition with
  * nothing due costs it one lock held for a few reads; an expired entry's
  * memory comes back within about a second of its expiry (later for long
- * ttls, by at most an eighth of the ttl), read or not.  It is registered
+ * ttls, by at most a quarter of the ttl), read or not.  It is registered
  * by library and function name, connects to no database (so that it
  * shows in pg_stat_activity, backend_type "qcache sweeper"), follows the
  * latch loop of worker_spi and autoprewarm, and is restarted by the
