@@ -124,5 +124,35 @@ is( $node->safe_psql('postgres',
 	'100',
 	'the long-lived entries are intact');
 
+# ---------------------------------------------------------------------------
+# 3. Values whose end lives in a second chunk (store.c, qc_split_head: in an
+#    area of 32 MB or more, when the size classes would waste 32 bytes):
+#    they read back intact, take less than their size class, and give all
+#    their bytes back.
+# ---------------------------------------------------------------------------
+my $before = $node->safe_psql('postgres', 'SELECT bytes_used FROM qcache_stats');
+is( $node->safe_psql(
+		'postgres', q{
+SELECT count(*) FILTER (WHERE qcache_set('split:' || n, to_jsonb(repeat(chr(97 + n % 26), n)), 0))
+FROM generate_series(900, 40000, 97) n}),
+	'404',
+	'404 values of 900 bytes to 40 kB stored');
+is( $node->safe_psql(
+		'postgres', q{
+SELECT count(*) FROM generate_series(900, 40000, 97) n
+WHERE qcache_get('split:' || n) = to_jsonb(repeat(chr(97 + n % 26), n))}),
+	'404',
+	'every one reads back intact');
+# a 1,000-byte string with its key and header: 1,280 bytes unsplit
+my $size1k = $node->safe_psql('postgres', q{
+SELECT qcache_set('split:1k', to_jsonb(repeat('x', 1000)), 0);
+SELECT size FROM qcache_entries WHERE key = 'split:1k'});
+cmp_ok($size1k, '<', 1150,
+	"a 1 kB value takes $size1k bytes, not the 1,280-byte size class");
+is($node->safe_psql('postgres', "SELECT qcache_invalidate_prefix('split:')"),
+	'405', 'all removed');
+is($node->safe_psql('postgres', 'SELECT bytes_used FROM qcache_stats'),
+	$before, 'bytes_used is back where it was');
+
 $node->stop;
 done_testing();
