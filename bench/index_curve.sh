@@ -137,7 +137,9 @@ for N in $IX_SIZES; do
   log "N=$N: qcache.memory=${MEMMB}MB, filling"
   psql_ix >>"$XLOG" 2>&1 <<SQL || die "setup failed at N=$N (see $XLOG)"
 CREATE EXTENSION IF NOT EXISTS qcache;
-CREATE TABLE IF NOT EXISTS ix_empty AS SELECT bytes_used FROM qcache_stats;
+-- the empty cache of this size (each size restarts the server with its own index)
+DROP TABLE IF EXISTS ix_empty;
+CREATE TABLE ix_empty AS SELECT bytes_used FROM qcache_stats;
 -- the time of one statement in microseconds; its one value is kept in ix.last
 CREATE OR REPLACE FUNCTION ix_us(q text) RETURNS float8 LANGUAGE plpgsql AS \$\$
 DECLARE t0 timestamptz; t1 timestamptz; r text;
