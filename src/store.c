@@ -7,10 +7,13 @@
  * 2 no smaller than qcache.max_entries) in shared memory, split into
  * QC_NUM_PARTITIONS contiguous ranges, each guarded by its own LWLock; a
  * key's 64-bit hash (of the database oid and the key bytes) picks both its
- * bucket and, by the bucket's high bits, its partition.  Chains link
- * entries through dsa_pointers.  Each entry is one chunk of the DSA area
- * (see QcEntry in qcache.h) holding its header, key, value and tags, so an
- * entry costs one allocation and one free.
+ * bucket and, by the bucket's high bits, its partition.  Bucket heads and
+ * chains name entries by 32-bit references (QcRef, qcache.h).  Each entry
+ * is one chunk of the DSA area (see QcEntry in qcache.h) holding its
+ * header, key, tags and value, so an entry costs one allocation and one
+ * free; except that, in an area of 32 MB or more, the value's end goes
+ * into a second, small chunk when the allocator's size classes would
+ * waste 32 bytes or more of one (qc_split_head).
  *
  * Locking.  A reader takes its partition's lock in shared mode, walks the
  * chain, copies the value out into palloc'd memory and releases it:
@@ -64,7 +67,12 @@
  * Memory.  Links are charged to bytes_used with their entry (8 bytes per
  * tag, and per namespace: two 32-bit entry references, QcRef); the heads
  * (4 bytes per bucket), index locks and
- * counters are part of the fixed index charged at start.  A tag that every
+ * counters are part of the fixed index charged at start.  An entry with
+ * two tags, a namespace and a ttl thus carries 52 (header) + 4 * 8
+ * (links) + 2 * 4 (tag hashes) = 92 bytes besides its key, value and tag
+ * strings, 84 without a ttl, plus the allocator's rounding up to its size
+ * class, which the split bounds in a large area; and 8 bytes per bucket
+ * (bucket and index head) in the fixed part.  A tag that every
  * entry carries makes its index lock one that every set takes, briefly.
  *
  * Eviction.  nentries is reserved by compare-and-swap before an insert, so
