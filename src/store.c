@@ -13,7 +13,7 @@
  * header, key, tags and value, so an entry costs one allocation and one
  * free; except that, in an area of 32 MB or more, the value's end goes
  * into a second, small chunk when the allocator's size classes would
- * waste 32 bytes or more of one (qc_split_head).
+ * waste 16 bytes or more of one (qc_split_head).
  *
  * Locking.  A reader takes its partition's lock in shared mode, walks the
  * chain, copies the value out into palloc'd memory and releases it:
@@ -217,7 +217,7 @@ qc_alloc_size(Size size)
 }
 
 /* An entry split in two saves at least this many bytes, or is not split. */
-#define QC_SPLIT_MIN_SAVING		32
+#define QC_SPLIT_MIN_SAVING		16
 
 /* Entries are split only in an area of at least this size. */
 #define QC_SPLIT_MIN_AREA		(32 * 1024 * 1024)

@@ -126,7 +126,7 @@ is( $node->safe_psql('postgres',
 
 # ---------------------------------------------------------------------------
 # 3. Values whose end lives in a second chunk (store.c, qc_split_head: in an
-#    area of 32 MB or more, when the size classes would waste 32 bytes):
+#    area of 32 MB or more, when the size classes would waste 16 bytes):
 #    they read back intact, take less than their size class, and give all
 #    their bytes back.
 # ---------------------------------------------------------------------------
