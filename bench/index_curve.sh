@@ -15,6 +15,7 @@
 #   set_room   IX_OPS sets of the last IX_OPS keys into the not yet full cache
 #   (read every key once: now every entry is referenced, "hot")
 #   get        IX_OPS gets of existing keys, spread over the cache
+#   get_hot    the same over the first 10,000 keys only (the smallest cache's working set)
 #   tag_none   IX_OPS tag invalidations of tags that no entry carries
 #   tag10      IX_INVALS tag invalidations, each of a tag on 10 entries (keys 0..10*IX_INVALS-1)
 #   prefix10   IX_INVALS prefix invalidations, each of a 10-key namespace 'p<j>:' (the last
@@ -203,6 +204,14 @@ SQL
             "(''p'' || ((i * 7919) % $N / 10) || '':'' || ((i * 7919) % $N))" "$IX_OPS" 0)")
   done
   printf '%s\tget\t%s\t%s\t0\n' "$N" "$(printf '%s\n' "${g[@]}" | cost "$IX_OPS")" "$IX_OPS" >>"$TSV"
+  # get_hot: the same gets over the first 10,000 keys only, the working set of the smallest
+  # cache at every size: what a get costs in a large cache when what it touches is in the
+  # CPU's caches and TLB (the difference to get is the memory hierarchy, not the work)
+  g=(); for r in $(seq "$IX_REPS"); do
+    g+=("$(step get_hot "qcache_get(''p'' || ((i * 7919) % 10000 / 10) || '':'' || ((i * 7919) % 10000))" \
+            "(''p'' || ((i * 7919) % 10000 / 10) || '':'' || ((i * 7919) % 10000))" "$IX_OPS" 0)")
+  done
+  printf '%s\tget_hot\t%s\t%s\t0\n' "$N" "$(printf '%s\n' "${g[@]}" | cost "$IX_OPS")" "$IX_OPS" >>"$TSV"
   # tag on no entry
   g=(); for r in $(seq "$IX_REPS"); do
     g+=("$(step tag_none "qcache_invalidate_tag(''none'' || i)" "(''none'' || i)" "$IX_OPS" $((r * IX_OPS)))")
@@ -261,7 +270,7 @@ import sys, csv
 tsv, md, invals = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rows = list(csv.DictReader(open(tsv), delimiter='\t'))
 sizes = sorted({int(r['size']) for r in rows})
-steps = ['get', 'set_room', 'set_full', 'tag_none', 'tag10', 'prefix10',
+steps = ['get', 'get_hot', 'set_room', 'set_full', 'tag_none', 'tag10', 'prefix10',
          'get_e2e', 'tag_none_e2e', 'tag10_e2e', 'prefix10_e2e']
 v = {(int(r['size']), r['step']): r for r in rows}
 out = ['## Cost against the cache\'s size (bench/index_curve.sh)', '',
