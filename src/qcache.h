@@ -374,7 +374,8 @@ typedef struct QcEntry
 #define QcEntryExpires(e) \
 	((e)->ttl == 0 ? (TimestampTz) 0 : \
 	 QcEntryCreated(e) + (TimestampTz) (e)->ttl * USECS_PER_SEC)
-#define QcEntryBuild(e)		(QcEntryCreated(e) - (TimestampTz) (e)->build_age)
+#define QcEntryBuild(e) \
+	(QcEntryCreated(e) - (TimestampTz) (e)->build_age)
 #define QcEntryNLinks(e) \
 	((e)->ntags + (((e)->flags & QC_ENTRY_NAMESPACE) ? 1 : 0))
 #define QcEntryTailRef(e)	((QcRef *) ((char *) (e) + sizeof(QcEntry)))
@@ -384,7 +385,8 @@ typedef struct QcEntry
 #define QcEntryNAllLinks(e) \
 	(QcEntryNLinks(e) + (((e)->flags & QC_ENTRY_TIMED) ? 1 : 0))
 #define QcEntryWheelLink(e)	(QcEntryLinks(e) + QcEntryNLinks(e))
-#define QcEntryTagHashes(e)	((uint32 *) (QcEntryLinks(e) + QcEntryNAllLinks(e)))
+#define QcEntryTagHashes(e) \
+	((uint32 *) (QcEntryLinks(e) + QcEntryNAllLinks(e)))
 #define QcEntryDeps(e)		((char *) (QcEntryTagHashes(e) + (e)->ntags))
 #define QcEntryKey(e)		(QcEntryDeps(e) + (e)->depbytes)
 #define QcEntryTags(e)		(QcEntryKey(e) + (e)->keylen)

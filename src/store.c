@@ -698,7 +698,7 @@ qc_unlink(int partition, QcRef *link)
 static QcRef *
 qc_bucket_link(dsa_pointer dp, const QcEntry *e)
 {
-	QcRef *link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
+	QcRef	   *link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
 
 	while (*link != qc_ref(dp))
 	{
@@ -842,7 +842,7 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 		LWLockAcquire(lock, LW_EXCLUSIVE);
 		for (b = first; b < first + nper && nout < QC_UNLINK_BATCH; b++)
 		{
-			QcRef *link = &qc_buckets[b];
+			QcRef	   *link = &qc_buckets[b];
 
 			while (*link != 0 && nout < QC_UNLINK_BATCH)
 			{
@@ -993,7 +993,7 @@ qc_remove_indexed(const QcMatchArg *a)
 			QcEntry    *e = qc_entry(dp);
 			int			partition;
 			LWLock	   *plock;
-			QcRef *link;
+			QcRef	   *link;
 
 			partition = qc_partition_of_entry(e);
 			plock = qc_partition_lock(partition);
@@ -1137,7 +1137,7 @@ qc_remove_stale(Oid dbid, uint32 taghash, TimestampTz cutoff)
 	return qc_remove_indexed(&a);
 }
 
-/* Buckets of one partition that one step of a pass for dead entries looks at. */
+/* Buckets that one step of a pass for dead entries looks at, per partition. */
 #define QC_SWEEP_BUCKETS		512
 
 /* Batches of QC_UNLINK_BATCH one wheel sweep of a partition frees, at most. */
@@ -1189,7 +1189,9 @@ qc_sweep_wheel(int partition, TimestampTz now)
 				first = last - QC_WHEEL_SLOTS + 1;
 			for (t = first; t <= last && nout < QC_UNLINK_BATCH; t++)
 			{
-				uint32		r = heads[level * QC_WHEEL_SLOTS + t % QC_WHEEL_SLOTS];
+				uint32		r;
+
+				r = heads[level * QC_WHEEL_SLOTS + t % QC_WHEEL_SLOTS];
 
 				while (r != 0 && nout < QC_UNLINK_BATCH)
 				{
@@ -1245,7 +1247,7 @@ qc_sweep_dead_step(int partition, TimestampTz start_dead)
 	end = Min(part->sweep_cursor + QC_SWEEP_BUCKETS, nper);
 	for (b = part->sweep_cursor; b < end; b++)
 	{
-		QcRef *link = &qc_buckets[first + b];
+		QcRef	   *link = &qc_buckets[first + b];
 
 		while (*link != 0)
 		{
@@ -1478,8 +1480,8 @@ qc_store_sweep(TimestampTz now)
 	}
 	n += nstale;
 	if (qc_sweep_visited > 0)
-		elog(DEBUG1, "qcache sweeper: visited " UINT64_FORMAT " entries, freed " UINT64_FORMAT,
-			 qc_sweep_visited, n);
+		elog(DEBUG1, "qcache sweeper: visited " UINT64_FORMAT
+			 " entries, freed " UINT64_FORMAT, qc_sweep_visited, n);
 	if (n > 0)
 	{
 		qc_count(QC_STAT_EVICTIONS_EXPIRED, n);
@@ -1510,7 +1512,7 @@ qc_store_remove(const QcKey *key)
 	uint32		h32 = (uint32) key->hash;
 	int			partition = qc_partition_of_bucket(bucket);
 	LWLock	   *lock = qc_partition_lock(partition);
-	QcRef *link;
+	QcRef	   *link;
 	dsa_pointer victims[QC_UNLINK_BATCH];
 	int			nvictims = 0;
 
@@ -1596,7 +1598,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 	for (nb = 0; nb < nper && nb < QC_EVICT_SCAN_BUCKETS &&
 		 nseen < QC_EVICT_SCAN; nb++, b = (b + 1) & (nper - 1))
 	{
-		QcRef *link = &qc_buckets[first + b];
+		QcRef	   *link = &qc_buckets[first + b];
 
 		while (*link != 0)
 		{
@@ -1826,7 +1828,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	dsa_pointer dp;
 	dsa_pointer tail = InvalidDsaPointer;
 	dsa_pointer old = InvalidDsaPointer;
-	QcRef *link;
+	QcRef	   *link;
 	QcEntry    *e;
 	char	   *p;
 	int			i;
