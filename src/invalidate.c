@@ -114,8 +114,9 @@
  * backwards (slewing is fine).
  *
  * Entries that become stale are not removed at commit (that would cost the
- * writer a scan of the cache); reads skip them, and eviction and the
- * sweeper free them like expired ones.
+ * writer its tags' entries); reads skip them, eviction frees them like
+ * expired ones, and each stamp made at commit is noted for the sweeper
+ * (qc_store_note_stale), which frees them through the tag index.
  *
  *-------------------------------------------------------------------------
  */
@@ -377,8 +378,11 @@ qc_pending_stamp(TimestampTz stamp)
 
 	for (i = 0; i < pending_size; i++)
 		if (pending[i] != 0)
+		{
 			qc_slot_stamp(qc_slot_of(qc_pending_db(pending[i]),
 									 (uint32) pending[i]), stamp);
+			qc_store_note_stale(qc_pending_db(pending[i]), (uint32) pending[i]);
+		}
 	pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
 }
 
@@ -535,8 +539,11 @@ qc_inval_keys_stamp(const uint64 *keys, int nkeys, TimestampTz stamp)
 	int			i;
 
 	for (i = 0; i < nkeys; i++)
+	{
 		qc_slot_stamp(qc_slot_of(qc_pending_db(keys[i]), (uint32) keys[i]),
 					  stamp);
+		qc_store_note_stale(qc_pending_db(keys[i]), (uint32) keys[i]);
+	}
 	pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
 }
 
@@ -916,6 +923,7 @@ qc_twophase_unknown_end(Oid dbid, bool committed)
 	if (committed)
 	{
 		qc_slot_stamp(slot, GetCurrentTimestamp());
+		qc_store_note_stale(dbid, 0);
 		pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
 		if (qc_l2_active())
 			qc_l2_owe('g', NULL, NULL, 0);	/* which databases: unknown here */
@@ -959,8 +967,12 @@ qc_twophase_reap(void)
 			continue;
 		stamp = GetCurrentTimestamp();
 		for (k = 0; k < rec->nkeys; k++)
+		{
 			qc_slot_stamp(qc_slot_of(qc_pending_db(rec->keys[k]),
 									 (uint32) rec->keys[k]), stamp);
+			qc_store_note_stale(qc_pending_db(rec->keys[k]),
+								(uint32) rec->keys[k]);
+		}
 		pg_atomic_fetch_add_u64(&qc_shared->stamp_generation, 1);
 		qc_keys_mark(rec->keys, rec->nkeys, -1);
 		if (rec->nkeys > 0)

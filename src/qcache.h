@@ -118,10 +118,10 @@ typedef struct QcStatSlot
 /* ---------- shared state (shmem.c) ---------- */
 
 /*
- * An index partition: the LWLock that guards a slice of the bucket array,
- * the partition's logical clock, which orders its entries for eviction,
- * a lower bound of its entries' expiry times, which lets the sweeper
- * skip it (0: no entry expires), the eviction and sweep cursors, and the
+ * An index partition: the LWLock that guards a slice of the bucket array
+ * (and the partition's expiry wheel, store.c), the partition's logical
+ * clock, which orders its entries for eviction, how far the sweeper has
+ * swept its wheel, the eviction and sweep cursors, and the
  * number of its entries per database hash, which lets a clear skip it.
  * All are written under the lock in exclusive mode (dbcount is also read
  * without it, store.c).  Padded to cache lines so that two partitions
@@ -133,12 +133,13 @@ typedef struct QcPartitionData
 	uint32		clock;
 	uint32		evict_cursor;	/* next bucket (within the partition) the
 								 * eviction hand looks at */
-	TimestampTz next_expiry;
-	TimestampTz sweep_min;		/* least expiry seen by the sweeper's
-								 * current pass, or set since it began */
-	uint32		sweep_cursor;	/* next bucket of the sweeper's pass */
-	bool		sweep_dead;		/* the pass also frees dead entries... */
-	TimestampTz sweep_dead_cutoff;	/* ...made so by stamps up to this time */
+	uint64		wheel_done;		/* the expiry wheel's slots are swept up to
+								 * this second since QcShared.started
+								 * (store.c) */
+	uint32		sweep_cursor;	/* next bucket of a pass for dead entries */
+	bool		sweep_dead;		/* such a pass is under way; it frees the
+								 * entries... */
+	TimestampTz sweep_dead_cutoff;	/* ...made stale by stamps up to this */
 	uint32		dbcount[QC_DB_SLOTS];	/* entries of the partition per
 										 * database hash (store.c) */
 } QcPartitionData;
@@ -161,6 +162,11 @@ typedef union QcPartition
  *   so is every entry link (QcLink) in a chain hanging off those heads.
  *   Lock order: a partition lock, then one index lock; never a partition
  *   lock while holding an index lock, never two index locks (store.c).
+ * - Each partition's expiry wheel heads (wheel_off) and the wheel links
+ *   of its entries are protected by the partition's lock, like its
+ *   buckets; wheel_done too.
+ * - The stale-tag queue (stale_off) is protected by its own spinlock, held
+ *   for a few instructions and with no other lock taken under it.
  * - The presence counters (presence_off) are atomics, changed under the
  *   partition lock of the entry linked or unlinked, read without a lock.
  * - The DSA area has its own internal locks; we never call dsa_allocate or
@@ -223,14 +229,45 @@ typedef struct QcShared
 	Size		tagslots_off;	/* invalidation points, invalidate.c */
 	Size		flights_off;	/* single-flight slots, flight.c */
 	Size		ns_off;			/* per-namespace counters, nsstats.c */
+	Size		wheel_off;		/* uint32[QC_NUM_PARTITIONS][QC_WHEEL_HEADS]:
+								 * expiry wheels (store.c) */
+	Size		stale_off;		/* QcStaleQueue: tags stamped at commit,
+								 * for the sweeper (store.c) */
 	Size		dsa_off;		/* the DSA area, dsa_size bytes */
 } QcShared;
 
 extern QcShared *qc_shared;
 extern dsa_area *qc_dsa;
-extern dsa_pointer *qc_buckets;
+extern uint32 *qc_buckets;		/* QcRef of each bucket's first entry */
 extern uint32 *qc_idxheads;
 extern pg_atomic_uint32 *qc_presence;
+extern uint32 *qc_wheel;
+
+/*
+ * The expiry wheel of each partition (store.c): QC_WHEEL_LEVELS levels of
+ * QC_WHEEL_SLOTS list heads, level L's slots QC_WHEEL_SLOTS apart by
+ * 8^L seconds.
+ */
+#define QC_WHEEL_SLOTS			32
+#define QC_WHEEL_LEVELS			5
+#define QC_WHEEL_HEADS			(QC_WHEEL_SLOTS * QC_WHEEL_LEVELS)
+
+/*
+ * Tags stamped by commits, waiting for the sweeper (store.c): a ring of
+ * (database, tag hash) keys, deduplicated by a direct-mapped filter of the
+ * keys in it, under a spinlock.
+ */
+#define QC_STALE_RING			1024
+#define QC_STALE_FILTER			2048
+
+typedef struct QcStaleQueue
+{
+	slock_t		lock;
+	uint32		n;				/* keys in ring[] */
+	bool		overflow;		/* a key did not fit: sweep everything */
+	uint64		ring[QC_STALE_RING];
+	uint64		filter[QC_STALE_FILTER];	/* a key in ring[] or 0 */
+} QcStaleQueue;
 
 extern Size qc_shmem_size(void);
 extern void qc_shmem_request(void);
@@ -243,18 +280,26 @@ extern void qc_require_loaded(void);
 /*
  * One cache entry: a single DSA chunk laid out as
  *
- *		QcEntry | QcLink links[QcEntryNLinks] | uint32 taghash[ntags] |
- *		deps[depbytes] | key | value | tag strings
+ *		QcEntry | QcRef tail (if split) | QcLink links[QcEntryNLinks] |
+ *		QcLink wheel (if timed) | uint32 taghash[ntags] |
+ *		deps[depbytes] | key | tag strings | value
  *
  * links[i] (i < ntags) chains the entry into the index of its tag i, and
  * links[ntags], present when the flag QC_ENTRY_NAMESPACE is set, into the
  * index of its key's namespace (store.c); they are protected by the
  * entry's partition lock, exclusive to change, like the bucket chain.
+ * wheel, present when the flag QC_ENTRY_TIMED is set (the entry has a
+ * ttl), chains it into a slot of its partition's expiry wheel (store.c),
+ * under the partition lock.
  * deps is a fetch result's dependency data (fetch.c's envelope around
  * deps.c's list), which a hit re-checks.
  *
  * where the value is the whole jsonb varlena and each tag string is NUL
- * terminated.  Nothing is aligned past the header: values are copied out
+ * terminated.  The value comes last so that, when the allocator's size
+ * classes would waste much of the chunk, its end can live in a second
+ * chunk (flag QC_ENTRY_SPLIT, tail: store.c, qc_split_head); the entry's
+ * first chunk holds the layout's first bytes, everything but the value's
+ * end.  Nothing is aligned past the header: values are copied out
  * before use.  An entry is immutable once linked, except for clock and
  * hits, which readers update atomically under a shared partition lock, and
  * its links.  links[i] (i < ntags) chains the entry into the index chain
@@ -264,6 +309,29 @@ extern void qc_require_loaded(void);
  * partition lock is also held (or by a neighbour's link or unlink, under
  * that index lock).
  */
+/*
+ * A QcRef names an entry by its offset in the DSA area divided by 8, in 32
+ * bits: the area is created in place with a size limit equal to its own
+ * size, so it has one segment (segment 0, whose dsa_pointers are plain
+ * offsets), chunks are 8-byte aligned, and qcache.memory is at most
+ * QC_MAX_MEMORY (32 GB), so offsets fit 35 bits.  0 is no entry: no chunk
+ * starts at offset 0, where the area's control block lives.
+ */
+typedef uint32 QcRef;
+
+static inline QcRef
+qc_ref(dsa_pointer dp)
+{
+	Assert((uint64) dp % 8 == 0 && (uint64) dp < QC_MAX_MEMORY);
+	return (QcRef) ((uint64) dp >> 3);
+}
+
+static inline dsa_pointer
+qc_ref_dp(QcRef r)
+{
+	return (dsa_pointer) ((uint64) r << 3);
+}
+
 /*
  * An entry's place in one chain of the tag and namespace index (store.c):
  * doubly linked, so that an entry leaves it in constant time.  next and
@@ -279,7 +347,7 @@ typedef struct QcLink
 
 typedef struct QcEntry
 {
-	dsa_pointer next;			/* next entry of the bucket chain */
+	QcRef		next;			/* next entry of the bucket chain */
 	uint32		hash;			/* low 32 bits of the key hash: bucket bits */
 	Oid			dbid;			/* database the key belongs to */
 	Oid			owner;			/* role that stored the entry */
@@ -290,7 +358,9 @@ typedef struct QcEntry
 	uint8		flags;			/* QC_ENTRY_* */
 	uint16		depbytes;		/* bytes of a fetch result's dependency
 								 * list (deps.c), which a hit re-checks */
-	TimestampTz created;
+	uint32		created_lo;		/* created: a TimestampTz in two halves, */
+	int32		created_hi;		/* so that the header needs 4-byte
+								 * alignment only (52 bytes, not 56) */
 	uint32		ttl;			/* seconds from created to expiry; 0: never */
 	uint32		build_age;		/* microseconds from the build point
 								 * (invalidate.c) to created; a transaction
@@ -300,20 +370,32 @@ typedef struct QcEntry
 	pg_atomic_uint32 hits;
 } QcEntry;
 
+#define QcEntryCreated(e) \
+	((TimestampTz) ((uint64) (uint32) (e)->created_hi << 32 | (e)->created_lo))
 #define QcEntryExpires(e) \
 	((e)->ttl == 0 ? (TimestampTz) 0 : \
-	 (e)->created + (TimestampTz) (e)->ttl * USECS_PER_SEC)
-#define QcEntryBuild(e)		((e)->created - (TimestampTz) (e)->build_age)
+	 QcEntryCreated(e) + (TimestampTz) (e)->ttl * USECS_PER_SEC)
+#define QcEntryBuild(e) \
+	(QcEntryCreated(e) - (TimestampTz) (e)->build_age)
 #define QcEntryNLinks(e) \
 	((e)->ntags + (((e)->flags & QC_ENTRY_NAMESPACE) ? 1 : 0))
-#define QcEntryLinks(e)		((QcLink *) ((char *) (e) + sizeof(QcEntry)))
-#define QcEntryTagHashes(e)	((uint32 *) (QcEntryLinks(e) + QcEntryNLinks(e)))
+#define QcEntryTailRef(e)	((QcRef *) ((char *) (e) + sizeof(QcEntry)))
+#define QcEntryLinks(e) \
+	((QcLink *) ((char *) (e) + sizeof(QcEntry) + \
+				 (((e)->flags & QC_ENTRY_SPLIT) ? sizeof(QcRef) : 0)))
+#define QcEntryNAllLinks(e) \
+	(QcEntryNLinks(e) + (((e)->flags & QC_ENTRY_TIMED) ? 1 : 0))
+#define QcEntryWheelLink(e)	(QcEntryLinks(e) + QcEntryNLinks(e))
+#define QcEntryTagHashes(e) \
+	((uint32 *) (QcEntryLinks(e) + QcEntryNAllLinks(e)))
 #define QcEntryDeps(e)		((char *) (QcEntryTagHashes(e) + (e)->ntags))
 #define QcEntryKey(e)		(QcEntryDeps(e) + (e)->depbytes)
-#define QcEntryValue(e)		(QcEntryKey(e) + (e)->keylen)
-#define QcEntryTags(e)		(QcEntryValue(e) + (e)->vallen)
+#define QcEntryTags(e)		(QcEntryKey(e) + (e)->keylen)
+#define QcEntryValue(e)		(QcEntryTags(e) + (e)->tagbytes)
+/* the entry's bytes (its logical layout), not what the allocator takes */
 #define QcEntrySize(e) \
-	(sizeof(QcEntry) + sizeof(QcLink) * QcEntryNLinks(e) + \
+	(sizeof(QcEntry) + (((e)->flags & QC_ENTRY_SPLIT) ? sizeof(QcRef) : 0) + \
+	 sizeof(QcLink) * QcEntryNAllLinks(e) + \
 	 sizeof(uint32) * (e)->ntags + \
 	 (e)->depbytes + (e)->keylen + (e)->vallen + (e)->tagbytes)
 
@@ -329,7 +411,13 @@ typedef struct QcEntry
 #define QC_ENTRY_NAMESPACE		0x08	/* the key has a namespace (a ':'):
 										 * links[ntags] is its index link
 										 * (set by store.c) */
-#define QC_ENTRY_STANDBY		0x10	/* computed on a hot standby, with
+#define QC_ENTRY_SPLIT			0x20	/* the value's end is in a second
+										 * chunk, tail (store.c) */
+#define QC_ENTRY_TIMED			0x10	/* the entry has a ttl: the link
+										 * after the index links is its
+										 * place in the expiry wheel (set by
+										 * store.c) */
+#define QC_ENTRY_STANDBY		0x40	/* computed on a hot standby, with
 										 * tags or as a fetch result: dies
 										 * when the standby stops hearing
 										 * invalidations (walinval.c) */
@@ -427,6 +515,7 @@ extern bool qc_store_remove(const QcKey *key);
 extern uint64 qc_store_remove_matching(Oid dbid, QcMatchKind kind,
 									   const char *arg, uint32 arglen);
 extern uint64 qc_store_sweep(TimestampTz now);
+extern void qc_store_note_stale(Oid dbid, uint32 taghash);
 extern List *qc_store_list(Oid dbid);
 
 /* ---------- counters (stats.c) ---------- */

@@ -7,8 +7,9 @@
  * segment, of exactly qcache.memory bytes, requested by the postmaster:
  *
  *		QcShared | stat slots | bucket array | index heads | presence
- *		counters | invalidation points | single-flight slots | DSA area
- *		(the rest)
+ *		counters | invalidation points | single-flight slots |
+ *		per-namespace counters | expiry wheels | stale-tag queue | DSA
+ *		area (the rest)
  *
  * The DSA area is created in place (the postmaster cannot create DSM
  * segments) with a size limit equal to its own size, so it never grows
@@ -35,9 +36,14 @@
 
 QcShared   *qc_shared = NULL;
 dsa_area   *qc_dsa = NULL;
-dsa_pointer *qc_buckets = NULL;
+uint32	   *qc_buckets = NULL;
 uint32	   *qc_idxheads = NULL;
 pg_atomic_uint32 *qc_presence = NULL;
+uint32	   *qc_wheel = NULL;
+
+/* Bytes of the expiry wheels' heads (store.c). */
+#define QC_WHEEL_BYTES \
+	((Size) QC_NUM_PARTITIONS * QC_WHEEL_HEADS * sizeof(uint32))
 
 /* Smallest DSA area we accept: room for a few superblocks. */
 #define QC_MIN_DSA_SIZE		(1024 * 1024)
@@ -69,7 +75,7 @@ qc_fixed_size(void)
 	size = MAXALIGN(sizeof(QcShared));
 	size = add_size(size, MAXALIGN(qc_stats_size(qc_num_slots())));
 	size = add_size(size, MAXALIGN(mul_size(qc_num_buckets(),
-											sizeof(dsa_pointer))));
+											sizeof(uint32))));
 	size = add_size(size, MAXALIGN(mul_size(qc_num_buckets(),
 											sizeof(uint32))));
 	size = add_size(size, MAXALIGN(mul_size(QC_PRESENCE_SLOTS,
@@ -77,6 +83,8 @@ qc_fixed_size(void)
 	size = add_size(size, MAXALIGN(qc_inval_size()));
 	size = add_size(size, MAXALIGN(qc_flight_size()));
 	size = add_size(size, MAXALIGN(qc_ns_size()));
+	size = add_size(size, MAXALIGN(QC_WHEEL_BYTES));
+	size = add_size(size, MAXALIGN(sizeof(QcStaleQueue)));
 	return size;
 }
 
@@ -125,6 +133,7 @@ qc_shmem_startup(void)
 	qc_buckets = NULL;
 	qc_idxheads = NULL;
 	qc_presence = NULL;
+	qc_wheel = NULL;
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	base = ShmemInitStruct("qcache", qc_shmem_size(), &found);
@@ -149,7 +158,7 @@ qc_shmem_startup(void)
 		s->slots_off = off;
 		off += MAXALIGN(qc_stats_size(s->nslots));
 		s->buckets_off = off;
-		off += MAXALIGN(mul_size(s->nbuckets, sizeof(dsa_pointer)));
+		off += MAXALIGN(mul_size(s->nbuckets, sizeof(uint32)));
 		s->idxheads_off = off;
 		off += MAXALIGN(mul_size(s->nbuckets, sizeof(uint32)));
 		s->presence_off = off;
@@ -160,6 +169,10 @@ qc_shmem_startup(void)
 		off += MAXALIGN(qc_flight_size());
 		s->ns_off = off;
 		off += MAXALIGN(qc_ns_size());
+		s->wheel_off = off;
+		off += MAXALIGN(QC_WHEEL_BYTES);
+		s->stale_off = off;
+		off += MAXALIGN(sizeof(QcStaleQueue));
 		s->dsa_off = off;
 		s->dsa_size = qc_shmem_size() - off;
 
@@ -187,8 +200,7 @@ qc_shmem_startup(void)
 			LWLockInitialize(&s->partitions[i].d.lock, part_tranche);
 			s->partitions[i].d.clock = 0;
 			s->partitions[i].d.evict_cursor = 0;
-			s->partitions[i].d.next_expiry = 0;
-			s->partitions[i].d.sweep_min = 0;
+			s->partitions[i].d.wheel_done = 0;
 			s->partitions[i].d.sweep_cursor = 0;
 			s->partitions[i].d.sweep_dead = false;
 			s->partitions[i].d.sweep_dead_cutoff = 0;
@@ -196,15 +208,25 @@ qc_shmem_startup(void)
 				   sizeof(s->partitions[i].d.dbcount));
 		}
 
-		qc_buckets = (dsa_pointer *) (base + s->buckets_off);
+		qc_buckets = (uint32 *) (base + s->buckets_off);
 		for (i = 0; i < (int) s->nbuckets; i++)
-			qc_buckets[i] = InvalidDsaPointer;
+			qc_buckets[i] = 0;
 		qc_idxheads = (uint32 *) (base + s->idxheads_off);
 		for (i = 0; i < (int) s->nbuckets; i++)
 			qc_idxheads[i] = 0;
 		qc_presence = (pg_atomic_uint32 *) (base + s->presence_off);
 		for (i = 0; i < QC_PRESENCE_SLOTS; i++)
 			pg_atomic_init_u32(&qc_presence[i], 0);
+		qc_wheel = (uint32 *) (base + s->wheel_off);
+		memset(qc_wheel, 0, QC_WHEEL_BYTES);
+		{
+			QcStaleQueue *q = (QcStaleQueue *) (base + s->stale_off);
+
+			SpinLockInit(&q->lock);
+			q->n = 0;
+			q->overflow = false;
+			memset(q->filter, 0, sizeof(q->filter));
+		}
 
 		qc_stats_init();
 		qc_inval_init();
@@ -222,9 +244,10 @@ qc_shmem_startup(void)
 		dsa_pin(area);
 		dsa_detach(area);
 	}
-	qc_buckets = (dsa_pointer *) (base + qc_shared->buckets_off);
+	qc_buckets = (uint32 *) (base + qc_shared->buckets_off);
 	qc_idxheads = (uint32 *) (base + qc_shared->idxheads_off);
 	qc_presence = (pg_atomic_uint32 *) (base + qc_shared->presence_off);
+	qc_wheel = (uint32 *) (base + qc_shared->wheel_off);
 	LWLockRelease(AddinShmemInitLock);
 }
 

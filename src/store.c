@@ -7,10 +7,13 @@
  * 2 no smaller than qcache.max_entries) in shared memory, split into
  * QC_NUM_PARTITIONS contiguous ranges, each guarded by its own LWLock; a
  * key's 64-bit hash (of the database oid and the key bytes) picks both its
- * bucket and, by the bucket's high bits, its partition.  Chains link
- * entries through dsa_pointers.  Each entry is one chunk of the DSA area
- * (see QcEntry in qcache.h) holding its header, key, value and tags, so an
- * entry costs one allocation and one free.
+ * bucket and, by the bucket's high bits, its partition.  Bucket heads and
+ * chains name entries by 32-bit references (QcRef, qcache.h).  Each entry
+ * is one chunk of the DSA area (see QcEntry in qcache.h) holding its
+ * header, key, tags and value, so an entry costs one allocation and one
+ * free; except that, in an area of 32 MB or more, the value's end goes
+ * into a second, small chunk when the allocator's size classes would
+ * waste 16 bytes or more of one (qc_split_head).
  *
  * Locking.  A reader takes its partition's lock in shared mode, walks the
  * chain, copies the value out into palloc'd memory and releases it:
@@ -64,7 +67,12 @@
  * Memory.  Links are charged to bytes_used with their entry (8 bytes per
  * tag, and per namespace: two 32-bit entry references, QcRef); the heads
  * (4 bytes per bucket), index locks and
- * counters are part of the fixed index charged at start.  A tag that every
+ * counters are part of the fixed index charged at start.  An entry with
+ * two tags, a namespace and a ttl thus carries 52 (header) + 4 * 8
+ * (links) + 2 * 4 (tag hashes) = 92 bytes besides its key, value and tag
+ * strings, 84 without a ttl, plus the allocator's rounding up to its size
+ * class, which the split bounds in a large area; and 8 bytes per bucket
+ * (bucket and index head) in the fixed part.  A tag that every
  * entry carries makes its index lock one that every set takes, briefly.
  *
  * Eviction.  nentries is reserved by compare-and-swap before an insert, so
@@ -92,11 +100,39 @@
  * a dsa_trim, which takes each size class's lock, at most every 10 ms.
  *
  * Sweeping.  Expired entries are never returned by a lookup, and the
- * sweeper (worker.c) reclaims them without waiting for a read: each second
- * it advances a cursor over a bounded number of buckets
- * (QC_SWEEP_BUCKETS) in each partition whose next_expiry has passed or
- * whose pass is under way, so its work per second is bounded whatever the
- * cache's size, and a partition with nothing due costs it one shared lock.
+ * sweeper (worker.c) reclaims them without waiting for a read, at a cost
+ * in proportion to the entries due, not to the cache's size:
+ *
+ * - The expiry wheel.  Each partition has a hierarchical timer wheel of
+ *   QC_WHEEL_LEVELS levels of QC_WHEEL_SLOTS list heads (uint32 QcRefs,
+ *   in the fixed part: 640 bytes per partition, 80 kB in all), level
+ *   L's slots 8^L seconds apart, and every entry with a ttl is in one slot
+ *   through a doubly linked QcLink in its own chunk (8 bytes per timed
+ *   entry; none without a ttl), linked and unlinked with the bucket chain
+ *   under the partition lock: constant time.  The slot is a function of
+ *   the entry's creation and expiry times (qc_wheel_head), its expiry
+ *   rounded up by at most 1/3.9 of its ttl, and holds only entries due by
+ *   its time, so that the sweeper, which each second takes the slots that
+ *   came due since its last pass, frees what it looks at (but for ttls
+ *   past 35 hours, looked at once every 36 hours until due).  No
+ *   cascading: an entry never moves.  A min-heap would cost 12 bytes per
+ *   entry (8 in the heap, its position in the entry) and log n per set.
+ *
+ * - Stale entries.  A commit's invalidation stamps tags (invalidate.c)
+ *   without touching entries; each (database, tag hash) it stamps is put
+ *   in a small shared queue (QcStaleQueue: a ring, deduplicated by a
+ *   filter, under a spinlock held for a few instructions), which the
+ *   sweeper empties every second and answers QC_DEAD_SWEEP_INTERVAL_MS
+ *   later through the tag's index chain (qc_remove_stale): the cost of the
+ *   tag's entries.  Explicit invalidations remove their entries themselves
+ *   and are not queued.  A database's wildcard, and a queue that
+ *   overflowed, make the sweeper pass over every entry, a bounded number
+ *   of buckets per partition per second, as before: every entry may then
+ *   be stale.
+ *
+ * The sweeper frees at most QC_SWEEP_ROUNDS * QC_UNLINK_BATCH entries per
+ * partition per second from the wheel; a partition with nothing due costs
+ * it one lock held for a few reads.
  *
  *-------------------------------------------------------------------------
  */
@@ -120,8 +156,8 @@
 /* Least amount that one eviction round for memory tries to free. */
 #define QC_EVICT_MIN_BYTES		(64 * 1024)
 
-/* 56 bytes: a 100-byte entry fits the allocator's 160-byte class. */
-StaticAssertDecl(sizeof(QcEntry) == 56, "QcEntry must stay 56 bytes");
+/* 52 bytes, 4-byte aligned: every field is 32 bits or less. */
+StaticAssertDecl(sizeof(QcEntry) == 52, "QcEntry must stay 52 bytes");
 StaticAssertDecl(sizeof(QcLink) == 8, "QcLink is two 32-bit references");
 
 /* Bit shift from a bucket number to its partition number. */
@@ -178,6 +214,77 @@ qc_alloc_size(Size size)
 			lo = mid + 1;
 	}
 	return qc_dsa_size_classes[lo];
+}
+
+/* An entry split in two saves at least this many bytes, or is not split. */
+#define QC_SPLIT_MIN_SAVING		16
+
+/* Entries are split only in an area of at least this size. */
+#define QC_SPLIT_MIN_AREA		(32 * 1024 * 1024)
+
+/*
+ * The size of the first chunk of an entry whose layout takes `size` bytes
+ * (the tail reference included) and whose bytes before the value's take
+ * `prefix`, if it is to be split in two, or 0.  The allocator rounds a
+ * request up to its size class (about 12.5% apart up to 8 kB: a 1 KB
+ * value with its header takes the 1,280-byte class) or, past 8 kB, to
+ * whole 4 kB pages: so the first chunk takes the largest class (or whole
+ * pages) that the layout fills, and the value's end goes into a second,
+ * small chunk, when that saves at least QC_SPLIT_MIN_SAVING bytes, the
+ * tail reference counted.  A function of the two sizes only, so that a
+ * free finds the same split.  The price: a second allocation and free per
+ * entry, and a second copy per read, of those entries only; and the
+ * tails spread over more size classes, each of which holds at least one
+ * 64 kB superblock while in use (36 classes: 2.3 MB), so only an area of
+ * QC_SPLIT_MIN_AREA or more splits entries (a smaller one would trade the
+ * rounding for whole superblocks; 005_stress, in 2 MB, refused a third of
+ * its sets when it split).
+ */
+static Size
+qc_split_head(Size size, Size prefix)
+{
+	Size		whole = qc_alloc_size(size - sizeof(QcRef));
+	Size		head;
+	int			i;
+
+	if (qc_shared->dsa_size < QC_SPLIT_MIN_AREA)
+		return 0;
+	if (size > QC_SMALL_ALLOC)
+		head = size & ~((Size) QC_DSA_PAGE_SIZE - 1);
+	else
+	{
+		head = 0;
+		for (i = 0; i < (int) lengthof(qc_dsa_size_classes); i++)
+			if (qc_dsa_size_classes[i] < size)
+				head = qc_dsa_size_classes[i];
+	}
+	if (head <= prefix || head >= size)
+		return 0;
+	if (qc_alloc_size(head) + qc_alloc_size(size - head) + QC_SPLIT_MIN_SAVING >
+		whole)
+		return 0;
+	return head;
+}
+
+/* Bytes before an entry's value in its layout. */
+static inline Size
+qc_entry_prefix(const QcEntry *e)
+{
+	return QcEntryValue(e) - (const char *) e;
+}
+
+/* Bytes the allocator takes for an entry, both chunks if split. */
+static Size
+qc_entry_bytes(const QcEntry *e)
+{
+	Size		size = QcEntrySize(e);
+	Size		head;
+
+	if (!(e->flags & QC_ENTRY_SPLIT))
+		return qc_alloc_size(size);
+	head = qc_split_head(size, qc_entry_prefix(e));
+	Assert(head > 0);
+	return qc_alloc_size(head) + qc_alloc_size(size - head);
 }
 
 /*
@@ -241,7 +348,11 @@ qc_free_entries(dsa_pointer *dps, int n)
 
 	for (i = 0; i < n; i++)
 	{
-		bytes += qc_alloc_size(QcEntrySize(qc_entry(dps[i])));
+		QcEntry    *e = qc_entry(dps[i]);
+
+		bytes += qc_entry_bytes(e);
+		if (e->flags & QC_ENTRY_SPLIT)
+			dsa_free(qc_dsa, qc_ref_dp(*QcEntryTailRef(e)));
 		dsa_free(qc_dsa, dps[i]);
 	}
 	if (n > 0)
@@ -252,29 +363,6 @@ qc_free_entries(dsa_pointer *dps, int n)
 }
 
 /* ---------- the tag and namespace index ---------- */
-
-/*
- * A QcRef names an entry by its offset in the DSA area divided by 8, in 32
- * bits: the area is created in place with a size limit equal to its own
- * size, so it has one segment (segment 0, whose dsa_pointers are plain
- * offsets), chunks are 8-byte aligned, and qcache.memory is at most
- * QC_MAX_MEMORY (32 GB), so offsets fit 35 bits.  0 is no entry: no chunk
- * starts at offset 0, where the area's control block lives.
- */
-typedef uint32 QcRef;
-
-static inline QcRef
-qc_ref(dsa_pointer dp)
-{
-	Assert((uint64) dp % 8 == 0 && (uint64) dp < QC_MAX_MEMORY);
-	return (QcRef) ((uint64) dp >> 3);
-}
-
-static inline dsa_pointer
-qc_ref_dp(QcRef r)
-{
-	return (dsa_pointer) ((uint64) r << 3);
-}
 
 /* What an index chain or presence counter is about. */
 typedef enum QcIdxKind
@@ -420,8 +508,98 @@ qc_link_in(QcRef r, uint32 h)
 	return NULL;				/* keep the compiler quiet */
 }
 
+/* ---------- the expiry wheel ---------- */
+
+/* Whole seconds from the shared memory's creation to t, rounded down. */
+static inline uint64
+qc_wheel_sec(TimestampTz t)
+{
+	return t <= qc_shared->started ? 0 :
+		(uint64) (t - qc_shared->started) / USECS_PER_SEC;
+}
+
 /*
- * Put a new entry into the index chains of its tags and namespace, and
+ * The wheel head (level * QC_WHEEL_SLOTS + slot) of a timed entry, a
+ * function of its creation and expiry times only, so that an unlink finds
+ * the head its link made.  Its due time is its expiry in whole seconds,
+ * rounded up at level L to a multiple of 8^L; L is the least level whose
+ * QC_WHEEL_SLOTS - 1 slots ahead reach from the creation to that due
+ * time.  A slot due at T is swept when the sweeper's second passes T, and
+ * every entry in it is then expired (its expiry is at most T), except in
+ * two cases, in which the sweeper visits an entry early and leaves it for
+ * the next turn of that level: it lagged more than a slot behind the
+ * setter's clock, or the entry's ttl is longer than the top level reaches
+ * (31 * 8^4 s, 35 hours), and it is in the top level's last slot, visited
+ * once every 36 hours until it is due.  An entry goes at most 1/3.9 of its
+ * ttl late (8^L against 31 * 8^(L-1)): memory only, since a lookup never
+ * returns an expired entry.
+ */
+static int
+qc_wheel_head(const QcEntry *e)
+{
+	uint64		c = qc_wheel_sec(QcEntryCreated(e));
+	uint64		x = qc_wheel_sec(QcEntryExpires(e) + USECS_PER_SEC - 1);
+	int			level;
+
+	for (level = 0; level < QC_WHEEL_LEVELS; level++)
+	{
+		int			shift = 3 * level;
+		uint64		t = (x + (UINT64CONST(1) << shift) - 1) >> shift;
+
+		if ((t << shift) - c < ((uint64) (QC_WHEEL_SLOTS - 1) << shift))
+			return level * QC_WHEEL_SLOTS + (int) (t % QC_WHEEL_SLOTS);
+	}
+	/* past the top level's reach: its last slot ahead of the creation */
+	level = QC_WHEEL_LEVELS - 1;
+	return level * QC_WHEEL_SLOTS +
+		(int) (((c >> (3 * level)) + QC_WHEEL_SLOTS - 1) % QC_WHEEL_SLOTS);
+}
+
+static inline uint32 *
+qc_wheel_heads(int partition)
+{
+	return &qc_wheel[(Size) partition * QC_WHEEL_HEADS];
+}
+
+/*
+ * Put a timed entry first in its wheel slot.  Caller holds the entry's
+ * partition lock exclusively.
+ */
+static void
+qc_wheel_link(dsa_pointer dp, QcEntry *e, int partition)
+{
+	QcLink	   *l = QcEntryWheelLink(e);
+	uint32	   *head = &qc_wheel_heads(partition)[qc_wheel_head(e)];
+
+	l->prev = 0;
+	l->next = *head;
+	if (*head != 0)
+		QcEntryWheelLink(qc_entry(qc_ref_dp(*head)))->prev = qc_ref(dp);
+	*head = qc_ref(dp);
+}
+
+/* Take a timed entry out of its wheel slot; same lock as qc_wheel_link. */
+static void
+qc_wheel_unlink(dsa_pointer dp, QcEntry *e, int partition)
+{
+	QcLink	   *l = QcEntryWheelLink(e);
+
+	if (l->prev != 0)
+		QcEntryWheelLink(qc_entry(qc_ref_dp(l->prev)))->next = l->next;
+	else
+	{
+		uint32	   *head = &qc_wheel_heads(partition)[qc_wheel_head(e)];
+
+		Assert(*head == qc_ref(dp));
+		*head = l->next;
+	}
+	if (l->next != 0)
+		QcEntryWheelLink(qc_entry(qc_ref_dp(l->next)))->prev = l->prev;
+}
+
+/*
+ * Put a new entry into the index chains of its tags and namespace (and a
+ * timed one into its partition's expiry wheel), and
  * count it in the presence counters and its partition's dbcount.  Caller
  * holds the entry's partition lock exclusively; each link is put first in
  * its chain under the chain's index lock, taken and released in turn
@@ -454,11 +632,14 @@ qc_index_link(dsa_pointer dp, QcEntry *e)
 		*head = qc_ref(dp);
 		LWLockRelease(lock);
 	}
+	if (e->flags & QC_ENTRY_TIMED)
+		qc_wheel_link(dp, e, qc_partition_of_entry(e));
 	qc_shared->partitions[qc_partition_of_entry(e)].d.dbcount[qc_db_slot(e->dbid)]++;
 }
 
 /*
- * Take an entry out of its index chains, presence counters and dbcount.
+ * Take an entry out of its index chains, expiry wheel, presence counters
+ * and dbcount.
  * Caller holds the entry's partition lock exclusively; the index locks are
  * taken one at a time, as in qc_index_link.
  */
@@ -491,6 +672,8 @@ qc_index_unlink(dsa_pointer dp, QcEntry *e)
 			qc_link_in(links[i].next, hn[i])->prev = links[i].prev;
 		LWLockRelease(lock);
 	}
+	if (e->flags & QC_ENTRY_TIMED)
+		qc_wheel_unlink(dp, e, qc_partition_of_entry(e));
 	qc_shared->partitions[qc_partition_of_entry(e)].d.dbcount[qc_db_slot(e->dbid)]--;
 }
 
@@ -501,9 +684,9 @@ qc_index_unlink(dsa_pointer dp, QcEntry *e)
  * releasing the lock).  Returns the entry's dsa_pointer.
  */
 static dsa_pointer
-qc_unlink(int partition, dsa_pointer *link)
+qc_unlink(int partition, QcRef *link)
 {
-	dsa_pointer dp = *link;
+	dsa_pointer dp = qc_ref_dp(*link);
 	QcEntry    *e = qc_entry(dp);
 
 	*link = e->next;
@@ -512,17 +695,38 @@ qc_unlink(int partition, dsa_pointer *link)
 }
 
 /* The bucket chain link that points to an entry; caller holds its lock. */
-static dsa_pointer *
+static QcRef *
 qc_bucket_link(dsa_pointer dp, const QcEntry *e)
 {
-	dsa_pointer *link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
+	QcRef	   *link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
 
-	while (*link != dp)
+	while (*link != qc_ref(dp))
 	{
-		Assert(DsaPointerIsValid(*link));
-		link = &qc_entry(*link)->next;
+		Assert(*link != 0);
+		link = &qc_entry(qc_ref_dp(*link))->next;
 	}
 	return link;
+}
+
+/* Copy an entry's value out, from both chunks if it is split. */
+static void
+qc_entry_copy_value(const QcEntry *e, char *dst)
+{
+	Size		size;
+	Size		head;
+	Size		inhead;
+
+	if (!(e->flags & QC_ENTRY_SPLIT))
+	{
+		memcpy(dst, QcEntryValue(e), e->vallen);
+		return;
+	}
+	size = QcEntrySize(e);
+	head = qc_split_head(size, qc_entry_prefix(e));
+	inhead = head - qc_entry_prefix(e);
+	memcpy(dst, QcEntryValue(e), inhead);
+	memcpy(dst + inhead, dsa_get_address(qc_dsa, qc_ref_dp(*QcEntryTailRef(e))),
+		   e->vallen - inhead);
 }
 
 /*
@@ -552,7 +756,7 @@ qc_store_get_once(const QcKey *key, TimestampTz now, QcValue *out)
 	bool		found = false;
 
 	LWLockAcquire(lock, LW_SHARED);
-	for (dp = qc_buckets[bucket]; DsaPointerIsValid(dp);)
+	for (dp = qc_ref_dp(qc_buckets[bucket]); DsaPointerIsValid(dp);)
 	{
 		QcEntry    *e = qc_entry(dp);
 
@@ -561,7 +765,7 @@ qc_store_get_once(const QcKey *key, TimestampTz now, QcValue *out)
 			if (!qc_entry_expired(e, now) && qc_entry_fresh(e))
 			{
 				out->value = palloc(e->vallen);
-				memcpy(out->value, QcEntryValue(e), e->vallen);
+				qc_entry_copy_value(e, out->value);
 				out->expires = QcEntryExpires(e);
 				out->owner = e->owner;
 				out->flags = e->flags;
@@ -580,13 +784,19 @@ qc_store_get_once(const QcKey *key, TimestampTz now, QcValue *out)
 			}
 			break;
 		}
-		dp = e->next;
+		dp = qc_ref_dp(e->next);
 	}
 	LWLockRelease(lock);
 	return found;
 }
 
 typedef bool (*QcMatchFn) (const QcEntry *e, const void *arg);
+
+/*
+ * Entries the sweeper looked at since its last report (qc_store_sweep);
+ * other processes count too, and never report.
+ */
+static uint64 qc_sweep_visited = 0;
 
 /* Victims unlinked per exclusive hold of a partition lock, at most. */
 #define QC_UNLINK_BATCH			256
@@ -621,7 +831,7 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 	{
 		dsa_pointer dp;
 
-		for (dp = qc_buckets[b]; DsaPointerIsValid(dp);)
+		for (dp = qc_ref_dp(qc_buckets[b]); DsaPointerIsValid(dp);)
 		{
 			QcEntry    *e = qc_entry(dp);
 
@@ -630,7 +840,7 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 				any = true;
 				break;
 			}
-			dp = e->next;
+			dp = qc_ref_dp(e->next);
 		}
 	}
 	LWLockRelease(lock);
@@ -643,11 +853,11 @@ qc_remove_in_partition(int partition, QcMatchFn match, const void *arg)
 		LWLockAcquire(lock, LW_EXCLUSIVE);
 		for (b = first; b < first + nper && nout < QC_UNLINK_BATCH; b++)
 		{
-			dsa_pointer *link = &qc_buckets[b];
+			QcRef	   *link = &qc_buckets[b];
 
-			while (DsaPointerIsValid(*link) && nout < QC_UNLINK_BATCH)
+			while (*link != 0 && nout < QC_UNLINK_BATCH)
 			{
-				QcEntry    *e = qc_entry(*link);
+				QcEntry    *e = qc_entry(qc_ref_dp(*link));
 
 				if (match(e, arg))
 					out[nout++] = qc_unlink(partition, link);
@@ -672,6 +882,9 @@ typedef struct QcMatchArg
 	uint32		hash;			/* tag hash, for QC_MATCH_TAG */
 	QcIdxKind	kind;			/* which index chain, for qc_remove_indexed */
 	uint32		ih;				/* its index hash */
+	TimestampTz stale_cutoff;	/* not 0: the sweeper's removal of the
+								 * entries with tag hash `hash` made stale
+								 * by stamps up to this time */
 } QcMatchArg;
 
 /* Is the i-th tag string of an entry this one? */
@@ -720,6 +933,13 @@ qc_entry_matches(const QcEntry *e, const QcMatchArg *a)
 
 	if (e->dbid != a->dbid)
 		return false;
+	if (a->stale_cutoff != 0)
+	{
+		for (i = 0; i < e->ntags; i++)
+			if (QcEntryTagHashes(e)[i] == a->hash)
+				return qc_entry_dead_before(e, a->stale_cutoff);
+		return false;
+	}
 	if (a->kind == QC_IDX_NS)
 		return (e->flags & QC_ENTRY_NAMESPACE) != 0 && qc_match_prefix(e, a);
 	for (i = 0; i < e->ntags; i++)
@@ -770,6 +990,7 @@ qc_remove_indexed(const QcMatchArg *a)
 		{
 			dsa_pointer dp = qc_ref_dp(r);
 
+			qc_sweep_visited++;
 			if (qc_entry_matches(qc_entry(dp), a))
 				found[nfound++] = dp;
 		}
@@ -783,7 +1004,7 @@ qc_remove_indexed(const QcMatchArg *a)
 			QcEntry    *e = qc_entry(dp);
 			int			partition;
 			LWLock	   *plock;
-			dsa_pointer *link;
+			QcRef	   *link;
 
 			partition = qc_partition_of_entry(e);
 			plock = qc_partition_lock(partition);
@@ -791,9 +1012,9 @@ qc_remove_indexed(const QcMatchArg *a)
 			if (qc_partition_of_entry(e) == partition)
 			{
 				link = &qc_buckets[e->hash & (qc_shared->nbuckets - 1)];
-				while (DsaPointerIsValid(*link) && *link != dp)
-					link = &qc_entry(*link)->next;
-				if (DsaPointerIsValid(*link) && qc_entry_matches(e, a))
+				while (*link != 0 && *link != qc_ref(dp))
+					link = &qc_entry(qc_ref_dp(*link))->next;
+				if (*link != 0 && qc_entry_matches(e, a))
 					out[nout++] = qc_unlink(partition, link);
 			}
 			LWLockRelease(plock);
@@ -844,6 +1065,7 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 	a.hash = 0;
 	a.kind = QC_IDX_DB;
 	a.ih = 0;
+	a.stale_cutoff = 0;
 	guard = 0;
 	switch (kind)
 	{
@@ -903,71 +1125,153 @@ qc_store_remove_matching(Oid dbid, QcMatchKind kind, const char *arg,
 	return n;
 }
 
-/* Buckets of one partition that one sweep looks at, at most. */
+/*
+ * The sweeper's removal of the entries of a database that carry a tag hash
+ * and that stamps up to `cutoff` made stale for good (qc_store_sweep),
+ * through the tag's index chain: the cost of the tag's entries.  Locks as
+ * qc_remove_indexed.  Returns the number removed (not counted here).
+ */
+static uint64
+qc_remove_stale(Oid dbid, uint32 taghash, TimestampTz cutoff)
+{
+	QcMatchArg	a;
+
+	memset(&a, 0, sizeof(a));
+	a.dbid = dbid;
+	a.hash = taghash;
+	a.kind = QC_IDX_TAG;
+	a.ih = qc_idx_hash(dbid, taghash, QC_IDX_TAG);
+	a.stale_cutoff = cutoff;
+	if (pg_atomic_read_u32(qc_presence_of(a.ih)) == 0)
+		return 0;
+	pg_read_barrier();
+	return qc_remove_indexed(&a);
+}
+
+/* Buckets that one step of a pass for dead entries looks at, per partition. */
 #define QC_SWEEP_BUCKETS		512
 
+/* Batches of QC_UNLINK_BATCH one wheel sweep of a partition frees, at most. */
+#define QC_SWEEP_ROUNDS			4
+
 /*
- * One step of the sweeper's pass over a partition: if the partition may
- * hold expired entries (its next_expiry has passed), or a pass is under
- * way, look at the next QC_SWEEP_BUCKETS buckets from its sweep cursor and
- * unlink the expired ones (and, during a pass for dead entries, those that
- * invalidations stamped up to the pass's cutoff made stale for good).
- * When the pass completes, next_expiry
- * becomes the least expiry of the entries that stayed: sweep_min, which
- * the pass and every set made during it lower.  Returns the number
- * removed.  Takes the partition lock, shared to look at its state,
- * exclusive to sweep; frees after releasing it.
+ * Sweep a partition's expiry wheel up to the second of `now`: at each
+ * level, the slots whose due time came since the last sweep (at most all
+ * QC_WHEEL_SLOTS of them), freeing their entries, which are all expired
+ * (see qc_wheel_head).  Level L+1 has a due slot only when level L has one
+ * at a multiple of 8, so an idle second costs level 0's one slot.  A
+ * partition whose due slots are all empty costs one exclusive lock, held
+ * for a few reads.  At most QC_SWEEP_ROUNDS batches are freed per call; if
+ * more are due, the wheel is not advanced and the next call goes on (its
+ * slots at the same due times, the freed entries gone from them).  Returns
+ * the number freed; frees after releasing the lock.
  */
 static int
-qc_sweep_partition(int partition, TimestampTz now, TimestampTz start_dead)
+qc_sweep_wheel(int partition, TimestampTz now)
+{
+	QcPartitionData *part = &qc_shared->partitions[partition].d;
+	uint32	   *heads = qc_wheel_heads(partition);
+	uint64		now_sec = qc_wheel_sec(now);
+	int			total = 0;
+	int			round;
+
+	if (*(volatile uint64 *) &part->wheel_done >= now_sec)
+		return 0;
+	for (round = 0; round < QC_SWEEP_ROUNDS; round++)
+	{
+		dsa_pointer out[QC_UNLINK_BATCH];
+		int			nout = 0;
+		uint64		done;
+		int			level;
+
+		LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+		done = part->wheel_done;
+		for (level = 0; level < QC_WHEEL_LEVELS && nout < QC_UNLINK_BATCH;
+			 level++)
+		{
+			int			shift = 3 * level;
+			uint64		first = (done >> shift) + 1;
+			uint64		last = now_sec >> shift;
+			uint64		t;
+
+			if (first > last)
+				break;			/* no higher level has a due slot either */
+			if (last - first >= QC_WHEEL_SLOTS)
+				first = last - QC_WHEEL_SLOTS + 1;
+			for (t = first; t <= last && nout < QC_UNLINK_BATCH; t++)
+			{
+				uint32		r;
+
+				r = heads[level * QC_WHEEL_SLOTS + t % QC_WHEEL_SLOTS];
+
+				while (r != 0 && nout < QC_UNLINK_BATCH)
+				{
+					dsa_pointer dp = qc_ref_dp(r);
+					QcEntry    *e = qc_entry(dp);
+
+					qc_sweep_visited++;
+					r = QcEntryWheelLink(e)->next;
+					if (qc_entry_expired(e, now))
+						out[nout++] = qc_unlink(partition,
+												qc_bucket_link(dp, e));
+				}
+			}
+		}
+		if (nout < QC_UNLINK_BATCH)
+			part->wheel_done = now_sec;
+		LWLockRelease(&part->lock);
+		qc_free_entries(out, nout);
+		total += nout;
+		if (nout < QC_UNLINK_BATCH)
+			break;
+	}
+	return total;
+}
+
+/*
+ * One step of a pass over a partition for dead entries, those that
+ * invalidations stamped up to the pass's cutoff made stale for good: the
+ * way of the stamps the stale-tag queue cannot name (a database's
+ * wildcard, a queue that overflowed).  Looks at the next QC_SWEEP_BUCKETS
+ * buckets from the partition's sweep cursor.  Returns the number removed.
+ * Takes the partition lock exclusively; frees after releasing it.
+ */
+static int
+qc_sweep_dead_step(int partition, TimestampTz start_dead)
 {
 	QcPartitionData *part = &qc_shared->partitions[partition].d;
 	uint32		nper = qc_shared->nbuckets / QC_NUM_PARTITIONS;
 	uint32		first = (uint32) partition * nper;
 	dsa_pointer out[QC_UNLINK_BATCH];
-	TimestampTz ne;
-	bool		active;
 	int			nout = 0;
 	uint32		b;
 	uint32		end;
 
-	LWLockAcquire(&part->lock, LW_SHARED);
-	ne = part->next_expiry;
-	active = start_dead || part->sweep_dead || part->sweep_cursor != 0 ||
-		(ne != 0 && ne <= now);
-	LWLockRelease(&part->lock);
-	if (!active)
+	if (!start_dead && !*(volatile bool *) &part->sweep_dead)
 		return 0;
-
 	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
 	if (start_dead)
 	{
 		part->sweep_dead = true;
-		part->sweep_dead_cutoff = start_dead;
+		part->sweep_dead_cutoff = Max(start_dead, part->sweep_dead_cutoff);
 	}
-	if (part->sweep_cursor == 0)
-		part->sweep_min = 0;	/* a pass begins */
 	end = Min(part->sweep_cursor + QC_SWEEP_BUCKETS, nper);
 	for (b = part->sweep_cursor; b < end; b++)
 	{
-		dsa_pointer *link = &qc_buckets[first + b];
+		QcRef	   *link = &qc_buckets[first + b];
 
-		while (DsaPointerIsValid(*link))
+		while (*link != 0)
 		{
-			QcEntry    *e = qc_entry(*link);
+			QcEntry    *e = qc_entry(qc_ref_dp(*link));
 
-			if (qc_entry_expired(e, now) ||
-				(part->sweep_dead &&
-				 qc_entry_dead_before(e, part->sweep_dead_cutoff)))
+			qc_sweep_visited++;
+			if (qc_entry_dead_before(e, part->sweep_dead_cutoff))
 			{
 				if (nout == QC_UNLINK_BATCH)
 					break;
 				out[nout++] = qc_unlink(partition, link);
 				continue;
 			}
-			if (e->ttl != 0 &&
-				(part->sweep_min == 0 || QcEntryExpires(e) < part->sweep_min))
-				part->sweep_min = QcEntryExpires(e);
 			link = &e->next;
 		}
 		if (nout == QC_UNLINK_BATCH)
@@ -975,7 +1279,6 @@ qc_sweep_partition(int partition, TimestampTz now, TimestampTz start_dead)
 	}
 	if (b >= nper)
 	{
-		part->next_expiry = part->sweep_min;
 		part->sweep_cursor = 0;
 		part->sweep_dead = false;
 	}
@@ -986,52 +1289,210 @@ qc_sweep_partition(int partition, TimestampTz now, TimestampTz start_dead)
 	return nout;
 }
 
+/* ---------- the stale-tag queue ---------- */
+
+static inline QcStaleQueue *
+qc_stale_queue(void)
+{
+	return (QcStaleQueue *) ((char *) qc_shared + qc_shared->stale_off);
+}
+
+static inline uint32
+qc_stale_filter_slot(uint64 key)
+{
+	return hash_combine(murmurhash32((uint32) key),
+						murmurhash32((uint32) (key >> 32))) &
+		(QC_STALE_FILTER - 1);
+}
+
 /*
- * One tick of the sweeper: a step of each partition's pass (see
- * qc_sweep_partition), so that its work per tick is bounded by
- * QC_NUM_PARTITIONS * QC_SWEEP_BUCKETS buckets whatever the cache's size,
- * and a partition none of whose entries is due costs one shared lock.
- * Returns the number removed and counts them as expired evictions.
+ * A commit stamped (database, tag hash): tell the sweeper, which frees the
+ * entries the stamp made stale through the tag's index chain, at a cost
+ * in proportion to them.  Called by invalidate.c after the stamp.  A key
+ * already in the queue is not added again (the filter); a full queue sets
+ * its overflow flag, and the sweeper then passes over every entry instead.
+ * Holds the queue's spinlock for a few instructions; no other lock.
+ */
+void
+qc_store_note_stale(Oid dbid, uint32 taghash)
+{
+	QcStaleQueue *q = qc_stale_queue();
+	uint64		key = (uint64) dbid << 32 | taghash;
+	uint32		f = qc_stale_filter_slot(key);
+
+	SpinLockAcquire(&q->lock);
+	if (q->filter[f] != key)
+	{
+		if (q->n < QC_STALE_RING)
+		{
+			q->ring[q->n++] = key;
+			q->filter[f] = key;
+		}
+		else
+			q->overflow = true;
+	}
+	SpinLockRelease(&q->lock);
+}
+
+/*
+ * The sweeper's private list of stale-tag keys taken from the queue, each
+ * with the time it was taken (a FIFO, so those times only grow); it frees
+ * their entries QC_DEAD_SWEEP_INTERVAL_MS later.
+ */
+typedef struct QcHeldKey
+{
+	uint64		key;
+	TimestampTz taken;
+} QcHeldKey;
+
+static QcHeldKey *qc_held = NULL;
+static int	qc_held_head = 0;
+static int	qc_held_n = 0;
+static int	qc_held_size = 0;
+
+/* Most keys the sweeper holds; past it, it sweeps everything instead. */
+#define QC_HELD_MAX				(16 * QC_STALE_RING)
+
+/*
+ * Take the keys out of the queue, into the held list, stamped with the
+ * time of the taking; returns true if the queue had overflowed (or the
+ * list is full), in which case the caller starts a pass over every entry.
+ * Every stamp whose key was in the queue, or was left out because it was
+ * already there, was made before the taking (the writer stamps, then
+ * takes the spinlock; the filter is cleared under it), so `now`, read
+ * after, is a cutoff that covers them.
+ */
+static bool
+qc_stale_take(TimestampTz *taken)
+{
+	QcStaleQueue *q = qc_stale_queue();
+	uint64		keys[QC_STALE_RING];
+	uint32		n;
+	bool		overflow;
+	uint32		i;
+	TimestampTz now;
+
+	SpinLockAcquire(&q->lock);
+	n = q->n;
+	overflow = q->overflow;
+	memcpy(keys, q->ring, n * sizeof(uint64));
+	for (i = 0; i < n; i++)
+		if (q->filter[qc_stale_filter_slot(keys[i])] == keys[i])
+			q->filter[qc_stale_filter_slot(keys[i])] = 0;
+	q->n = 0;
+	q->overflow = false;
+	SpinLockRelease(&q->lock);
+	now = GetCurrentTimestamp();
+	*taken = now;
+
+	if (qc_held_n + (int) n > QC_HELD_MAX)
+	{
+		qc_held_head = qc_held_n = 0;
+		return true;
+	}
+	if (qc_held_head + qc_held_n + (int) n > qc_held_size)
+	{
+		/* compact, then grow */
+		if (qc_held_n > 0 && qc_held_head > 0)
+			memmove(qc_held, qc_held + qc_held_head,
+					qc_held_n * sizeof(QcHeldKey));
+		qc_held_head = 0;
+		if (qc_held_n + (int) n > qc_held_size)
+		{
+			int			size = Max(qc_held_size * 2, qc_held_n + (int) n);
+
+			qc_held = qc_held == NULL ?
+				MemoryContextAlloc(TopMemoryContext, size * sizeof(QcHeldKey)) :
+				repalloc(qc_held, size * sizeof(QcHeldKey));
+			qc_held_size = size;
+		}
+	}
+	for (i = 0; i < n; i++)
+	{
+		qc_held[qc_held_head + qc_held_n].key = keys[i];
+		qc_held[qc_held_head + qc_held_n].taken = now;
+		qc_held_n++;
+	}
+	return overflow;
+}
+
+/*
+ * One tick of the sweeper, whose work is in proportion to what is due,
+ * not to the cache's size:
+ *
+ * - Expired entries: each partition's expiry wheel, up to now
+ *   (qc_sweep_wheel): it visits the entries of the slots that came due,
+ *   which are expired, and costs one lock per partition besides.
+ *
+ * - Entries an invalidation made stale are never served, so freeing them
+ *   is only about memory, which eviction also reclaims on demand.  The
+ *   tags that commits stamped come through the stale-tag queue; each is
+ *   held QC_DEAD_SWEEP_INTERVAL_MS, then the entries of its index chain
+ *   that stamps up to its taking made stale are freed (qc_remove_indexed):
+ *   the cost of the tag's entries.  The delay keeps the sweeper from
+ *   taking entries that an explicit invalidation, still running, is
+ *   removing and counting (its stamp is later than the cutoff, which
+ *   makes qc_entry_dead_before answer no).  A database's wildcard, or a
+ *   queue that overflowed, start a pass over every entry instead
+ *   (qc_sweep_dead_step, bounded per tick), as every entry may be due.
+ *
+ * Returns the number removed and counts them as expired evictions.  With
+ * DEBUG1, logs the entries it looked at (the TAP test 012_sweeper_due
+ * checks that they are the due ones).
  */
 uint64
 qc_store_sweep(TimestampTz now)
 {
-	static uint64 swept_generation = 0;
-	static uint64 seen_generation = 0;
-	static TimestampTz seen_at = 0;
-	uint64		generation = pg_atomic_read_u64(&qc_shared->stamp_generation);
+	static TimestampTz pending_full = 0;
+	TimestampTz taken;
 	TimestampTz start_dead = 0;
 	uint64		n = 0;
+	uint64		nstale = 0;
 	int			p;
 
-	/*
-	 * Entries that an invalidation made stale are never served, so freeing
-	 * them is only about memory, which eviction also reclaims on demand.
-	 * When the stamps have changed, a pass for them starts
-	 * QC_DEAD_SWEEP_INTERVAL_MS after the change was first seen, and frees
-	 * the entries that stamps up to that moment made stale: so a steady
-	 * stream of invalidations (local writes, or other nodes' through Redis)
-	 * does not keep the sweeper walking the cache, and the sweeper does not
-	 * take the entries that an explicit invalidation, still running, is
-	 * removing and counting.
-	 */
-	if (generation != swept_generation && seen_at == 0)
+	qc_sweep_visited = 0;
+	if (qc_stale_take(&taken))
+		pending_full = taken;
+
+	/* the held keys whose time has come */
+	while (qc_held_n > 0 &&
+		   now - qc_held[qc_held_head].taken >=
+		   (TimestampTz) QC_DEAD_SWEEP_INTERVAL_MS * 1000)
 	{
-		seen_generation = generation;
-		seen_at = now;
+		QcHeldKey  *h = &qc_held[qc_held_head];
+		Oid			dbid = (Oid) (h->key >> 32);
+		uint32		taghash = (uint32) h->key;
+
+		qc_held_head++;
+		qc_held_n--;
+		if (taghash == 0)
+		{
+			/* the database's wildcard: every entry of it may be stale */
+			start_dead = Max(start_dead, h->taken);
+			continue;
+		}
+		nstale += qc_remove_stale(dbid, taghash, h->taken);
+		CHECK_FOR_INTERRUPTS();
 	}
-	if (seen_at != 0 &&
-		now - seen_at >= (TimestampTz) QC_DEAD_SWEEP_INTERVAL_MS * 1000)
+	if (qc_held_n == 0)
+		qc_held_head = 0;
+	if (pending_full != 0 &&
+		now - pending_full >= (TimestampTz) QC_DEAD_SWEEP_INTERVAL_MS * 1000)
 	{
-		start_dead = seen_at;
-		swept_generation = seen_generation;
-		seen_at = 0;
+		start_dead = Max(start_dead, pending_full);
+		pending_full = 0;
 	}
+
 	for (p = 0; p < QC_NUM_PARTITIONS; p++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		n += qc_sweep_partition(p, now, start_dead);
+		n += qc_sweep_wheel(p, now);
+		n += qc_sweep_dead_step(p, start_dead);
 	}
+	n += nstale;
+	if (qc_sweep_visited > 0)
+		elog(DEBUG1, "qcache sweeper: visited " UINT64_FORMAT
+			 " entries, freed " UINT64_FORMAT, qc_sweep_visited, n);
 	if (n > 0)
 	{
 		qc_count(QC_STAT_EVICTIONS_EXPIRED, n);
@@ -1062,14 +1523,14 @@ qc_store_remove(const QcKey *key)
 	uint32		h32 = (uint32) key->hash;
 	int			partition = qc_partition_of_bucket(bucket);
 	LWLock	   *lock = qc_partition_lock(partition);
-	dsa_pointer *link;
+	QcRef	   *link;
 	dsa_pointer victims[QC_UNLINK_BATCH];
 	int			nvictims = 0;
 
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	for (link = &qc_buckets[bucket]; DsaPointerIsValid(*link);)
+	for (link = &qc_buckets[bucket]; *link != 0;)
 	{
-		QcEntry    *e = qc_entry(*link);
+		QcEntry    *e = qc_entry(qc_ref_dp(*link));
 
 		if (qc_entry_is_key_or_variant(e, key, h32) &&
 			nvictims < QC_UNLINK_BATCH)
@@ -1148,11 +1609,11 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 	for (nb = 0; nb < nper && nb < QC_EVICT_SCAN_BUCKETS &&
 		 nseen < QC_EVICT_SCAN; nb++, b = (b + 1) & (nper - 1))
 	{
-		dsa_pointer *link = &qc_buckets[first + b];
+		QcRef	   *link = &qc_buckets[first + b];
 
-		while (DsaPointerIsValid(*link))
+		while (*link != 0)
 		{
-			QcEntry    *e = qc_entry(*link);
+			QcEntry    *e = qc_entry(qc_ref_dp(*link));
 			uint32		pos;
 			uint64		score;
 
@@ -1160,7 +1621,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 			if ((qc_entry_expired(e, now) || qc_entry_dead(e)) &&
 				nexpired < QC_UNLINK_BATCH)
 			{
-				freed += qc_alloc_size(QcEntrySize(e));
+				freed += qc_entry_bytes(e);
 				expired[nexpired++] = qc_unlink(partition, link);
 				continue;
 			}
@@ -1192,7 +1653,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 					j--;
 				}
 				scores[j] = score;
-				victims[j] = *link;
+				victims[j] = qc_ref_dp(*link);
 			}
 			link = &e->next;
 		}
@@ -1209,7 +1670,7 @@ qc_evict_round(TimestampTz now, uint64 bytes, int entries, bool by_size,
 		/* a referenced entry only if nothing else goes */
 		if (!(scores[i] >> 32) && nexpired + i > 0)
 			break;
-		freed += qc_alloc_size(QcEntrySize(v));
+		freed += qc_entry_bytes(v);
 		(void) qc_unlink(partition, qc_bucket_link(victims[i], v));
 	}
 	nvictims = i;
@@ -1370,12 +1831,15 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	LWLock	   *lock = qc_partition_lock(partition);
 	Size		tagbytes = 0;
 	uint32		nslen = qc_namespace_len(key->data, key->len);
-	int			nlinks = tags->ntags + (nslen > 0 ? 1 : 0);
+	int			nlinks = tags->ntags + (nslen > 0 ? 1 : 0) +
+		(info->expires != 0 ? 1 : 0);
 	Size		size;
+	Size		head;
+	Size		bytes;
 	dsa_pointer dp;
+	dsa_pointer tail = InvalidDsaPointer;
 	dsa_pointer old = InvalidDsaPointer;
-	dsa_pointer *link;
-	QcPartitionData *part;
+	QcRef	   *link;
 	QcEntry    *e;
 	char	   *p;
 	int			i;
@@ -1406,12 +1870,31 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		return QC_SET_NO_MEMORY;
 	}
 
+	/* split in two chunks if the size classes would waste much (see above) */
+	head = qc_split_head(size + sizeof(QcRef), size - vallen + sizeof(QcRef));
+	if (head > 0)
+	{
+		size += sizeof(QcRef);
+		bytes = qc_alloc_size(head) + qc_alloc_size(size - head);
+	}
+	else
+		bytes = qc_alloc_size(size);
+
 	if (!qc_reserve_entry(now))
 	{
 		qc_store_remove(key);
 		return QC_SET_NO_MEMORY;
 	}
-	dp = qc_allocate(size, now);
+	dp = qc_allocate(head > 0 ? head : size, now);
+	if (DsaPointerIsValid(dp) && head > 0)
+	{
+		tail = qc_allocate(size - head, now);
+		if (!DsaPointerIsValid(tail))
+		{
+			dsa_free(qc_dsa, dp);
+			dp = InvalidDsaPointer;
+		}
+	}
 	if (!DsaPointerIsValid(dp))
 	{
 		pg_atomic_sub_fetch_u32(&qc_shared->nentries, 1);
@@ -1421,7 +1904,7 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 
 	/* Build the entry completely before anyone can see it. */
 	e = qc_entry(dp);
-	e->next = InvalidDsaPointer;
+	e->next = 0;
 	e->hash = h32;
 	e->dbid = key->dbid;
 	e->owner = info->owner;
@@ -1429,9 +1912,13 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	e->vallen = vallen;
 	e->tagbytes = (uint16) tagbytes;
 	e->ntags = (uint8) tags->ntags;
-	e->flags = info->flags | (nslen > 0 ? QC_ENTRY_NAMESPACE : 0);
+	e->flags = info->flags | (nslen > 0 ? QC_ENTRY_NAMESPACE : 0) |
+		(expires != 0 ? QC_ENTRY_TIMED : 0) | (head > 0 ? QC_ENTRY_SPLIT : 0);
+	if (head > 0)
+		*QcEntryTailRef(e) = qc_ref(tail);
 	e->depbytes = (uint16) info->depbytes;
-	e->created = now;
+	e->created_lo = (uint32) now;
+	e->created_hi = (int32) ((uint64) now >> 32);
 	/* expires is now + a whole number of seconds (qc_expiry) */
 	e->ttl = expires == 0 ? 0 :
 		(uint32) Min((expires - now + USECS_PER_SEC - 1) / USECS_PER_SEC,
@@ -1444,7 +1931,6 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 	if (info->depbytes > 0)
 		memcpy(QcEntryDeps(e), info->deps, info->depbytes);
 	memcpy(QcEntryKey(e), key->data, key->len);
-	memcpy(QcEntryValue(e), value, vallen);
 	p = QcEntryTags(e);
 	for (i = 0; i < tags->ntags; i++)
 	{
@@ -1452,13 +1938,24 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		p[tags->len[i]] = '\0';
 		p += tags->len[i] + 1;
 	}
-	pg_atomic_add_fetch_u64(&qc_shared->bytes_used, qc_alloc_size(size));
+	if (head > 0)
+	{
+		Size		inhead = head - (size - vallen);
+
+		Assert(QcEntrySize(e) == size && qc_entry_prefix(e) == size - vallen);
+		memcpy(QcEntryValue(e), value, inhead);
+		memcpy(dsa_get_address(qc_dsa, tail), (const char *) value + inhead,
+			   vallen - inhead);
+	}
+	else
+		memcpy(QcEntryValue(e), value, vallen);
+	pg_atomic_add_fetch_u64(&qc_shared->bytes_used, bytes);
 
 	/* Link it, unlinking the entry it replaces. */
 	LWLockAcquire(lock, LW_EXCLUSIVE);
-	for (link = &qc_buckets[bucket]; DsaPointerIsValid(*link);)
+	for (link = &qc_buckets[bucket]; *link != 0;)
 	{
-		QcEntry    *o = qc_entry(*link);
+		QcEntry    *o = qc_entry(qc_ref_dp(*link));
 
 		if (qc_entry_is_key(o, key, h32))
 		{
@@ -1468,14 +1965,9 @@ qc_store_set(const QcKey *key, const void *value, uint32 vallen,
 		link = &o->next;
 	}
 	/* last in its partition's FIFO, unreferenced until read */
-	part = &qc_shared->partitions[partition].d;
 	pg_atomic_write_u32(&e->clock, qc_next_position(partition));
-	if (expires != 0 && (part->next_expiry == 0 || expires < part->next_expiry))
-		part->next_expiry = expires;
-	if (expires != 0 && (part->sweep_min == 0 || expires < part->sweep_min))
-		part->sweep_min = expires;
 	e->next = qc_buckets[bucket];
-	qc_buckets[bucket] = dp;
+	qc_buckets[bucket] = qc_ref(dp);
 	qc_index_link(dp, e);
 	LWLockRelease(lock);
 
@@ -1506,7 +1998,7 @@ qc_store_list(Oid dbid)
 			CHECK_FOR_INTERRUPTS();
 			LWLockAcquire(qc_partition_lock(partition), LW_SHARED);
 		}
-		for (dp = qc_buckets[b]; DsaPointerIsValid(dp);)
+		for (dp = qc_ref_dp(qc_buckets[b]); DsaPointerIsValid(dp);)
 		{
 			QcEntry    *e = qc_entry(dp);
 
@@ -1532,15 +2024,15 @@ qc_store_list(Oid dbid)
 					info->tags[i] = pstrdup(t);
 					t += strlen(t) + 1;
 				}
-				info->size = qc_alloc_size(QcEntrySize(e));
-				info->created = e->created;
+				info->size = qc_entry_bytes(e);
+				info->created = QcEntryCreated(e);
 				info->expires = QcEntryExpires(e);
 				info->hits = pg_atomic_read_u32(&e->hits);
 				info->flags = e->flags;
 				info->fresh = qc_entry_fresh(e);
 				result = lappend(result, info);
 			}
-			dp = e->next;
+			dp = qc_ref_dp(e->next);
 		}
 	}
 	LWLockRelease(qc_partition_lock(QC_NUM_PARTITIONS - 1));

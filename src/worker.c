@@ -5,18 +5,19 @@
  *
  * Lookups never return an expired entry, but they do not remove it (that
  * would need the partition lock in exclusive mode on the read path).  The
- * sweeper wakes every QC_SWEEP_INTERVAL_MS and, in each partition whose
- * earliest expiry has passed (or whose pass is under way), looks at the
- * next QC_SWEEP_BUCKETS buckets under that partition's lock and frees the
- * expired entries there (store.c, qc_store_sweep).  Its work per wake-up is
- * bounded whatever the cache's size, and a partition with nothing due costs
- * it one shared lock; in a cache of up to QC_SWEEP_BUCKETS buckets per
- * partition (65,536 entries) the memory of an expired entry comes back
- * within about a second, read or not, and in a larger one within a pass of
- * nbuckets / (128 * 512) seconds.  It is registered by library and function name, connects to no
- * database (so that it shows in pg_stat_activity, backend_type "qcache
- * sweeper"), follows the latch loop of worker_spi and autoprewarm, and is
- * restarted by the postmaster if it fails.
+ * sweeper wakes every QC_SWEEP_INTERVAL_MS and frees what is due
+ * (qc_store_sweep, store.c): the expired entries, which each partition's
+ * expiry wheel names, and the entries that commits' invalidations made
+ * stale, which it finds through the index chains of the tags the commits
+ * stamped.  Its work per wake-up is in proportion to those entries (and
+ * bounded per partition), whatever the cache's size, and a partition with
+ * nothing due costs it one lock held for a few reads; an expired entry's
+ * memory comes back within about a second of its expiry (later for long
+ * ttls, by at most a quarter of the ttl), read or not.  It is registered
+ * by library and function name, connects to no database (so that it
+ * shows in pg_stat_activity, backend_type "qcache sweeper"), follows the
+ * latch loop of worker_spi and autoprewarm, and is restarted by the
+ * postmaster if it fails.
  *
  *-------------------------------------------------------------------------
  */
