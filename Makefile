@@ -28,7 +28,7 @@ PGFILEDESC = "qcache - query result cache in shared memory"
 
 # pg_regress suites (sql/ and expected/), on a temporary instance with
 # qcache preloaded; then isolation specs; then TAP tests.
-REGRESS = api errors ttl tags config stats eviction isolation_db privileges fetch triggers watch transactional fetch_tags fetch_acl upgrade fetch_json fetch_checked security readthrough guidance readme_examples tag_index write_paths review_options
+REGRESS = api errors ttl tags config stats eviction isolation_db privileges fetch triggers watch transactional fetch_tags fetch_acl upgrade fetch_json fetch_checked security readthrough guidance readme_examples tag_index write_paths review_options settings_digest
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/qcache.conf
 ISOLATION = set_get concurrent_set invalidate clear stale_set read_your_writes truncate_cascade explicit_stamp temp_tables revoke_in_transaction set_reasons write_paths lease
 ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation \

@@ -162,35 +162,47 @@ qc_guc_table(int *n)
 #endif
 }
 
-/* Append one setting's name and current value to a digest's input. */
+/*
+ * A setting's current value: a string (*str, possibly NULL), or else a
+ * number (*v: booleans, integers, enums, a real's bits).
+ */
 static void
-qc_put_guc(StringInfo buf, struct config_generic *g)
+qc_guc_value(struct config_generic *g, int64 *v, const char **str)
 {
-	int64		v = 0;
-	const char *str = NULL;
-
+	*v = 0;
+	*str = NULL;
 	switch (g->vartype)
 	{
 		case PGC_BOOL:
-			v = *((struct config_bool *) g)->variable;
+			*v = *((struct config_bool *) g)->variable;
 			break;
 		case PGC_INT:
-			v = *((struct config_int *) g)->variable;
+			*v = *((struct config_int *) g)->variable;
 			break;
 		case PGC_REAL:
 			{
 				double		d = *((struct config_real *) g)->variable;
 
-				memcpy(&v, &d, sizeof(v));
+				memcpy(v, &d, sizeof(*v));
 			}
 			break;
 		case PGC_STRING:
-			str = *((struct config_string *) g)->variable;
+			*str = *((struct config_string *) g)->variable;
 			break;
 		case PGC_ENUM:
-			v = *((struct config_enum *) g)->variable;
+			*v = *((struct config_enum *) g)->variable;
 			break;
 	}
+}
+
+/* Append one setting's name and current value to a digest's input. */
+static void
+qc_put_guc(StringInfo buf, struct config_generic *g)
+{
+	int64		v;
+	const char *str;
+
+	qc_guc_value(g, &v, &str);
 	appendStringInfoString(buf, g->name);
 	appendStringInfoChar(buf, '\0');
 	if (str != NULL)
@@ -393,10 +405,94 @@ qc_siphash(const uint8 *key, const uint8 *data, size_t len)
 }
 
 /*
- * A digest of the base settings and the search_path, for fetch.c's saved
- * plans: the planner folds IMMUTABLE calls into constants, and some
- * built-in ones read a setting (quote_ident and quote_all_identifiers), so
- * a plan is remade when one of them changed.
+ * The base settings' digest, kept per backend with the inputs it was
+ * computed from: each base setting's value (strings copied) and the
+ * resolved search_path.  Every call compares all of them with the current
+ * ones and reuses the digest only if each is equal, so it is always what
+ * computing it again would give; it saves the hashing, not a check.
+ * Backend-local; nothing else reads it.
+ */
+typedef struct QcBaseDigestCache
+{
+	bool		valid;
+	uint64		digest;
+	int64		v[lengthof(qc_base_guc_names)];
+	char	   *str[lengthof(qc_base_guc_names)];	/* in TopMemoryContext */
+	int			npath;
+	Oid		   *path;			/* in TopMemoryContext */
+} QcBaseDigestCache;
+
+static QcBaseDigestCache qc_base_cache;
+
+/* Do the current base settings and this search_path match the cache's? */
+static bool
+qc_base_cache_matches(List *path)
+{
+	ListCell   *lc;
+	int			i;
+
+	if (!qc_base_cache.valid || list_length(path) != qc_base_cache.npath)
+		return false;
+	i = 0;
+	foreach(lc, path)
+		if (lfirst_oid(lc) != qc_base_cache.path[i++])
+			return false;
+	for (i = 0; qc_base_guc_names[i] != NULL; i++)
+	{
+		int64		v;
+		const char *str;
+
+		if (qc_base_gucs[i] == NULL)
+			continue;
+		qc_guc_value(qc_base_gucs[i], &v, &str);
+		if (v != qc_base_cache.v[i] ||
+			(str == NULL) != (qc_base_cache.str[i] == NULL) ||
+			(str != NULL && strcmp(str, qc_base_cache.str[i]) != 0))
+			return false;
+	}
+	return true;
+}
+
+/* Remember the digest and what it was computed from. */
+static void
+qc_base_cache_fill(List *path, uint64 digest)
+{
+	ListCell   *lc;
+	int			i;
+
+	qc_base_cache.valid = false;
+	for (i = 0; qc_base_guc_names[i] != NULL; i++)
+	{
+		const char *str;
+
+		if (qc_base_cache.str[i] != NULL)
+			pfree(qc_base_cache.str[i]);
+		qc_base_cache.str[i] = NULL;
+		qc_base_cache.v[i] = 0;
+		if (qc_base_gucs[i] == NULL)
+			continue;
+		qc_guc_value(qc_base_gucs[i], &qc_base_cache.v[i], &str);
+		if (str != NULL)
+			qc_base_cache.str[i] = MemoryContextStrdup(TopMemoryContext, str);
+	}
+	if (qc_base_cache.path != NULL)
+		pfree(qc_base_cache.path);
+	qc_base_cache.npath = list_length(path);
+	qc_base_cache.path = MemoryContextAlloc(TopMemoryContext,
+											sizeof(Oid) * Max(qc_base_cache.npath, 1));
+	i = 0;
+	foreach(lc, path)
+		qc_base_cache.path[i++] = lfirst_oid(lc);
+	qc_base_cache.digest = digest;
+	qc_base_cache.valid = true;
+}
+
+/*
+ * A digest of the base settings and the resolved search_path, for
+ * fetch.c's saved plans (the planner folds IMMUTABLE calls into constants,
+ * and some built-in ones read a setting: quote_ident and
+ * quote_all_identifiers, so a plan is remade when one of them changed),
+ * and part of every fetch digest.
  */
 uint64
 qc_base_settings_digest(void)
@@ -404,35 +500,52 @@ qc_base_settings_digest(void)
 	StringInfoData buf;
 	List	   *path;
 	ListCell   *lc;
+	uint64		digest;
 	int			i;
 
 	if (!qc_base_gucs_found)
 		qc_find_base_gucs();
+
+	/*
+	 * The resolved search_path, schema oids after $user and USAGE: it is
+	 * what names resolve against.  (PostgreSQL's plan cache analyses a plan
+	 * again after a change, but with the parameter types inferred the
+	 * first time, which may pick another function overload than a fresh
+	 * parse.)
+	 */
+	path = fetch_search_path(true);
+	if (qc_base_cache_matches(path))
+	{
+		list_free(path);
+		return qc_base_cache.digest;
+	}
 	initStringInfo(&buf);
 	for (i = 0; qc_base_guc_names[i] != NULL; i++)
 		if (qc_base_gucs[i] != NULL)
 			qc_put_guc(&buf, qc_base_gucs[i]);
-
-	/*
-	 * And the resolved search_path: PostgreSQL's plan cache analyses a plan
-	 * again after a change, but with the parameter types inferred the first
-	 * time, which may pick another function overload than a fresh parse.
-	 */
-	path = fetch_search_path(true);
+	appendStringInfoChar(&buf, 'P');
 	foreach(lc, path)
 	{
 		Oid			nsp = lfirst_oid(lc);
 
 		appendBinaryStringInfo(&buf, (char *) &nsp, sizeof(nsp));
 	}
+	digest = qc_siphash(qc_shared->digest_key, (const uint8 *) buf.data, buf.len);
+	qc_base_cache_fill(path, digest);
 	list_free(path);
-	return qc_siphash(qc_shared->digest_key, (const uint8 *) buf.data, buf.len);
+	pfree(buf.data);
+	return digest;
 }
 
-/* Append a fetch key variant's digest input (see qc_fetch_digest) to buf. */
+/*
+ * Append a fetch key variant's digest input (see qc_fetch_digest) to buf.
+ * local: the base settings and the search_path as this node's keyed digest
+ * of them (qc_base_settings_digest, cached per backend); otherwise written
+ * out, for the name in Redis that other nodes compute too.
+ */
 static void
 qc_fetch_digest_input(StringInfo buf, const char *query, int nparams,
-					  char **params, char kind)
+					  char **params, char kind, bool local)
 {
 	List	   *path;
 	ListCell   *lc;
@@ -460,19 +573,29 @@ qc_fetch_digest_input(StringInfo buf, const char *query, int nparams,
 		appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
 		appendBinaryStringInfo(buf, params[i], len);
 	}
-	for (i = 0; qc_base_guc_names[i] != NULL; i++)
-		if (qc_base_gucs[i] != NULL)
-			qc_put_guc(buf, qc_base_gucs[i]);
-
-	path = fetch_search_path(true);
-	appendStringInfoChar(buf, 'P');
-	foreach(lc, path)
+	if (local)
 	{
-		Oid			nsp = lfirst_oid(lc);
+		uint64		base = qc_base_settings_digest();
 
-		appendBinaryStringInfo(buf, (char *) &nsp, sizeof(nsp));
+		appendStringInfoChar(buf, 'B');
+		appendBinaryStringInfo(buf, (char *) &base, sizeof(base));
 	}
-	list_free(path);
+	else
+	{
+		for (i = 0; qc_base_guc_names[i] != NULL; i++)
+			if (qc_base_gucs[i] != NULL)
+				qc_put_guc(buf, qc_base_gucs[i]);
+
+		path = fetch_search_path(true);
+		appendStringInfoChar(buf, 'P');
+		foreach(lc, path)
+		{
+			Oid			nsp = lfirst_oid(lc);
+
+			appendBinaryStringInfo(buf, (char *) &nsp, sizeof(nsp));
+		}
+		list_free(path);
+	}
 
 	GetTempNamespaceState(&tmp, &tmptoast);
 	if (OidIsValid(tmp) || kind == 's')
@@ -501,8 +624,10 @@ qc_fetch_digest_input(StringInfo buf, const char *query, int nparams,
  * variant names, written out in full, so that no text and no setting can
  * be chosen to collide with another's:
  *
- *  'q' shared: the query text, the parameters, the base settings, the
- *      resolved search_path, and this session when it has a temporary
+ *  'q' shared: the query text, the parameters, the base settings and the
+ *      resolved search_path (as their own keyed digest,
+ *      qc_base_settings_digest, which a backend computes again only when
+ *      one of them changed), and this session when it has a temporary
  *      schema;
  *  'r' scoped: the same, the current and session roles, the current
  *      role's superuser and BYPASSRLS attributes and every role it is a
@@ -516,7 +641,7 @@ qc_fetch_digest(const char *query, int nparams, char **params, char kind)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	qc_fetch_digest_input(&buf, query, nparams, params, kind);
+	qc_fetch_digest_input(&buf, query, nparams, params, kind, true);
 	return qc_siphash(qc_shared->digest_key, (const uint8 *) buf.data, buf.len);
 }
 
@@ -552,7 +677,7 @@ qc_fetch_l2_digest(const char *query, int nparams, char **params,
 	appendStringInfoChar(&buf, '\0');
 	appendBinaryStringInfo(&buf, (char *) &sysid, sizeof(sysid));
 	appendBinaryStringInfo(&buf, (char *) &MyDatabaseId, sizeof(Oid));
-	qc_fetch_digest_input(&buf, query, nparams, params, 'q');
+	qc_fetch_digest_input(&buf, query, nparams, params, 'q', false);
 	ctx = pg_cryptohash_create(PG_SHA256);
 	ok = ctx != NULL &&
 		pg_cryptohash_init(ctx) == 0 &&
