@@ -109,7 +109,7 @@ SELECT qcache_watch('pgbench_branches', 'branch:{bid}');
 SELECT qcache_watch('pgbench_history');
 EOF
 
-as_pg "$BIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$W/standby" -R -X stream >/dev/null
+as_pg "$BIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$W/standby" -R -X stream -c fast >/dev/null
 cat >>"$W/standby/postgresql.conf" <<EOF
 port = $SPORT
 hot_standby = on
@@ -196,7 +196,7 @@ ratio8=$(echo "scale=3; ${tps[standby.8]} / ${tps[primary.8]}" | bc)
 log "fetch hit tps c=1: primary ${tps[primary.1]} standby ${tps[standby.1]} ($ratio1); c=8: ${tps[primary.8]} ${tps[standby.8]} ($ratio8)"
 
 # ---------- replay rate ----------
-declare -A rep
+declare -A rep cpu_us rep_all cpu_all
 for r in $(seq 1 "$R"); do
 	for mode in off on; do
 		set_wal $mode
@@ -218,16 +218,26 @@ END \$\$;
 SELECT extract(epoch FROM clock_timestamp() - :'t0');
 SQL
 		chmod 644 "$W/replay.sql"
+		# and the startup process's CPU time over the same replay (ticks)
+		spid=$("${S[@]}" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")
+		c0=$(awk '{print $14 + $15}' "/proc/$spid/stat")
 		secs=$("${S[@]}" -f "$W/replay.sql" | tail -1)
+		c1=$(awk '{print $14 + $15}' "/proc/$spid/stat")
 		rate=$(echo "scale=1; $N_TX / $secs" | bc)
+		cpu=$(echo "scale=3; ($c1 - $c0) / $(getconf CLK_TCK) * 1000000 / $N_TX" | bc)
 		rep[$mode]+="$rate "
-		log "replay, setting $mode, round $r: $rate transactions/s"
+		cpu_us[$mode]+="$cpu "
+		log "replay, setting $mode, round $r: $rate transactions/s, startup process CPU $cpu us per transaction"
 	done
 done
 for m in off on; do
+	rep_all[$m]=${rep[$m]}
+	cpu_all[$m]=${cpu_us[$m]}
 	rep[$m]=$(tr ' ' '\n' <<<"${rep[$m]}" | grep . | median)
+	cpu_us[$m]=$(tr ' ' '\n' <<<"${cpu_us[$m]}" | grep . | median)
 done
 rratio=$(echo "scale=3; ${rep[on]} / ${rep[off]}" | bc)
+cratio=$(echo "scale=3; ${cpu_us[off]} / ${cpu_us[on]}" | bc)
 
 date=$(date -u +%F)
 out="$REPO/bench/results/standby-$date.md"
@@ -240,7 +250,10 @@ mkdir -p "$REPO/bench/results"
 	echo "| measure | setting off | setting on | ratio / difference |"
 	echo "|---|---:|---:|---:|"
 	echo "| WAL bytes per watched UPDATE | ${walb[off]} | ${walb[on]} | +$(echo "${walb[on]} - ${walb[off]}" | bc) |"
-	echo "| replay, pgbench TPC-B-like on watched tables (tx/s) | ${rep[off]} | ${rep[on]} | $rratio |"
+	echo "| replay, pgbench TPC-B-like on watched tables (tx/s, wall, median) | ${rep[off]} | ${rep[on]} | $rratio |"
+	echo "| the same, startup process CPU per transaction (µs, median; ratio off/on) | ${cpu_us[off]} | ${cpu_us[on]} | $cratio |"
+	echo
+	echo "Every round (tx/s): off ${rep_all[off]}; on ${rep_all[on]}. CPU µs per transaction: off ${cpu_all[off]}; on ${cpu_all[on]}."
 	echo
 	echo "| fetch hit of the aggregate, prepared (tps) | primary | standby | standby / primary |"
 	echo "|---|---:|---:|---:|"
