@@ -197,6 +197,9 @@ log "fetch hit tps c=1: primary ${tps[primary.1]} standby ${tps[standby.1]} ($ra
 
 # ---------- replay rate ----------
 declare -A rep cpu_us rep_all cpu_all
+# a round of the load first, unmeasured: the standby reads the tables once
+as_pg "$BIN/pgbench" -n -c 4 -j 2 -t $((N_TX / 4)) -h 127.0.0.1 -p "$PORT" -U postgres postgres >/dev/null 2>&1
+catchup
 for r in $(seq 1 "$R"); do
 	for mode in off on; do
 		set_wal $mode
