@@ -1,4 +1,5 @@
-# Shared by the A/B benches (bench/namespaces.sh, bench/security.sh): build
+# Shared by the A/B benches (bench/namespaces.sh, bench/security.sh) and,
+# for its packages and its build, bench/standby.sh: build
 # a base commit and this working tree, each into its own relocated copy of
 # Debian's PostgreSQL 15 (nothing is installed system-wide), and start one
 # cluster for each on 127.0.0.1.  Sourced, not run.  The caller sets
@@ -9,7 +10,7 @@ PGC=/usr/lib/postgresql/15/bin/pg_config
 log() { printf '[%(%H:%M:%S)T] %s bench: %s\n' -1 "$AB_NAME" "$*" >&2; }
 
 ab_cleanup() {
-	for d in "$W"/base/data "$W"/new/data; do
+	for d in "$W"/base/data "$W"/new/data ${AB_DATA_DIRS:-}; do
 		[ -f "$d/postmaster.pid" ] || continue
 		kill -INT "$(head -1 "$d/postmaster.pid")" 2>/dev/null || true
 	done
@@ -28,9 +29,10 @@ ab_build() {
 	log "$side built from $(cd "$src" && git describe --always --dirty 2>/dev/null || echo "$src")"
 }
 
-# The packages, the work directory W, and both sides built.
-ab_setup() {
-	local need=(postgresql-15 postgresql-server-dev-15 libhiredis-dev make gcc) missing=() p
+# The packages and the work directory W (cleaned up on exit); the first
+# half of ab_setup and of one_setup.
+bench_prepare() {
+	local need=(postgresql-15 postgresql-server-dev-15 libhiredis-dev make gcc bc) missing=() p
 	W=$(mktemp -d "/tmp/qcache-$AB_NAME-bench.XXXXXX")
 	chmod 755 "$W"
 	trap ab_cleanup EXIT
@@ -41,6 +43,22 @@ ab_setup() {
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 	fi
+}
+
+# The packages, W, and this working tree built as side "new" (benches of
+# one build: bench/standby.sh).
+one_setup() {
+	bench_prepare
+	mkdir -p "$W/new/src"
+	tar -C "$REPO" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
+		--exclude=bench/results -cf - . | tar -C "$W/new/src" -xf -
+	ab_build new "$W/new/src"
+	chown -R postgres:postgres "$W"
+}
+
+# The packages, the work directory W, and both sides built.
+ab_setup() {
+	bench_prepare
 	mkdir -p "$W/base/src" "$W/new/src"
 	git -C "$REPO" archive "$BASE" | tar -C "$W/base/src" -xf -
 	tar -C "$REPO" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \

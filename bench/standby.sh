@@ -29,46 +29,12 @@ N_UPD=${N_UPD:-10000}
 N_TX=${N_TX:-20000}
 PORT=${SB_PORT:-25591}
 SPORT=$((PORT + 1))
-PGC=/usr/lib/postgresql/15/bin/pg_config
-W=$(mktemp -d /tmp/qcache-sbbench.XXXXXX)
-chmod 755 "$W"
-log() { printf '[%(%H:%M:%S)T] standby bench: %s\n' -1 "$*" >&2; }
-stop_pid() {
-	local d=$1
-	if [ -f "$d/postmaster.pid" ]; then
-		local pid
-		pid=$(head -1 "$d/postmaster.pid")
-		kill -INT "$pid" 2>/dev/null || true
-		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	fi
-}
-cleanup() {
-	stop_pid "$W/standby"
-	stop_pid "$W/primary"
-	rm -rf "$W"
-}
-trap cleanup EXIT
-
-need=(postgresql-15 postgresql-server-dev-15 libhiredis-dev make gcc bc)
-missing=()
-for p in "${need[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-
-root="$W/root"
-mkdir -p "$root/usr/lib/postgresql" "$root/usr/share/postgresql" "$W/src"
-cp -a /usr/lib/postgresql/15 "$root/usr/lib/postgresql/"
-cp -a /usr/share/postgresql/15 "$root/usr/share/postgresql/"
-tar -C "$REPO" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
-	--exclude=bench/results -cf - . | tar -C "$W/src" -xf -
-make -s -C "$W/src" PG_CONFIG=$PGC >/dev/null
-make -s -C "$W/src" PG_CONFIG=$PGC DESTDIR="$root" install >/dev/null
-BIN="$root/usr/lib/postgresql/15/bin"
-chown -R postgres:postgres "$W"
+AB_NAME=standby
+# shellcheck source=bench/ab_lib.sh
+. "$HERE/ab_lib.sh"
+one_setup
+AB_DATA_DIRS="$W/standby $W/primary"	# ab_cleanup stops them by pid
+BIN="$W/new/root/usr/lib/postgresql/15/bin"
 as_pg() { runuser -u postgres -- "$@"; }
 
 as_pg "$BIN/initdb" -D "$W/primary" -A trust -U postgres >/dev/null
