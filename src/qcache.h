@@ -7,8 +7,9 @@
  * shmem.c sizes, creates and attaches the shared memory, store.c is the
  * shared hash of entries (no fmgr, no SQL), stats.c the counters, sqlfuncs.c
  * the SQL-callable functions, fetch.c the read-through qcache_fetch,
- * nsstats.c the per-namespace counters and worker.c the sweeper background
- * worker.  This header is the contract
+ * nsstats.c the per-namespace counters, worker.c the sweeper background
+ * worker, invalidate.c the invalidation protocol and walinval.c its
+ * carriage in the WAL for hot standbys.  This header is the contract
  * between them.
  *
  *-------------------------------------------------------------------------
