@@ -232,7 +232,7 @@ typedef struct QcWalShared
 	int			nslots;
 	int			ntracks;
 	/* slots[nslots], txids[ntracks] (MAXALIGNed), track[ntracks] */
-	char		data[FLEXIBLE_ARRAY_MEMBER];
+	uint64		data[FLEXIBLE_ARRAY_MEMBER];	/* uint64: 8-byte aligned */
 } QcWalShared;
 
 static QcWalShared *qc_wal = NULL;
@@ -242,13 +242,14 @@ static bool qc_wal_file_exists(void);
 static inline QcWalSlot *
 qc_wal_slots(void)
 {
-	return (QcWalSlot *) qc_wal->data;
+	return (QcWalSlot *) (char *) qc_wal->data;
 }
 
 static inline TransactionId *
 qc_wal_txids(void)
 {
-	return (TransactionId *) (qc_wal->data + sizeof(QcWalSlot) * qc_wal->nslots);
+	return (TransactionId *) ((char *) qc_wal->data +
+							  sizeof(QcWalSlot) * qc_wal->nslots);
 }
 
 static inline QcWalTrack *

@@ -97,6 +97,46 @@ sq($p, 'UPDATE items SET v = v + 1 WHERE id = 2');
 is($ret, 0, "logical decoding works: $out $err");
 sq($p, q{SELECT pg_drop_replication_slot('ld')});
 
+# A writer that aborts after its MARK: a SERIALIZABLE transaction that
+# fails at COMMIT (PreCommit_CheckForSerializationFailure runs after the
+# PRE_COMMIT callbacks).  The standby replays its MARK and its abort; the
+# reaper must stamp and unmark it, so the tags do not stay in flight.
+sq($p, 'CREATE EXTENSION pg_walinspect');
+catchup();
+my $qs = 'SELECT v AS x, now() AS xt FROM items WHERE id = 151';
+served('k151', $qs);
+like(served('k151', $qs), qr/cached$/, 'serialization failure: cached before');
+my $v151 = sq($p, 'SELECT v FROM items WHERE id = 151');
+my $lsn0 = sq($p, 'SELECT pg_current_wal_insert_lsn()');
+my $ba = $p->background_psql('postgres', on_error_stop => 0);
+my $bb = $p->background_psql('postgres', on_error_stop => 0);
+$ba->query_safe('BEGIN ISOLATION LEVEL SERIALIZABLE');
+$ba->query_safe('SELECT sum(v) FROM items WHERE id IN (150, 151)');
+$ba->query_safe('UPDATE items SET v = v + 1 WHERE id = 150');
+$bb->query_safe('BEGIN ISOLATION LEVEL SERIALIZABLE');
+$bb->query_safe('SELECT sum(v) FROM items WHERE id IN (150, 151)');
+$bb->query_safe('UPDATE items SET v = v + 1 WHERE id = 151');
+my $bxid = $bb->query_safe('SELECT txid_current()');
+$ba->query_safe('COMMIT');
+$bb->query('COMMIT');
+like($bb->{stderr}, qr/could not serialize access.*during commit attempt/s,
+	'the second writer fails at COMMIT');
+$ba->quit; $bb->quit;
+# a commit that wrote WAL flushes everything before it
+sq($p, 'INSERT INTO src VALUES (1000, 0)');
+note(sq($p, qq{SELECT string_agg(resource_manager || '/' || record_type || '/' || xid, ' ') FROM pg_get_wal_records_info('$lsn0', pg_current_wal_flush_lsn())}));
+is(sq($p, qq{SELECT count(*) FROM pg_get_wal_records_info('$lsn0', pg_current_wal_flush_lsn())
+	WHERE resource_manager = 'qcache' AND record_type = 'MARK' AND xid = '$bxid'}), '1',
+	'the failed writer wrote its MARK before it aborted');
+catchup();
+my $got = '';
+for (my $i = 0; $i < 4; $i++)
+{
+	$got = served('k151', $qs);
+	last if $got =~ /cached$/;
+}
+is($got, "$v151|cached", 'on the standby the aborted writer\'s tag is not left in flight; the row is unchanged');
+
 # WAL bytes per watched single-row UPDATE with the setting on
 my $l0 = sq($p, 'SELECT pg_current_wal_insert_lsn()');
 sq($p, q{DO $$BEGIN FOR i IN 1..1 LOOP END LOOP; END$$});
