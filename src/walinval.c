@@ -557,11 +557,12 @@ qc_wal_append_mark(StringInfo buf, TransactionId xid, const uint64 *keys,
 }
 
 /*
- * Write a STATE record: on, with every mark written and not stamped (this
- * server's slots and its prepared transactions' records), or off.
+ * Insert a STATE record: on, with every mark written and not stamped (this
+ * server's slots and its prepared transactions' records), or off.  The
+ * caller holds the lock exclusively (see Locking) and flushes.
  */
-static void
-qc_wal_write_state(bool on)
+static XLogRecPtr
+qc_wal_write_state_locked(bool on)
 {
 	xl_qc_state hdr;
 	StringInfoData buf;
@@ -571,7 +572,6 @@ qc_wal_write_state(bool on)
 	initStringInfo(&buf);
 	hdr.on = on;
 	hdr.nmarks = 0;
-	LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
 	if (on)
 	{
 		for (i = 0; i < qc_wal->nslots; i++)
@@ -586,14 +586,14 @@ qc_wal_write_state(bool on)
 		hdr.nmarks += qc_twophase_append_marks(&buf);
 	}
 	XLogBeginInsert();
-	XLogSetRecordFlags(XLOG_MARK_UNIMPORTANT);
+	if (on)
+		XLogSetRecordFlags(XLOG_MARK_UNIMPORTANT);	/* no checkpoint for it */
 	XLogRegisterData((char *) &hdr, sizeof(hdr));
 	if (buf.len > 0)
 		XLogRegisterData(buf.data, buf.len);
 	lsn = XLogInsert(QC_RMGR_ID, XLOG_QC_STATE);
-	LWLockRelease(qc_wal->lock);
-	XLogFlush(lsn);
 	pfree(buf.data);
+	return lsn;
 }
 
 /*
@@ -615,15 +615,7 @@ qc_wal_pay_off(void)
 	LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
 	if (qc_wal->off_owed)
 	{
-		xl_qc_state hdr;
-		XLogRecPtr	lsn;
-
-		hdr.on = false;
-		hdr.nmarks = 0;
-		XLogBeginInsert();
-		XLogRegisterData((char *) &hdr, sizeof(hdr));
-		lsn = XLogInsert(QC_RMGR_ID, XLOG_QC_STATE);
-		XLogFlush(lsn);
+		XLogFlush(qc_wal_write_state_locked(false));
 		if (unlink(QC_WAL_FILE) != 0 && errno != ENOENT)
 			ereport(WARNING,
 					(errcode_for_file_access(),
@@ -642,6 +634,7 @@ void
 qc_wal_tick(void)
 {
 	XLogRecPtr	redo;
+	XLogRecPtr	lsn;
 
 	if (qc_wal == NULL)
 		return;
@@ -663,7 +656,10 @@ qc_wal_tick(void)
 	qc_wal->off_owed = true;	/* only this process writes it while on */
 	qc_wal->state_started = true;
 	qc_wal->state_redo = redo;
-	qc_wal_write_state(true);
+	LWLockAcquire(qc_wal->lock, LW_EXCLUSIVE);
+	lsn = qc_wal_write_state_locked(true);
+	LWLockRelease(qc_wal->lock);
+	XLogFlush(lsn);
 }
 
 /* ---------- the standby: redo and the reaper ---------- */
