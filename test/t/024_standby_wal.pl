@@ -20,6 +20,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use QcStandby;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
@@ -239,13 +242,7 @@ $standby->backup('bk2');
 my $cascade = PostgreSQL::Test::Cluster->new('wal_cascade');
 $cascade->init_from_backup($standby, 'bk2', has_streaming => 1);
 $cascade->start;
-my $ok = 0;
-for (my $i = 0; $i < 300 && !$ok; $i++)
-{
-	sq($primary, 'CHECKPOINT') if $i % 20 == 0;
-	$ok = sq($cascade, 'SELECT qcache_wal_status()') eq 'hearing';
-	usleep(100_000) unless $ok;
-}
+my $ok = QcStandby::wait_wal_status($primary, $cascade, 'hearing');
 ok($ok, 'the cascaded standby hears the primary');
 is(served($cascade), '15|15|computed', 'the cascaded standby computes');
 is(served($cascade), '15|15|cached', 'and caches');

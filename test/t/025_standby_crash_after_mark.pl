@@ -9,6 +9,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use QcStandby;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
@@ -28,13 +31,7 @@ my $s = PostgreSQL::Test::Cluster->new('s');
 $s->init_from_backup($p, 'bk', has_streaming => 1);
 $s->append_conf('postgresql.conf', "wal_retrieve_retry_interval = 100ms\n");
 $s->start;
-my $ok = 0;
-for (my $i = 0; $i < 300 && !$ok; $i++)
-{
-	sq($p, 'CHECKPOINT') if $i % 20 == 0;
-	$ok = sq($s, 'SELECT qcache_wal_status()') eq 'hearing';
-	usleep(100_000) unless $ok;
-}
+my $ok = QcStandby::wait_wal_status($p, $s, 'hearing');
 ok($ok, 'hearing');
 my $q = q{SELECT f->0->>'v' || CASE WHEN (f->0->>'xt')::timestamptz = now() THEN ' computed' ELSE ' cached' END FROM qcache_fetch('one', 'SELECT v, now() AS xt FROM items WHERE id = 1', 0) f};
 sq($s, $q);

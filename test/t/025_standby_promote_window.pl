@@ -10,6 +10,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use QcStandby;
 use Time::HiRes qw(usleep);
 
 my $p = PostgreSQL::Test::Cluster->new('p');
@@ -31,13 +34,7 @@ $s->backup('bk2');
 my $c = PostgreSQL::Test::Cluster->new('c');
 $c->init_from_backup($s, 'bk2', has_streaming => 1);
 $c->start;
-my $ok = 0;
-for (my $i = 0; $i < 300 && !$ok; $i++)
-{
-	sq($p, 'CHECKPOINT') if $i % 20 == 0;
-	$ok = sq($c, 'SELECT qcache_wal_status()') eq 'hearing';
-	usleep(100_000) unless $ok;
-}
+my $ok = QcStandby::wait_wal_status($p, $c, 'hearing');
 ok($ok, 'the cascade hears the primary');
 my $q = q{SELECT f->0->>'v' FROM qcache_fetch('one', 'SELECT v FROM items WHERE id = 1', 0) f};
 is(sq($c, $q), '10', 'cascade computes');

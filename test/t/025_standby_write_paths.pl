@@ -9,6 +9,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use QcStandby;
 use Time::HiRes qw(usleep);
 
 my $p = PostgreSQL::Test::Cluster->new('p');
@@ -33,13 +36,7 @@ $p->backup('bk');
 my $s = PostgreSQL::Test::Cluster->new('s');
 $s->init_from_backup($p, 'bk', has_streaming => 1);
 $s->start;
-my $ok = 0;
-for (my $i = 0; $i < 300 && !$ok; $i++)
-{
-	sq($p, 'CHECKPOINT') if $i % 20 == 0;
-	$ok = sq($s, 'SELECT qcache_wal_status()') eq 'hearing';
-	usleep(100_000) unless $ok;
-}
+my $ok = QcStandby::wait_wal_status($p, $s, 'hearing');
 ok($ok, 'hearing');
 sub catchup { $p->wait_for_catchup($s, 'replay', $p->lsn('insert')); }
 
