@@ -187,8 +187,11 @@ typedef struct QcShared
 	Size		index_bytes;	/* fixed part charged to bytes_used */
 	TimestampTz started;		/* when this shared memory was created */
 
-	pg_atomic_uint32 nentries;	/* live entries */
-	pg_atomic_uint64 bytes_used;	/* index + allocated bytes of live entries */
+	pg_atomic_uint32 nentries;	/* entries in the hash, killed ones included */
+	pg_atomic_uint32 nkilled;	/* entries killed (QC_HITS_KILLED) and not yet
+								 * freed: qcache_stats shows nentries - nkilled */
+	pg_atomic_uint64 bytes_used;	/* index + allocated bytes of live (not
+								 * killed) entries */
 	pg_atomic_uint32 evict_hand;	/* next partition to evict from */
 	pg_atomic_uint64 last_trim; /* when an allocation last called dsa_trim
 								 * (store.c) */
@@ -261,13 +264,26 @@ extern uint32 *qc_wheel;
 #define QC_STALE_RING			1024
 #define QC_STALE_FILTER			2048
 
+/*
+ * Index chains in which an explicit invalidation killed entries, waiting
+ * for the sweeper to free them (store.c, qc_kill_indexed): a ring of head
+ * numbers, deduplicated the same way, under the same spinlock.  When it is
+ * full, the invalidation frees its entries itself.
+ */
+#define QC_KILL_RING			1024
+#define QC_KILL_FILTER			2048
+
 typedef struct QcStaleQueue
 {
 	slock_t		lock;
 	uint32		n;				/* keys in ring[] */
 	bool		overflow;		/* a key did not fit: sweep everything */
+	uint32		kn;				/* head numbers in kring[] */
 	uint64		ring[QC_STALE_RING];
 	uint64		filter[QC_STALE_FILTER];	/* a key in ring[] or 0 */
+	uint32		kring[QC_KILL_RING];
+	uint32		kfilter[QC_KILL_FILTER];	/* 1 + a head number in kring[],
+											 * or 0 */
 } QcStaleQueue;
 
 extern Size qc_shmem_size(void);
@@ -368,8 +384,21 @@ typedef struct QcEntry
 								 * older than that stores nothing */
 	pg_atomic_uint32 clock;		/* partition clock at insert or last second
 								 * chance << 1 | referenced bit */
-	pg_atomic_uint32 hits;
+	pg_atomic_uint32 hits;		/* reads served, up to QC_HITS_MAX, and
+								 * QC_HITS_KILLED */
 } QcEntry;
+
+/*
+ * The top bit of an entry's hits: the entry is killed, removed from the
+ * cache as far as anyone can see (never served, listed or counted again),
+ * waiting to be unlinked and freed.  Set once, with an atomic OR, by
+ * whoever takes the entry out first: an explicit invalidation under its
+ * index chain's lock (store.c, qc_kill_indexed) or the backend that frees
+ * it (qc_free_entries); the one whose OR found it clear counts it.  Hits
+ * stop growing at QC_HITS_MAX, far below the bit.
+ */
+#define QC_HITS_KILLED			((uint32) 0x80000000)
+#define QC_HITS_MAX				((uint32) 0x3fffffff)
 
 #define QcEntryCreated(e) \
 	((TimestampTz) ((uint64) (uint32) (e)->created_hi << 32 | (e)->created_lo))
@@ -516,6 +545,7 @@ extern bool qc_store_remove(const QcKey *key);
 extern uint64 qc_store_remove_matching(Oid dbid, QcMatchKind kind,
 									   const char *arg, uint32 arglen);
 extern uint64 qc_store_sweep(TimestampTz now);
+extern int64 qc_store_entries(void);
 extern void qc_store_note_stale(Oid dbid, uint32 taghash);
 extern List *qc_store_list(Oid dbid);
 

@@ -177,6 +177,7 @@ qc_shmem_startup(void)
 		s->dsa_size = qc_shmem_size() - off;
 
 		pg_atomic_init_u32(&s->nentries, 0);
+		pg_atomic_init_u32(&s->nkilled, 0);
 		pg_atomic_init_u64(&s->bytes_used, s->index_bytes);
 		pg_atomic_init_u32(&s->evict_hand, 0);
 		pg_atomic_init_u64(&s->last_trim, 0);
@@ -225,7 +226,9 @@ qc_shmem_startup(void)
 			SpinLockInit(&q->lock);
 			q->n = 0;
 			q->overflow = false;
+			q->kn = 0;
 			memset(q->filter, 0, sizeof(q->filter));
+			memset(q->kfilter, 0, sizeof(q->kfilter));
 		}
 
 		qc_stats_init();

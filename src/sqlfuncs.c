@@ -735,7 +735,7 @@ qcache_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum(c[QC_STAT_EVICTIONS_MEMORY]);
 	values[i++] = Int64GetDatum(c[QC_STAT_INVALIDATIONS]);
 	values[i++] = Int64GetDatum(c[QC_STAT_FETCH_WAITS]);
-	values[i++] = Int64GetDatum(pg_atomic_read_u32(&qc_shared->nentries));
+	values[i++] = Int64GetDatum(qc_store_entries());
 	values[i++] = Int64GetDatum(pg_atomic_read_u64(&qc_shared->bytes_used));
 	values[i++] = Int64GetDatum(qc_shared->bytes_limit);
 	values[i++] = TimestampTzGetDatum(reset);
