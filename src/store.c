@@ -56,6 +56,22 @@
  * entry may be served is still decided by the invalidation points
  * (invalidate.c), which the index does not touch.
  *
+ * Killing.  That removal costs, per entry, a partition lock, a bucket
+ * chain walk, three index unlinks (each touching two neighbours) and a
+ * free: a dozen cache lines, and in a large cache a dozen misses.  The
+ * explicit invalidations by tag and by namespace (qcache_invalidate_tag,
+ * qcache_invalidate_prefix of a named cache) do less on the caller's
+ * time: under the chain's index lock, shared, they set QC_HITS_KILLED in
+ * each matching entry (qc_kill_indexed), which takes it out of the cache
+ * for every reader, listing and gauge at once, and queue the chain for
+ * the sweeper, which unlinks and frees killed entries through it within a
+ * second; a setter that needs room frees a queued chain before it evicts
+ * (qc_help_killed).  The bit is set once, by an atomic OR, and whoever
+ * sets it (an invalidation, or a removal that frees the entry first)
+ * counts the entry: counts stay exact.  A killed entry is served to no
+ * one: a get tests the bit under the partition lock, and the OR is done
+ * before the invalidation returns.
+ *
  * Presence counters.  QC_PRESENCE_SLOTS atomic counters, hashed by
  * (database, tag) or (database, namespace), count the linked entries; changed as an entry is linked or unlinked (under its partition
  * lock), read without a lock.  A bulk removal whose counter is zero
