@@ -1655,8 +1655,9 @@ qc_stale_take(TimestampTz *taken)
  *   served either; their chains come through the same queue and are
  *   swept at once, each at the cost of its chain (qc_sweep_killed).
  *
- * Returns the number removed and counts them as expired evictions.  With
- * DEBUG1, logs the entries it looked at (the TAP test 012_sweeper_due
+ * Returns the number removed and counts them as expired evictions (the
+ * killed ones were counted as invalidations).  With DEBUG1, logs the
+ * entries it looked at, and those it freed (the TAP test 012_sweeper_due
  * checks that they are the due ones).
  */
 uint64
@@ -1715,7 +1716,8 @@ qc_store_sweep(TimestampTz now)
 	n += nstale;
 	if (qc_sweep_visited > 0)
 		elog(DEBUG1, "qcache sweeper: visited " UINT64_FORMAT
-			 " entries, freed " UINT64_FORMAT, qc_sweep_visited, n);
+			 " entries, freed " UINT64_FORMAT " and " UINT64_FORMAT " killed",
+			 qc_sweep_visited, n, qc_freed_here - freed_before - n);
 	if (n > 0)
 		qc_count(QC_STAT_EVICTIONS_EXPIRED, n);
 	/* give the superblocks that emptied back to the area */

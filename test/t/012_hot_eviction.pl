@@ -64,5 +64,37 @@ is($node->safe_psql('postgres', q{SELECT qcache_invalidate_tag('all')}),
 is($node->safe_psql('postgres', 'SELECT entries FROM qcache_stats'),
 	1024 - $left, 'the untagged entries stay');
 
+# Killed entries make room before live ones go.  A full cache with 16 entries
+# tagged 'k': invalidating 'k' kills them (they wait for the sweeper), and
+# the 16 sets that follow in the same statement, well within the sweeper's
+# second, must take their room (a setter frees the queued killed chain)
+# rather than evict any of the live entries.
+$node->safe_psql('postgres', q{SELECT qcache_clear()});
+$node->safe_psql('postgres', q{SELECT qcache_reset_stats()});
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT count(*) FILTER (WHERE qcache_set('f:' || i, to_jsonb(i), 0,
+		  CASE WHEN i <= 16 THEN ARRAY['k'] ELSE ARRAY['f'] END))
+		  FROM generate_series(1, 1024) i}),
+	1024,
+	'full again, 16 entries tagged k');
+is( $node->safe_psql(
+		'postgres', q{
+SELECT qcache_invalidate_tag('k'),
+       (SELECT count(*) FILTER (WHERE qcache_set('n:' || i, to_jsonb(i), 0))
+        FROM generate_series(1, 16) i)}),
+	'16|16',
+	'16 killed, then 16 sets stored');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT entries, evictions_memory FROM qcache_stats}),
+	'1024|0',
+	'no live entry was evicted for them');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT count(*) FROM generate_series(17, 1024) i WHERE qcache_get('f:' || i) = to_jsonb(i)}),
+	1008,
+	'the 1008 live entries are all there');
+
 $node->stop;
 done_testing();

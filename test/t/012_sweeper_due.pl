@@ -125,6 +125,47 @@ is( $node->safe_psql('postgres',
 	'the long-lived entries are intact');
 
 # ---------------------------------------------------------------------------
+# 2b. Entries an explicit invalidation killed: qcache_invalidate_tag takes
+# them out of the cache at once (entries, bytes_used, gets), and the sweeper
+# frees them at its next tick through the tag's chain, looking at about N
+# entries, not the others.
+# ---------------------------------------------------------------------------
+my $bytes_before = $node->safe_psql('postgres', 'SELECT bytes_used FROM qcache_stats');
+is( $node->safe_psql(
+		'postgres', qq{
+SELECT count(*) FILTER (WHERE qcache_set('kill:' || i, to_jsonb(i), 0, ARRAY['kill']))
+FROM generate_series(1, $n) i}),
+	$n,
+	"$n entries carrying the tag 'kill'");
+$pos = -s $node->logfile;
+is($node->safe_psql('postgres', q{SELECT qcache_invalidate_tag('kill')}),
+	$n, "qcache_invalidate_tag counts the $n");
+is($node->safe_psql('postgres', q{SELECT qcache_invalidate_tag('kill')}),
+	'0', 'and a second call finds none');
+is( $node->safe_psql('postgres',
+		qq{SELECT entries, bytes_used FROM qcache_stats}),
+	"$long|$bytes_before",
+	'the gauges dropped at once');
+is( $node->safe_psql('postgres',
+		qq{SELECT count(*) FROM generate_series(1, $n) i WHERE qcache_get('kill:' || i) IS NOT NULL}),
+	'0', 'no get serves a killed entry');
+my $killed = 0;
+my $deadline = time() + 30;
+while (time() < $deadline)
+{
+	my $log = slurp_file($node->logfile, $pos);
+	$killed = 0;
+	$killed += $1 while $log =~ /qcache sweeper: visited \d+ entries, freed \d+ and (\d+) killed/g;
+	last if $killed >= $n;
+	usleep(200_000);
+}
+is($killed, $n, "the sweeper freed the $n killed entries");
+($v, $f, $max, $lines) = visited_since($pos);
+note("killed: $lines sweeper lines, visited $v, at most $max in one tick");
+cmp_ok($v, '<=', 2 * $n + 10,
+	"it looked at no more than about 2 x $n entries, not the $long others");
+
+# ---------------------------------------------------------------------------
 # 3. Values whose end lives in a second chunk (store.c, qc_split_head: in an
 #    area of 32 MB or more, when the size classes would waste 16 bytes):
 #    they read back intact, take less than their size class, and give all
