@@ -141,8 +141,13 @@ for N in $IX_SIZES; do
     # the whole shared memory in 2 MB pages: qcache.memory, shared_buffers and 64 MB besides
     need=$(( (MEMMB + 32 + 64) / 2 ))
     : "${HUGE_OLD:=$(cat /proc/sys/vm/nr_hugepages)}"
-    [ "$(cat /proc/sys/vm/nr_hugepages)" -ge "$need" ] || sysctl -q -w vm.nr_hugepages="$need"
-    [ "$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)" -ge "$need" ] \
+    # pages free and not reserved by another process's mapping
+    huge_avail() { awk '/HugePages_Free/ {f = $2} /HugePages_Rsvd/ {r = $2} END {print f - r}' /proc/meminfo; }
+    # pages in use or reserved by any mapping (surplus ones included), plus what this needs
+    [ "$(huge_avail)" -ge "$need" ] || sysctl -q -w vm.nr_hugepages=$(awk -v n="$need" \
+      '/HugePages_Total/ {t = $2} /HugePages_Free/ {f = $2} /HugePages_Rsvd/ {r = $2}
+       END {print t - f + r + n}' /proc/meminfo)
+    [ "$(huge_avail)" -ge "$need" ] \
       || die "IX_HUGE=1: the kernel gave fewer than $need free huge pages"
     printf "huge_pages = on\n" >>"$PGDATA_DIR/qcache_ix.conf"
   fi

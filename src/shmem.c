@@ -55,13 +55,21 @@ qc_num_slots(void)
 	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
 }
 
-/* Number of buckets: a power of 2 >= max_entries, one per entry at most. */
+/*
+ * Number of buckets: the power of 2 that keeps a full cache's load between
+ * 2/3 and 4/3 entries per bucket (the least one no smaller than 3/4 of
+ * max_entries).  Rounding up to max_entries instead would cost up to twice
+ * the buckets (8 bytes each, with the index heads): 13 bytes per entry at
+ * 10,000 entries, against 6.5 this way, for chains that are 1.2 long
+ * there instead of 0.6.
+ */
 static uint32
 qc_num_buckets(void)
 {
 	uint32		n = QC_NUM_PARTITIONS;
+	uint64		want = ((uint64) qc_max_entries * 3 + 3) / 4;
 
-	while (n < (uint32) qc_max_entries)
+	while (n < want)
 		n <<= 1;
 	return n;
 }
