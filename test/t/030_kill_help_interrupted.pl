@@ -57,8 +57,9 @@ for my $round (1 .. 3)
 	is($entries, $listed,
 		"round $round: qcache_stats.entries is the number of entries listed");
 }
+# (on 25a5527 some of the sets time out in the middle of the chain; a
+# fix that holds interrupts there may let none time out: not asserted)
 note "sets interrupted: $timeouts";
-ok($timeouts > 0, 'some sets were interrupted');
 
 $node->safe_psql('postgres', 'SELECT qcache_clear()');
 sleep 2;
