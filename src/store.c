@@ -140,8 +140,8 @@
  *   filter, under a spinlock held for a few instructions), which the
  *   sweeper empties every second and answers QC_DEAD_SWEEP_INTERVAL_MS
  *   later through the tag's index chain (qc_remove_stale): the cost of the
- *   tag's entries.  Explicit invalidations remove their entries themselves
- *   and are not queued.  A database's wildcard, and a queue that
+ *   tag's entries.  Explicit invalidations kill their entries and queue
+ *   their chains in the same queue's second ring (see Killing, above).  A database's wildcard, and a queue that
  *   overflowed, make the sweeper pass over every entry, a bounded number
  *   of buckets per partition per second, as before: every entry may then
  *   be stale.
@@ -1180,7 +1180,9 @@ qc_kill_indexed(const QcMatchArg *a, bool *complete)
 		memset(&k, 0, sizeof(k));
 		k.killed = true;
 		k.ih = h;
+		HOLD_INTERRUPTS();		/* not left half done: see qc_sweep_killed_one */
 		(void) qc_remove_indexed(&k);
+		RESUME_INTERRUPTS();
 	}
 	return n;
 }
@@ -1531,40 +1533,43 @@ qc_store_note_killed(uint32 h)
 }
 
 /*
- * Unlink and free the killed entries of the chains named in the queue,
- * through each chain (qc_remove_indexed, the cost of the chain): all of
- * them for the sweeper, the newest one for a setter that needs room
- * (max_heads 1), before it evicts entries that are still of use.  Returns
- * the number of chains taken.  The entries freed are not counted again:
- * they were counted when killed.
+ * Unlink and free the killed entries of the newest chain named in the
+ * queue, through the chain (qc_remove_indexed, the cost of the chain):
+ * the sweeper's way, one chain after the other, and a setter's that needs
+ * room, before it evicts entries that are still of use.  Returns false if
+ * the queue was empty.  The entries freed are not counted again: they were
+ * counted when killed.
+ *
+ * Interrupts are held from the taking of the chain to the end of its
+ * sweep: a chain taken from the queue and left half swept would leave its
+ * killed entries to eviction alone, and a setter (which holds a reserved
+ * entry count, perhaps an allocated chunk) must not be stopped here.
  */
-static int
-qc_sweep_killed(int max_heads)
+static bool
+qc_sweep_killed_one(void)
 {
 	QcStaleQueue *q = qc_stale_queue();
-	uint32		heads[QC_KILL_RING];
-	uint32		n;
-	uint32		i;
+	QcMatchArg	a;
+	uint32		h;
 
+	HOLD_INTERRUPTS();
 	SpinLockAcquire(&q->lock);
-	n = Min(q->kn, (uint32) max_heads);
-	q->kn -= n;
-	memcpy(heads, q->kring + q->kn, n * sizeof(uint32));
-	for (i = 0; i < n; i++)
-		q->kfilter[murmurhash32(heads[i]) & (QC_KILL_FILTER - 1)] = 0;
+	if (q->kn == 0)
+	{
+		SpinLockRelease(&q->lock);
+		RESUME_INTERRUPTS();
+		return false;
+	}
+	h = q->kring[--q->kn];
+	q->kfilter[murmurhash32(h) & (QC_KILL_FILTER - 1)] = 0;
 	SpinLockRelease(&q->lock);
 
-	for (i = 0; i < n; i++)
-	{
-		QcMatchArg	a;
-
-		memset(&a, 0, sizeof(a));
-		a.killed = true;
-		a.ih = heads[i];
-		(void) qc_remove_indexed(&a);
-		CHECK_FOR_INTERRUPTS();
-	}
-	return (int) n;
+	memset(&a, 0, sizeof(a));
+	a.killed = true;
+	a.ih = h;
+	(void) qc_remove_indexed(&a);
+	RESUME_INTERRUPTS();
+	return true;
 }
 
 /*
@@ -1694,7 +1699,8 @@ qc_store_sweep(TimestampTz now)
 		pending_full = taken;
 
 	/* what explicit invalidations killed: now, through their chains */
-	(void) qc_sweep_killed(QC_KILL_RING);
+	for (p = 0; p < QC_KILL_RING && qc_sweep_killed_one(); p++)
+		CHECK_FOR_INTERRUPTS();
 
 	/* the held keys whose time has come */
 	while (qc_held_n > 0 &&
@@ -1983,7 +1989,7 @@ qc_help_killed(void)
 {
 	if (pg_atomic_read_u32(&qc_shared->nkilled) == 0)
 		return false;
-	return qc_sweep_killed(1) > 0;
+	return qc_sweep_killed_one();
 }
 
 /*
