@@ -141,7 +141,8 @@
  *   sweeper empties every second and answers QC_DEAD_SWEEP_INTERVAL_MS
  *   later through the tag's index chain (qc_remove_stale): the cost of the
  *   tag's entries.  Explicit invalidations kill their entries and queue
- *   their chains in the same queue's second ring (see Killing, above).  A database's wildcard, and a queue that
+ *   their chains in the same queue's second ring (see Killing, above).
+ *   A database's wildcard, and a queue that
  *   overflowed, make the sweeper pass over every entry, a bounded number
  *   of buckets per partition per second, as before: every entry may then
  *   be stale.
@@ -1132,13 +1133,13 @@ qc_remove_indexed(const QcMatchArg *a)
  * and join nkilled before the lock is released, hence before any of them
  * can be freed, which then changes neither bytes_used nor the count: the
  * gauges show the cache as the invalidation left it, while the memory
- * waits a moment for the sweeper.  The
- * chain's head number goes to the sweeper's queue, which unlinks and
- * frees the killed entries within a second (qc_store_sweep), unless a
- * setter that needs room does it first (qc_help_killed); if the queue is
- * full, this call frees them itself.  So every killed entry's chain is in
- * the queue or being swept.  Takes one index lock, no partition lock,
- * then (to free) what qc_remove_indexed takes.
+ * waits a moment for the sweeper.  The chain's head number goes to the
+ * sweeper's queue, which unlinks and frees the killed entries within a
+ * second (qc_store_sweep), unless a setter that needs room does it first
+ * (qc_help_killed); if the queue is full, this call frees them itself.
+ * So every killed entry's chain is in the queue or being swept.  Takes
+ * one index lock, no partition lock, then (to free) what
+ * qc_remove_indexed takes.
  */
 static uint64
 qc_kill_indexed(const QcMatchArg *a, bool *complete)
