@@ -73,8 +73,9 @@
  * before the invalidation returns.
  *
  * Presence counters.  QC_PRESENCE_SLOTS atomic counters, hashed by
- * (database, tag) or (database, namespace), count the linked entries; changed as an entry is linked or unlinked (under its partition
- * lock), read without a lock.  A bulk removal whose counter is zero
+ * (database, tag) or (database, namespace), count the linked entries;
+ * changed as an entry is linked or unlinked (under its partition lock),
+ * read without a lock.  A bulk removal whose counter is zero
  * returns at once, taking no lock: a tag or namespace that nothing carries
  * costs about a lookup.  Hash collisions make a counter count more, never
  * less; a set racing with the removal is the race it always had, which
