@@ -62,16 +62,8 @@ H=127.0.0.1
 log() { printf '[%(%H:%M:%S)T] memory: %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# One benchmark at a time on this machine: its servers use fixed ports and scratch dirs under
-# /tmp, so a second run (bench/run.sh, or redis.sh or memory.sh alone) waits for the first.
-if [ -z "${QCACHE_BENCH_LOCKED:-}" ]; then
-  exec 9>/tmp/qcache-bench.lock
-  if ! flock -n 9; then
-    printf 'waiting for another qcache benchmark run to finish (lock /tmp/qcache-bench.lock)\n' >&2
-    flock -w 1800 9 || { echo "another benchmark run holds /tmp/qcache-bench.lock" >&2; exit 1; }
-  fi
-  export QCACHE_BENCH_LOCKED=1
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/scratch_lib.sh"
+bench_lock
 
 case "$MEM_BASE" in /tmp/?*) ;; *) die "MEM_BASE must be a scratch dir under /tmp (got $MEM_BASE)";; esac
 [ "$MEM_KEY_BYTES" -ge 2 ] && [ "$MEM_KEY_BYTES" -le 12 ] || die "MEM_KEY_BYTES must be 2..12"
@@ -84,11 +76,6 @@ PGLOG="$MEM_BASE/postgres.log"
 
 # ---------------------------------------------------------------- cleanup (always stop our cluster)
 REDIS_PID=""
-pg_stop() {
-  if [ -f "$PGDATA_DIR/postmaster.pid" ]; then
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 || true
-  fi
-}
 cleanup() {
   local rc=$?
   set +e

@@ -28,14 +28,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 log() { printf '[%(%H:%M:%S)T] mix_inval: %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-if [ -z "${QCACHE_BENCH_LOCKED:-}" ]; then
-  exec 9>/tmp/qcache-bench.lock
-  if ! flock -n 9; then
-    printf 'waiting for another qcache benchmark run to finish (lock /tmp/qcache-bench.lock)\n' >&2
-    flock -w 1800 9 || { echo "another benchmark run holds /tmp/qcache-bench.lock" >&2; exit 1; }
-  fi
-  export QCACHE_BENCH_LOCKED=1
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/scratch_lib.sh"
+bench_lock
 
 case "$MIX_BASE" in /tmp/?*) ;; *) die "MIX_BASE must be a scratch dir under /tmp";; esac
 mkdir -p "$OUT"
@@ -45,11 +39,6 @@ MLOG="$OUT/mix_inval.log"
 PGDATA_DIR="$MIX_BASE/pgdata"
 PGLOG="$MIX_BASE/postgres.log"
 
-pg_stop() {
-  if [ -f "$PGDATA_DIR/postmaster.pid" ]; then
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 || true
-  fi
-}
 cleanup() {
   local rc=$?
   set +e

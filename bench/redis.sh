@@ -42,16 +42,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 log() { printf '[%(%H:%M:%S)T] redis: %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# One benchmark at a time on this machine: its servers use fixed ports and scratch dirs under
-# /tmp, so a second run (bench/run.sh, or redis.sh or memory.sh alone) waits for the first.
-if [ -z "${QCACHE_BENCH_LOCKED:-}" ]; then
-  exec 9>/tmp/qcache-bench.lock
-  if ! flock -n 9; then
-    printf 'waiting for another qcache benchmark run to finish (lock /tmp/qcache-bench.lock)\n' >&2
-    flock -w 1800 9 || { echo "another benchmark run holds /tmp/qcache-bench.lock" >&2; exit 1; }
-  fi
-  export QCACHE_BENCH_LOCKED=1
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/scratch_lib.sh"
+bench_lock
 
 case "$RB_BASE" in /tmp/?*) ;; *) die "RB_BASE must be under /tmp";; esac
 

@@ -89,16 +89,8 @@ for a in "$@"; do
   esac
 done
 
-# One benchmark at a time on this machine: its servers use fixed ports and scratch dirs under
-# /tmp, so a second run (bench/run.sh, or redis.sh or memory.sh alone) waits for the first.
-if [ -z "${QCACHE_BENCH_LOCKED:-}" ]; then
-  exec 9>/tmp/qcache-bench.lock
-  if ! flock -n 9; then
-    printf 'waiting for another qcache benchmark run to finish (lock /tmp/qcache-bench.lock)\n' >&2
-    flock -w 1800 9 || { echo "another benchmark run holds /tmp/qcache-bench.lock" >&2; exit 1; }
-  fi
-  export QCACHE_BENCH_LOCKED=1
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/scratch_lib.sh"
+bench_lock
 T_SUITE=$(date +%s)   # the wall time counts from here, not from the wait
 
 # Knobs the caller set explicitly, for the record of the command.
