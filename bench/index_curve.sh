@@ -90,32 +90,8 @@ trap 'exit 130' INT TERM
 if [ -f "$PGDATA_DIR/postmaster.pid" ]; then
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null 2>&1 || true
 fi
-ss -Hltn "( sport = :$IX_PORT )" | grep -q . && die "port $IX_PORT is already in use"
-rm -rf "$IX_BASE"
-mkdir -p "$IX_BASE/pgdata" "$IX_BASE/sock"
-chmod 755 "$IX_BASE"
-chown postgres:postgres "$IX_BASE/pgdata" "$IX_BASE/sock"
-touch "$PGLOG"; chown postgres:postgres "$PGLOG"
-: >"$XLOG"
-
-runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres -A trust -E UTF8 \
-  --locale=C --no-sync >>"$XLOG" 2>&1 || die "initdb failed (see $XLOG)"
-cat >>"$PGDATA_DIR/postgresql.conf" <<EOF2
-
-# ---- qcache index curve benchmark ----
-listen_addresses = '$H'
-port = $IX_PORT
-unix_socket_directories = '$IX_BASE/sock'
-max_connections = 10
-shared_buffers = 32MB
-jit = off
-autovacuum = off
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-shared_preload_libraries = 'qcache'
-include = 'qcache_ix.conf'
-EOF2
+scratch_init "$IX_BASE" "$IX_PORT" "$XLOG" 10 32MB
+echo "include = 'qcache_ix.conf'" >>"$PGDATA_DIR/postgresql.conf"
 
 psql_ix() { runuser -u postgres -- "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$H" -p "$IX_PORT" -d postgres "$@"; }
 

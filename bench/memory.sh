@@ -95,33 +95,11 @@ if [ -f "$PGDATA_DIR/postmaster.pid" ]; then
   log "stopping a stale cluster in $PGDATA_DIR"
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null 2>&1 || true
 fi
-ss -Hltn "( sport = :$MEM_PORT )" | grep -q . && die "port $MEM_PORT is already in use"
 if [ "$MEM_REDIS" = 1 ]; then
   ss -Hltn "( sport = :$MEM_REDIS_PORT )" | grep -q . && die "port $MEM_REDIS_PORT is already in use"
 fi
-rm -rf "$MEM_BASE"
-mkdir -p "$MEM_BASE/pgdata" "$MEM_BASE/sock"
-chmod 755 "$MEM_BASE"
-chown postgres:postgres "$MEM_BASE/pgdata" "$MEM_BASE/sock"
-touch "$PGLOG"; chown postgres:postgres "$PGLOG"
-: >"$MLOG"
-
-runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres -A trust -E UTF8 \
-  --locale=C --no-sync >>"$MLOG" 2>&1 || die "initdb failed (see $MLOG)"
+scratch_init "$MEM_BASE" "$MEM_PORT" "$MLOG" 10 32MB
 cat >>"$PGDATA_DIR/postgresql.conf" <<EOF
-
-# ---- qcache memory benchmark ----
-listen_addresses = '$H'
-port = $MEM_PORT
-unix_socket_directories = '$MEM_BASE/sock'
-max_connections = 10
-shared_buffers = 32MB
-jit = off
-autovacuum = off
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-shared_preload_libraries = 'qcache'
 qcache.memory = '$MEM_MEMORY'
 include_if_exists = 'qcache_mem.conf'
 EOF

@@ -51,28 +51,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ss -Hltn "( sport = :$MIX_PORT )" | grep -q . && die "port $MIX_PORT is already in use"
-rm -rf "$MIX_BASE"
-mkdir -p "$MIX_BASE/pgdata" "$MIX_BASE/sock"
-chmod 755 "$MIX_BASE"
-chown postgres:postgres "$MIX_BASE/pgdata" "$MIX_BASE/sock"
-touch "$PGLOG"; chown postgres:postgres "$PGLOG"
-: >"$MLOG"
-runuser -u postgres -- "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres -A trust -E UTF8 \
-  --locale=C --no-sync >>"$MLOG" 2>&1 || die "initdb failed (see $MLOG)"
+scratch_init "$MIX_BASE" "$MIX_PORT" "$MLOG" 50 64MB
 cat >>"$PGDATA_DIR/postgresql.conf" <<EOF
-
-# ---- qcache mix benchmark ----
-listen_addresses = '$H'
-port = $MIX_PORT
-unix_socket_directories = '$MIX_BASE/sock'
-max_connections = 50
-shared_buffers = 64MB
-jit = off
-autovacuum = off
-fsync = off
-synchronous_commit = off
-shared_preload_libraries = 'qcache'
 qcache.memory = '64MB'
 EOF
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGLOG" -w -t 60 start >>"$MLOG" 2>&1 \
