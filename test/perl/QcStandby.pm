@@ -26,4 +26,35 @@ sub wait_wal_status
 	return 0;
 }
 
+# primary($name, $conf, $streaming): a started primary with qcache preloaded,
+# $conf (lines of postgresql.conf) and the extension created;
+# allows_streaming is $streaming (1, or 'logical').
+sub primary
+{
+	my ($name, $conf, $streaming) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$node->init(allows_streaming => $streaming // 1);
+	$node->append_conf('postgresql.conf',
+		"shared_preload_libraries = 'qcache'\n$conf" . "log_min_messages = warning\n");
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION qcache');
+	return $node;
+}
+
+# standby($from, $name, $conf): a streaming standby of $from made from a
+# fresh base backup of it, with $conf (lines of postgresql.conf, or
+# undef), started.
+sub standby
+{
+	my ($from, $name, $conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$from->backup("bk_$name");
+	$node->init_from_backup($from, "bk_$name", has_streaming => 1);
+	$node->append_conf('postgresql.conf', $conf) if defined $conf;
+	$node->start;
+	return $node;
+}
+
 1;

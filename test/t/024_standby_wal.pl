@@ -26,20 +26,14 @@ use QcStandby;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
-my $primary = PostgreSQL::Test::Cluster->new('wal_primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'qcache'\n"
-	  . "qcache.wal_invalidation = on\n"
+my $primary = QcStandby::primary('wal_primary',
+	"qcache.wal_invalidation = on\n"
 	  . "max_prepared_transactions = 10\n"
-	  . "max_connections = 40\n"
-	  . "log_min_messages = warning\n");
-$primary->start;
+	  . "max_connections = 40\n");
 
 sub sq { my ($n, $sql) = @_; return $n->safe_psql('postgres', $sql); }
 
 sq($primary, q{
-CREATE EXTENSION qcache;
 CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
 INSERT INTO items SELECT g, g * 10 FROM generate_series(1, 20) g;
 SELECT qcache_watch('items', 'item:{id}');
@@ -50,11 +44,8 @@ SELECT qcache_watch('other');
 is(sq($primary, 'SELECT qcache_wal_status()'), 'writing',
 	'the primary writes its invalidations to the WAL');
 
-$primary->backup('bk');
-my $standby = PostgreSQL::Test::Cluster->new('wal_standby');
-$standby->init_from_backup($primary, 'bk', has_streaming => 1);
-$standby->append_conf('postgresql.conf', "max_prepared_transactions = 10\n");
-$standby->start;
+my $standby = QcStandby::standby($primary, 'wal_standby',
+	"max_prepared_transactions = 10\n");
 
 # Wait until a standby hears the primary: a checkpoint makes the primary's
 # sweeper write a STATE record within a second.
@@ -238,10 +229,7 @@ sq($primary, q{SELECT pg_reload_conf()});
 catchup();
 
 # ---------- 5. a cascade ----------
-$standby->backup('bk2');
-my $cascade = PostgreSQL::Test::Cluster->new('wal_cascade');
-$cascade->init_from_backup($standby, 'bk2', has_streaming => 1);
-$cascade->start;
+my $cascade = QcStandby::standby($standby, 'wal_cascade');
 my $ok = QcStandby::wait_wal_status($primary, $cascade, 'hearing');
 ok($ok, 'the cascaded standby hears the primary');
 is(served($cascade), '15|15|computed', 'the cascaded standby computes');

@@ -13,23 +13,15 @@ use lib "$FindBin::Bin/../perl";
 use QcStandby;
 use Time::HiRes qw(usleep);
 
-my $p = PostgreSQL::Test::Cluster->new('p');
-$p->init(allows_streaming => 1);
-$p->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'qcache'\nqcache.wal_invalidation = on\nmax_prepared_transactions = 5\nlog_min_messages = warning\n");
-$p->start;
+my $p = QcStandby::primary('p',
+	"qcache.wal_invalidation = on\nmax_prepared_transactions = 5\n");
 sub sq { my ($n, $sql) = @_; return $n->safe_psql('postgres', $sql); }
-sq($p, q{CREATE EXTENSION qcache;
-CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+sq($p, q{CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
 INSERT INTO items VALUES (1, 10), (2, 20);
 SELECT qcache_watch('items', 'item:{id}');});
 sq($p, q{BEGIN; UPDATE items SET v = 11 WHERE id = 1; PREPARE TRANSACTION 'a'});
 sq($p, q{BEGIN; UPDATE items SET v = 21 WHERE id = 2; PREPARE TRANSACTION 'b'});
-$p->backup('bk');
-my $s = PostgreSQL::Test::Cluster->new('s');
-$s->init_from_backup($p, 'bk', has_streaming => 1);
-$s->append_conf('postgresql.conf', "max_prepared_transactions = 5\n");
-$s->start;
+my $s = QcStandby::standby($p, 's', "max_prepared_transactions = 5\n");
 my $ok = QcStandby::wait_wal_status($p, $s, 'hearing');
 ok($ok, 'hearing');
 sub served

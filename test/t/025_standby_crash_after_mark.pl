@@ -15,22 +15,13 @@ use QcStandby;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
-my $p = PostgreSQL::Test::Cluster->new('p');
-$p->init(allows_streaming => 1);
-$p->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'qcache'\nqcache.wal_invalidation = on\nlog_min_messages = warning\n");
-$p->start;
+my $p = QcStandby::primary('p', "qcache.wal_invalidation = on\n");
 sub sq { my ($n, $sql) = @_; return $n->safe_psql('postgres', $sql); }
-sq($p, q{CREATE EXTENSION qcache;
-CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+sq($p, q{CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
 INSERT INTO items VALUES (1, 10);
 CREATE TABLE side (x int);
 SELECT qcache_watch('items');});
-$p->backup('bk');
-my $s = PostgreSQL::Test::Cluster->new('s');
-$s->init_from_backup($p, 'bk', has_streaming => 1);
-$s->append_conf('postgresql.conf', "wal_retrieve_retry_interval = 100ms\n");
-$s->start;
+my $s = QcStandby::standby($p, 's', "wal_retrieve_retry_interval = 100ms\n");
 my $ok = QcStandby::wait_wal_status($p, $s, 'hearing');
 ok($ok, 'hearing');
 my $q = q{SELECT f->0->>'v' || CASE WHEN (f->0->>'xt')::timestamptz = now() THEN ' computed' ELSE ' cached' END FROM qcache_fetch('one', 'SELECT v, now() AS xt FROM items WHERE id = 1', 0) f};

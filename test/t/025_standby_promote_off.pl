@@ -16,30 +16,19 @@ use lib "$FindBin::Bin/../perl";
 use QcStandby;
 use Time::HiRes qw(usleep);
 
-my $p = PostgreSQL::Test::Cluster->new('p');
-$p->init(allows_streaming => 1);
-$p->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'qcache'\nlog_min_messages = warning\n");
-$p->start;
+my $p = QcStandby::primary('p', '');
 sub sq { my ($n, $sql) = @_; return $n->safe_psql('postgres', $sql); }
-sq($p, q{CREATE EXTENSION qcache;
-CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+sq($p, q{CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
 INSERT INTO items VALUES (1, 10);
 SELECT qcache_watch('items');});
 
 # the standby is made while the setting is still off on the primary
-$p->backup('bk');
-my $s = PostgreSQL::Test::Cluster->new('s');
-$s->init_from_backup($p, 'bk', has_streaming => 1);
-$s->start;
+my $s = QcStandby::standby($p, 's');
 
 # now the operator turns it on, on the primary only ("the primary's choice")
 $p->append_conf('postgresql.conf', "qcache.wal_invalidation = on\n");
 $p->restart;
-$s->backup('bk2');
-my $c = PostgreSQL::Test::Cluster->new('c');
-$c->init_from_backup($s, 'bk2', has_streaming => 1);
-$c->start;
+my $c = QcStandby::standby($s, 'c');
 
 my $ok = QcStandby::wait_wal_status($p, $c, 'hearing');
 ok($ok, 'the cascade hears the primary');

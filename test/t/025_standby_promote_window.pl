@@ -15,25 +15,13 @@ use lib "$FindBin::Bin/../perl";
 use QcStandby;
 use Time::HiRes qw(usleep);
 
-my $p = PostgreSQL::Test::Cluster->new('p');
-$p->init(allows_streaming => 1);
-$p->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'qcache'\nqcache.wal_invalidation = on\nlog_min_messages = warning\n");
-$p->start;
+my $p = QcStandby::primary('p', "qcache.wal_invalidation = on\n");
 sub sq { my ($n, $sql) = @_; return $n->safe_psql('postgres', $sql); }
-sq($p, q{CREATE EXTENSION qcache;
-CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+sq($p, q{CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
 INSERT INTO items VALUES (1, 10);
 SELECT qcache_watch('items');});
-$p->backup('bk');
-my $s = PostgreSQL::Test::Cluster->new('s');
-$s->init_from_backup($p, 'bk', has_streaming => 1);
-$s->append_conf('postgresql.conf', "qcache.wal_invalidation = off\n");
-$s->start;
-$s->backup('bk2');
-my $c = PostgreSQL::Test::Cluster->new('c');
-$c->init_from_backup($s, 'bk2', has_streaming => 1);
-$c->start;
+my $s = QcStandby::standby($p, 's', "qcache.wal_invalidation = off\n");
+my $c = QcStandby::standby($s, 'c');
 my $ok = QcStandby::wait_wal_status($p, $c, 'hearing');
 ok($ok, 'the cascade hears the primary');
 my $q = q{SELECT f->0->>'v' FROM qcache_fetch('one', 'SELECT v FROM items WHERE id = 1', 0) f};

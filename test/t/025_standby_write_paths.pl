@@ -14,14 +14,10 @@ use lib "$FindBin::Bin/../perl";
 use QcStandby;
 use Time::HiRes qw(usleep);
 
-my $p = PostgreSQL::Test::Cluster->new('p');
-$p->init(allows_streaming => 'logical');
-$p->append_conf('postgresql.conf',
-	"shared_preload_libraries = 'qcache'\nqcache.wal_invalidation = on\nmax_prepared_transactions = 5\nlog_min_messages = warning\n");
-$p->start;
+my $p = QcStandby::primary('p',
+	"qcache.wal_invalidation = on\nmax_prepared_transactions = 5\n", 'logical');
 sub sq { my ($n, $sql, $db) = @_; return $n->safe_psql($db // 'postgres', $sql); }
-sq($p, q{CREATE EXTENSION qcache;
-CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
+sq($p, q{CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL);
 INSERT INTO items SELECT g, g FROM generate_series(1, 200) g;
 SELECT qcache_watch('items', 'item:{id}');
 CREATE TABLE src (id int PRIMARY KEY, v int NOT NULL);
@@ -32,10 +28,7 @@ CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
 GRANT SELECT ON items TO alice;
 GRANT EXECUTE ON FUNCTION qcache_fetch(text, text, integer, text[], text[], boolean, integer, integer) TO alice, bob;
 });
-$p->backup('bk');
-my $s = PostgreSQL::Test::Cluster->new('s');
-$s->init_from_backup($p, 'bk', has_streaming => 1);
-$s->start;
+my $s = QcStandby::standby($p, 's');
 my $ok = QcStandby::wait_wal_status($p, $s, 'hearing');
 ok($ok, 'hearing');
 sub catchup { $p->wait_for_catchup($s, 'replay', $p->lsn('insert')); }
